@@ -1,0 +1,25 @@
+//! The numerical core: multilayer perceptrons on `ndarray`, trained deterministically.
+//!
+//! Pure: no async, no locks, no HTTP types. A data scientist can use it as a library:
+//! build a [`ModelSpec`], get a [`Dataset`] (inline, generated or built-in), and call [`fit`].
+//!
+//! One concept a file: [`activation`], [`head`] (output layer + loss), [`init`], [`optim`]
+//! (optimizers), [`schedule`] (learning rates), [`data`] (datasets, splits, standardization),
+//! [`generators`] and [`builtin`] (data to learn), [`model`] (parameters and inference),
+//! [`train`] (the training loop and its diagnostics), [`serialize`] (model files),
+//! [`linalg`] (matrix products through the `gemm` crate, elementwise kernels).
+
+pub mod activation;
+pub mod builtin;
+pub mod data;
+pub mod error;
+pub mod generators;
+pub mod head;
+pub mod init;
+pub mod linalg;
+pub mod model;
+pub mod optim;
+pub mod rng;
+pub mod schedule;
+pub mod serialize;
+pub mod train;
