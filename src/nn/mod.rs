@@ -10,6 +10,7 @@
 //! [`linalg`] (matrix products through the `gemm` crate, elementwise kernels).
 
 pub mod activation;
+pub mod backprop;
 pub mod builtin;
 pub mod data;
 pub mod error;
@@ -23,3 +24,13 @@ pub mod rng;
 pub mod schedule;
 pub mod serialize;
 pub mod train;
+
+pub use activation::Activation;
+pub use data::{Dataset, Split, Standardizer, Targets, Task};
+pub use error::NnError;
+pub use head::{Head, Metrics};
+pub use init::Init;
+pub use model::{Model, ModelSpec, NetworkLimits};
+pub use optim::OptimizerConfig;
+pub use schedule::Schedule;
+pub use train::{fit, Control, EarlyStopping, EpochRecord, FitReport, Interrupter, TrainConfig};

@@ -1,1 +1,466 @@
-//! TODO
+//! Optimizers: SGD (momentum, Nesterov), Adam, AdamW and RMSprop, as PyTorch defines them.
+//!
+//! Each update follows the corresponding `torch.optim` single-tensor algorithm line by line,
+//! so one step from the same state gives the same numbers (see the reference test). Weight
+//! decay (coupled L2 for SGD/Adam/RMSprop, decoupled for AdamW) applies to the weight matrices
+//! only: biases, batch-norm scales and shifts and PReLU slopes are not decayed.
+
+use multiversion::multiversion;
+use serde::{Deserialize, Serialize};
+
+use super::error::{NnError, Result};
+
+/// Which optimizer, with its hyper-parameters (PyTorch's defaults where omitted).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OptimizerConfig {
+    /// Stochastic gradient descent.
+    Sgd {
+        /// Step size (default 0.01).
+        #[serde(default = "lr_sgd")]
+        learning_rate: f32,
+        /// Momentum factor (default 0).
+        #[serde(default)]
+        momentum: f32,
+        /// Nesterov momentum (default false; needs momentum > 0).
+        #[serde(default)]
+        nesterov: bool,
+        /// Coupled L2 weight decay (default 0).
+        #[serde(default)]
+        weight_decay: f32,
+    },
+    /// Adam (Kingma & Ba 2015).
+    Adam {
+        /// Step size (default 0.001).
+        #[serde(default = "lr_adam")]
+        learning_rate: f32,
+        /// First-moment decay (default 0.9).
+        #[serde(default = "beta1")]
+        beta1: f32,
+        /// Second-moment decay (default 0.999).
+        #[serde(default = "beta2")]
+        beta2: f32,
+        /// Denominator guard (default 1e-8).
+        #[serde(default = "eps")]
+        eps: f32,
+        /// Coupled L2 weight decay (default 0).
+        #[serde(default)]
+        weight_decay: f32,
+    },
+    /// Adam with decoupled weight decay (Loshchilov & Hutter 2019).
+    #[serde(rename = "adamw")]
+    AdamW {
+        /// Step size (default 0.001).
+        #[serde(default = "lr_adam")]
+        learning_rate: f32,
+        /// First-moment decay (default 0.9).
+        #[serde(default = "beta1")]
+        beta1: f32,
+        /// Second-moment decay (default 0.999).
+        #[serde(default = "beta2")]
+        beta2: f32,
+        /// Denominator guard (default 1e-8).
+        #[serde(default = "eps")]
+        eps: f32,
+        /// Decoupled weight decay (default 0.01).
+        #[serde(default = "wd_adamw")]
+        weight_decay: f32,
+    },
+    /// RMSprop (Hinton's lecture 6e).
+    Rmsprop {
+        /// Step size (default 0.01).
+        #[serde(default = "lr_sgd")]
+        learning_rate: f32,
+        /// Square-average decay (default 0.99).
+        #[serde(default = "rms_alpha")]
+        alpha: f32,
+        /// Denominator guard (default 1e-8).
+        #[serde(default = "eps")]
+        eps: f32,
+        /// Momentum factor (default 0).
+        #[serde(default)]
+        momentum: f32,
+        /// Coupled L2 weight decay (default 0).
+        #[serde(default)]
+        weight_decay: f32,
+    },
+}
+
+fn lr_sgd() -> f32 {
+    0.01
+}
+fn lr_adam() -> f32 {
+    0.001
+}
+fn beta1() -> f32 {
+    0.9
+}
+fn beta2() -> f32 {
+    0.999
+}
+fn eps() -> f32 {
+    1e-8
+}
+fn wd_adamw() -> f32 {
+    0.01
+}
+fn rms_alpha() -> f32 {
+    0.99
+}
+
+impl Default for OptimizerConfig {
+    fn default() -> Self {
+        OptimizerConfig::Adam {
+            learning_rate: lr_adam(),
+            beta1: beta1(),
+            beta2: beta2(),
+            eps: eps(),
+            weight_decay: 0.0,
+        }
+    }
+}
+
+/// The names accepted for the optimizer `kind`.
+pub const OPTIMIZER_NAMES: &[&str] = &["sgd", "adam", "adamw", "rmsprop"];
+
+impl OptimizerConfig {
+    /// The base learning rate.
+    pub fn learning_rate(&self) -> f32 {
+        match *self {
+            Self::Sgd { learning_rate, .. }
+            | Self::Adam { learning_rate, .. }
+            | Self::AdamW { learning_rate, .. }
+            | Self::Rmsprop { learning_rate, .. } => learning_rate,
+        }
+    }
+
+    /// Checks every hyper-parameter's range, naming it as `optimizer.<name>`.
+    pub fn validate(&self) -> Result<()> {
+        let check = |name: &str, v: f32, lo: f32, hi: f32, lo_open: bool| -> Result<()> {
+            let ok = v.is_finite() && if lo_open { v > lo } else { v >= lo } && v <= hi;
+            if ok {
+                Ok(())
+            } else {
+                let lb = if lo_open { "(" } else { "[" };
+                Err(NnError::invalid(
+                    format!("optimizer.{name}"),
+                    format!("must be in {lb}{lo}, {hi}], got {v}"),
+                ))
+            }
+        };
+        check("learning_rate", self.learning_rate(), 0.0, 10.0, true)?;
+        match *self {
+            Self::Sgd {
+                momentum,
+                nesterov,
+                weight_decay,
+                ..
+            } => {
+                check("momentum", momentum, 0.0, 0.9999, false)?;
+                check("weight_decay", weight_decay, 0.0, 1.0, false)?;
+                if nesterov && momentum == 0.0 {
+                    return Err(NnError::invalid(
+                        "optimizer.nesterov",
+                        "Nesterov momentum needs momentum > 0",
+                    ));
+                }
+            }
+            Self::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                ..
+            }
+            | Self::AdamW {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                ..
+            } => {
+                check("beta1", beta1, 0.0, 0.9999, false)?;
+                check("beta2", beta2, 0.0, 0.999999, false)?;
+                check("eps", eps, 0.0, 1.0, true)?;
+                check("weight_decay", weight_decay, 0.0, 1.0, false)?;
+            }
+            Self::Rmsprop {
+                alpha,
+                eps,
+                momentum,
+                weight_decay,
+                ..
+            } => {
+                check("alpha", alpha, 0.0, 0.9999, false)?;
+                check("eps", eps, 0.0, 1.0, true)?;
+                check("momentum", momentum, 0.0, 0.9999, false)?;
+                check("weight_decay", weight_decay, 0.0, 1.0, false)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An optimizer with its per-parameter state.
+#[derive(Clone, Debug)]
+pub struct Optimizer {
+    config: OptimizerConfig,
+    /// First moment (Adam), momentum buffer (SGD, RMSprop).
+    m: Vec<Vec<f32>>,
+    /// Second moment (Adam), square average (RMSprop).
+    v: Vec<Vec<f32>>,
+    step: u64,
+}
+
+impl Optimizer {
+    /// An optimizer for tensors of the given lengths, with zeroed state.
+    pub fn new(config: OptimizerConfig, lengths: &[usize]) -> Self {
+        let zeros = || lengths.iter().map(|&n| vec![0.0; n]).collect();
+        let (m, v) = match config {
+            OptimizerConfig::Sgd { momentum, .. } if momentum == 0.0 => (Vec::new(), Vec::new()),
+            OptimizerConfig::Sgd { .. } => (zeros(), Vec::new()),
+            OptimizerConfig::Adam { .. } | OptimizerConfig::AdamW { .. } => (zeros(), zeros()),
+            OptimizerConfig::Rmsprop { momentum, .. } if momentum == 0.0 => {
+                (Vec::new(), zeros())
+            }
+            OptimizerConfig::Rmsprop { .. } => (zeros(), zeros()),
+        };
+        Self {
+            config,
+            m,
+            v,
+            step: 0,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &OptimizerConfig {
+        &self.config
+    }
+
+    /// One update of every tensor at learning rate `lr`. `tensors` yields, in the order of the
+    /// `lengths` given to [`Optimizer::new`], each parameter, its gradient and whether it is
+    /// decayed. `update_sq[i]` receives ‖Δθ_i‖².
+    pub fn step<'a>(
+        &mut self,
+        lr: f32,
+        tensors: impl Iterator<Item = (&'a mut [f32], &'a [f32], bool)>,
+        update_sq: &mut [f64],
+    ) {
+        self.step += 1;
+        let t = self.step as i32;
+        for (i, (p, g, decays)) in tensors.enumerate() {
+            update_sq[i] = match self.config {
+                OptimizerConfig::Sgd {
+                    momentum,
+                    nesterov,
+                    weight_decay,
+                    ..
+                } => {
+                    let wd = if decays { weight_decay } else { 0.0 };
+                    let buf = self.m.get_mut(i).map(|b| b.as_mut_slice());
+                    sgd_kernel(p, g, buf, lr, momentum, nesterov, wd, t == 1)
+                }
+                OptimizerConfig::Adam {
+                    beta1,
+                    beta2,
+                    eps,
+                    weight_decay,
+                    ..
+                } => {
+                    let wd = if decays { weight_decay } else { 0.0 };
+                    let (bc1, bc2) = (1.0 - beta1.powi(t), 1.0 - beta2.powi(t));
+                    let k = AdamConsts::new(lr, beta1, beta2, eps, bc1, bc2);
+                    adam_kernel(p, g, &mut self.m[i], &mut self.v[i], k, wd, 1.0)
+                }
+                OptimizerConfig::AdamW {
+                    beta1,
+                    beta2,
+                    eps,
+                    weight_decay,
+                    ..
+                } => {
+                    let shrink = if decays { 1.0 - lr * weight_decay } else { 1.0 };
+                    let (bc1, bc2) = (1.0 - beta1.powi(t), 1.0 - beta2.powi(t));
+                    let k = AdamConsts::new(lr, beta1, beta2, eps, bc1, bc2);
+                    adam_kernel(p, g, &mut self.m[i], &mut self.v[i], k, 0.0, shrink)
+                }
+                OptimizerConfig::Rmsprop {
+                    alpha,
+                    eps,
+                    momentum,
+                    weight_decay,
+                    ..
+                } => {
+                    let wd = if decays { weight_decay } else { 0.0 };
+                    let buf = self.m.get_mut(i).map(|b| b.as_mut_slice());
+                    rmsprop_kernel(p, g, &mut self.v[i], buf, lr, alpha, eps, momentum, wd)
+                }
+            };
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct AdamConsts {
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    step_size: f32,
+    bc2_sqrt: f32,
+}
+
+impl AdamConsts {
+    fn new(lr: f32, beta1: f32, beta2: f32, eps: f32, bc1: f32, bc2: f32) -> Self {
+        Self {
+            beta1,
+            beta2,
+            eps,
+            step_size: lr / bc1,
+            bc2_sqrt: bc2.sqrt(),
+        }
+    }
+}
+
+/// PyTorch `_single_tensor_adam` (and AdamW when `shrink = 1 − lr·wd`): returns ‖Δθ‖².
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn adam_kernel(
+    p: &mut [f32],
+    g: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    k: AdamConsts,
+    wd: f32,
+    shrink: f32,
+) -> f64 {
+    let mut sq = 0.0f32;
+    for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+        let old = *p;
+        let g = g + wd * old;
+        let decayed = old * shrink;
+        *m += (g - *m) * (1.0 - k.beta1);
+        *v = *v * k.beta2 + (1.0 - k.beta2) * g * g;
+        let denom = v.sqrt() / k.bc2_sqrt + k.eps;
+        *p = decayed - k.step_size * *m / denom;
+        let d = *p - old;
+        sq += d * d;
+    }
+    sq as f64
+}
+
+/// PyTorch `_single_tensor_sgd` (dampening 0): returns ‖Δθ‖².
+#[allow(clippy::too_many_arguments)]
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn sgd_kernel(
+    p: &mut [f32],
+    g: &[f32],
+    buf: Option<&mut [f32]>,
+    lr: f32,
+    momentum: f32,
+    nesterov: bool,
+    wd: f32,
+    first: bool,
+) -> f64 {
+    let mut sq = 0.0f32;
+    match buf {
+        None => {
+            for (p, &g) in p.iter_mut().zip(g) {
+                let d = -lr * (g + wd * *p);
+                *p += d;
+                sq += d * d;
+            }
+        }
+        Some(buf) => {
+            for ((p, &g), b) in p.iter_mut().zip(g).zip(buf.iter_mut()) {
+                let g = g + wd * *p;
+                // PyTorch starts the buffer at the first gradient, not at momentum·0 + g
+                // (the same here, since dampening is 0).
+                *b = if first { g } else { momentum * *b + g };
+                let step = if nesterov { g + momentum * *b } else { *b };
+                let d = -lr * step;
+                *p += d;
+                sq += d * d;
+            }
+        }
+    }
+    sq as f64
+}
+
+/// PyTorch `_single_tensor_rmsprop` (not centered): returns ‖Δθ‖².
+#[allow(clippy::too_many_arguments)]
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn rmsprop_kernel(
+    p: &mut [f32],
+    g: &[f32],
+    sq_avg: &mut [f32],
+    buf: Option<&mut [f32]>,
+    lr: f32,
+    alpha: f32,
+    eps: f32,
+    momentum: f32,
+    wd: f32,
+) -> f64 {
+    let mut sq = 0.0f32;
+    match buf {
+        None => {
+            for ((p, &g), s) in p.iter_mut().zip(g).zip(sq_avg.iter_mut()) {
+                let g = g + wd * *p;
+                *s = *s * alpha + (1.0 - alpha) * g * g;
+                let d = -lr * g / (s.sqrt() + eps);
+                *p += d;
+                sq += d * d;
+            }
+        }
+        Some(buf) => {
+            for (((p, &g), s), b) in p.iter_mut().zip(g).zip(sq_avg.iter_mut()).zip(buf.iter_mut())
+            {
+                let g = g + wd * *p;
+                *s = *s * alpha + (1.0 - alpha) * g * g;
+                *b = momentum * *b + g / (s.sqrt() + eps);
+                let d = -lr * *b;
+                *p += d;
+                sq += d * d;
+            }
+        }
+    }
+    sq as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configs_parse_with_defaults_and_reject_unknown_fields() {
+        let c: OptimizerConfig = serde_json::from_str(r#"{"kind":"adamw"}"#).unwrap();
+        assert!(matches!(c, OptimizerConfig::AdamW { weight_decay, .. } if weight_decay == 0.01));
+        let c: OptimizerConfig =
+            serde_json::from_str(r#"{"kind":"sgd","momentum":0.9,"nesterov":true}"#).unwrap();
+        assert!(c.validate().is_ok());
+        assert!(serde_json::from_str::<OptimizerConfig>(r#"{"kind":"adam","lr":1}"#).is_err());
+        assert!(serde_json::from_str::<OptimizerConfig>(r#"{"kind":"lbfgs"}"#).is_err());
+        let bad: OptimizerConfig =
+            serde_json::from_str(r#"{"kind":"adam","learning_rate":-1}"#).unwrap();
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(err.contains("optimizer.learning_rate"), "{err}");
+    }
+
+    #[test]
+    fn plain_sgd_steps_against_the_gradient() {
+        let mut opt = Optimizer::new(
+            OptimizerConfig::Sgd {
+                learning_rate: 0.5,
+                momentum: 0.0,
+                nesterov: false,
+                weight_decay: 0.0,
+            },
+            &[2],
+        );
+        let mut p = vec![1.0, -1.0];
+        let g = vec![0.2, -0.4];
+        let mut sq = [0.0];
+        opt.step(0.5, std::iter::once((p.as_mut_slice(), g.as_slice(), true)), &mut sq);
+        assert_eq!(p, vec![0.9, -0.8]);
+        assert!((sq[0] - (0.01 + 0.04)).abs() < 1e-7);
+    }
+}
