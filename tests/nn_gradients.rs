@@ -16,7 +16,9 @@ use mlp_lab::nn::{Activation, Dataset, Head, Model, ModelSpec, Targets};
 use ndarray::Array2;
 
 fn inputs(rows: usize, cols: usize) -> Array2<f32> {
-    Array2::from_shape_fn((rows, cols), |(i, j)| ((i * 5 + j * 3) as f32 * 0.37).sin() * 1.5)
+    Array2::from_shape_fn((rows, cols), |(i, j)| {
+        ((i * 5 + j * 3) as f32 * 0.37).sin() * 1.5
+    })
 }
 
 fn data_for(head: Head, rows: usize, ins: usize, outs: usize) -> Dataset {
@@ -89,29 +91,63 @@ fn every_activation_backpropagates_correctly() {
     let data = data_for(Head::Softmax, 6, 3, 3);
     for name in mlp_lab::nn::activation::ACTIVATION_NAMES {
         let act = Activation::from_name(name).unwrap();
-        check(name, model(&[3, 5, 4, 3], act, Head::Softmax, 1), &data, 0.0, 0.0);
+        check(
+            name,
+            model(&[3, 5, 4, 3], act, Head::Softmax, 1),
+            &data,
+            0.0,
+            0.0,
+        );
     }
-    for act in [Activation::LeakyRelu { alpha: 0.2 }, Activation::Elu { alpha: 0.5 }] {
-        check(act.name(), model(&[3, 5, 3], act, Head::Softmax, 2), &data, 0.0, 0.0);
+    for act in [
+        Activation::LeakyRelu { alpha: 0.2 },
+        Activation::Elu { alpha: 0.5 },
+    ] {
+        check(
+            act.name(),
+            model(&[3, 5, 3], act, Head::Softmax, 2),
+            &data,
+            0.0,
+            0.0,
+        );
     }
 }
 
 #[test]
 fn every_head_and_loss_backpropagates_correctly() {
-    for (head, outs) in [(Head::Softmax, 4), (Head::Sigmoid, 1), (Head::Sigmoid, 3), (Head::Identity, 2)] {
+    for (head, outs) in [
+        (Head::Softmax, 4),
+        (Head::Sigmoid, 1),
+        (Head::Sigmoid, 3),
+        (Head::Identity, 2),
+    ] {
         let data = data_for(head, 7, 3, outs);
-        check(&format!("{head:?}/{outs}"), model(&[3, 6, outs], Activation::Tanh, head, 3), &data, 0.0, 0.0);
+        check(
+            &format!("{head:?}/{outs}"),
+            model(&[3, 6, outs], Activation::Tanh, head, 3),
+            &data,
+            0.0,
+            0.0,
+        );
     }
 }
 
 #[test]
 fn prelu_slopes_are_trained_with_correct_gradients() {
     let data = data_for(Head::Softmax, 6, 3, 2);
-    let mut m = model(&[3, 5, 4, 2], Activation::Prelu { init: 0.25 }, Head::Softmax, 4);
+    let mut m = model(
+        &[3, 5, 4, 2],
+        Activation::Prelu { init: 0.25 },
+        Head::Softmax,
+        4,
+    );
     // Distinct slopes per unit so a mix-up between units would show.
     for (k, p) in m.params.iter_mut().enumerate() {
         if p.kind == mlp_lab::nn::model::ParamKind::PreluSlope {
-            p.data.iter_mut().enumerate().for_each(|(i, v)| *v = 0.1 * (i + k) as f32 - 0.2);
+            p.data
+                .iter_mut()
+                .enumerate()
+                .for_each(|(i, v)| *v = 0.1 * (i + k) as f32 - 0.2);
         }
     }
     check("prelu", m, &data, 0.0, 0.0);
@@ -127,7 +163,10 @@ fn batch_norm_in_training_mode_backpropagates_correctly() {
         // Non-trivial scale and shift.
         for p in &mut m.params {
             if p.kind == mlp_lab::nn::model::ParamKind::BnScale {
-                p.data.iter_mut().enumerate().for_each(|(i, v)| *v = 0.5 + 0.2 * i as f32);
+                p.data
+                    .iter_mut()
+                    .enumerate()
+                    .for_each(|(i, v)| *v = 0.5 + 0.2 * i as f32);
             }
         }
         check(&format!("batch norm {}", act.name()), m, &data, 0.0, 0.0);
@@ -145,5 +184,11 @@ fn dropout_with_a_fixed_mask_backpropagates_correctly() {
 #[test]
 fn l1_and_l2_penalties_backpropagate_correctly() {
     let data = data_for(Head::Softmax, 6, 3, 3);
-    check("l1+l2", model(&[3, 5, 3], Activation::Tanh, Head::Softmax, 7), &data, 0.01, 0.1);
+    check(
+        "l1+l2",
+        model(&[3, 5, 3], Activation::Tanh, Head::Softmax, 7),
+        &data,
+        0.01,
+        0.1,
+    );
 }

@@ -58,9 +58,11 @@ fn two_steps(optimizer: OptimizerConfig) -> Model {
         standardize: false,
         ..TrainConfig::default()
     };
-    fit(model, &data, &config, &Interrupter::new(), &mut |_| Control::Continue)
-        .unwrap()
-        .0
+    fit(model, &data, &config, &Interrupter::new(), &mut |_| {
+        Control::Continue
+    })
+    .unwrap()
+    .0
 }
 
 /// Our weights are `[in, out]`: transpose PyTorch's `[out, in]`.
@@ -70,7 +72,11 @@ fn set_from_torch(model: &mut Model, p: TorchParams) {
         let (rows, cols) = param.shape;
         for r in 0..rows {
             for c in 0..cols {
-                param.data[r * cols + c] = if rows > 1 { values[c * rows + r] } else { values[c] };
+                param.data[r * cols + c] = if rows > 1 {
+                    values[c * rows + r]
+                } else {
+                    values[c]
+                };
             }
         }
     }
@@ -81,7 +87,12 @@ fn assert_matches_torch(model: &Model, want: TorchParams) {
     set_from_torch(&mut expected, want);
     for (t, (got, want)) in model.params.iter().zip(&expected.params).enumerate() {
         for (g, w) in got.data.iter().zip(&want.data) {
-            assert!((g - w).abs() < 2e-6, "tensor {t}: {:?} vs torch {:?}", got.data, want.data);
+            assert!(
+                (g - w).abs() < 2e-6,
+                "tensor {t}: {:?} vs torch {:?}",
+                got.data,
+                want.data
+            );
         }
     }
 }
@@ -97,9 +108,23 @@ fn sgd_with_nesterov_momentum_and_weight_decay_matches_pytorch() {
     assert_matches_torch(
         &m,
         [
-            &[0.53112924, -0.31478935, 0.11368038, 0.81898767, -0.63073844, 0.11871528],
+            &[
+                0.53112924,
+                -0.31478935,
+                0.11368038,
+                0.81898767,
+                -0.63073844,
+                0.11871528,
+            ],
             &[0.12260067, -0.27051756, 0.027774768],
-            &[0.35478219, -0.72059309, 0.34886798, -0.25524285, 0.62105376, 0.9451437],
+            &[
+                0.35478219,
+                -0.72059309,
+                0.34886798,
+                -0.25524285,
+                0.62105376,
+                0.9451437,
+            ],
             &[0.049683835, 0.050316162],
         ],
     );
@@ -117,9 +142,23 @@ fn adam_with_l2_weight_decay_matches_pytorch() {
     assert_matches_torch(
         &m,
         [
-            &[0.51999748, -0.32000467, 0.18000332, 0.81998408, -0.61999732, 0.12000409],
+            &[
+                0.51999748,
+                -0.32000467,
+                0.18000332,
+                0.81998408,
+                -0.61999732,
+                0.12000409,
+            ],
             &[0.11998703, -0.21999089, 0.030012466],
-            &[0.31999785, -0.72000813, 0.38000038, -0.21999787, 0.62000805, 0.91999954],
+            &[
+                0.31999785,
+                -0.72000813,
+                0.38000038,
+                -0.21999787,
+                0.62000805,
+                0.91999954,
+            ],
             &[0.019980256, 0.08001975],
         ],
     );
@@ -137,9 +176,23 @@ fn adamw_with_decoupled_weight_decay_matches_pytorch() {
     assert_matches_torch(
         &m,
         [
-            &[0.51898849, -0.31939572, 0.17961349, 0.81838042, -0.61878848, 0.11979501],
+            &[
+                0.51898849,
+                -0.31939572,
+                0.17961349,
+                0.81838042,
+                -0.61878848,
+                0.11979501,
+            ],
             &[0.11998645, -0.21999042, 0.030012947],
-            &[0.31938845, -0.71859878, 0.37921059, -0.21958835, 0.61879873, 0.91819072],
+            &[
+                0.31938845,
+                -0.71859878,
+                0.37921059,
+                -0.21958835,
+                0.61879873,
+                0.91819072,
+            ],
             &[0.01997982, 0.080020182],
         ],
     );
@@ -157,9 +210,23 @@ fn rmsprop_with_momentum_matches_pytorch() {
     assert_matches_torch(
         &m,
         [
-            &[0.71146625, -0.52873355, -0.013171531, 1.0117635, -0.81106597, 0.32702845],
+            &[
+                0.71146625,
+                -0.52873355,
+                -0.013171531,
+                1.0117635,
+                -0.81106597,
+                0.32702845,
+            ],
             &[0.28507459, -0.40223065, -0.13495857],
-            &[0.51413101, -0.92810434, 0.18382537, -0.41419366, 0.82796085, 1.1154922],
+            &[
+                0.51413101,
+                -0.92810434,
+                0.18382537,
+                -0.41419366,
+                0.82796085,
+                1.1154922,
+            ],
             &[0.18832009, -0.088320076],
         ],
     );

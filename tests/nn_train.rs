@@ -32,9 +32,13 @@ fn xor_config(seed: u64) -> TrainConfig {
 fn train_xor(act: Activation, seed: u64) -> Model {
     let spec = ModelSpec::new(&[2, 4, 1], act, Head::Sigmoid);
     let model = Model::new(spec, seed).unwrap();
-    let (model, _) = fit(model, &xor(), &xor_config(seed), &Interrupter::new(), &mut |_| {
-        Control::Continue
-    })
+    let (model, _) = fit(
+        model,
+        &xor(),
+        &xor_config(seed),
+        &Interrupter::new(),
+        &mut |_| Control::Continue,
+    )
     .unwrap();
     model
 }
@@ -45,6 +49,11 @@ fn a_2_4_1_network_learns_xor_with_sigmoid_tanh_and_relu() {
         let model = train_xor(act, 42);
         let p = model.predict(xor().features.view()).unwrap();
         let got: Vec<bool> = p.column(0).iter().map(|&v| v > 0.5).collect();
-        assert_eq!(got, vec![false, true, true, false], "{} outputs {p:?}", act.name());
+        assert_eq!(
+            got,
+            vec![false, true, true, false],
+            "{} outputs {p:?}",
+            act.name()
+        );
     }
 }

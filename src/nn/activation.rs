@@ -117,7 +117,11 @@ impl Activation {
     pub fn can_die(&self) -> bool {
         matches!(
             self,
-            Self::Relu | Self::LeakyRelu { .. } | Self::Prelu { .. } | Self::Elu { .. } | Self::Selu
+            Self::Relu
+                | Self::LeakyRelu { .. }
+                | Self::Prelu { .. }
+                | Self::Elu { .. }
+                | Self::Selu
         )
     }
 
@@ -189,7 +193,12 @@ impl Activation {
                 }
             }
             Self::Selu => {
-                SELU_LAMBDA as f64 * if u > 0.0 { u } else { SELU_ALPHA as f64 * u.exp_m1() }
+                SELU_LAMBDA as f64
+                    * if u > 0.0 {
+                        u
+                    } else {
+                        SELU_ALPHA as f64 * u.exp_m1()
+                    }
             }
             Self::Gelu => 0.5 * u * (1.0 + erf_f64(u / std::f64::consts::SQRT_2)),
             Self::Silu => u / (1.0 + (-u).exp()),
@@ -214,15 +223,17 @@ fn erf(x: f32) -> f32 {
 pub fn erf_f64(x: f64) -> f64 {
     let z = x.abs();
     let t = 1.0 / (1.0 + 0.5 * z);
-    let r = t * (-z * z - 1.265_512_23
-        + t * (1.000_023_68
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_203_98
-                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
-        .exp();
+    let r = t
+        * (-z * z - 1.265_512_23
+            + t * (1.000_023_68
+                + t * (0.374_091_96
+                    + t * (0.096_784_18
+                        + t * (-0.186_288_06
+                            + t * (0.278_868_07
+                                + t * (-1.135_203_98
+                                    + t * (1.488_515_87
+                                        + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
+            .exp();
     if x >= 0.0 {
         1.0 - r
     } else {
@@ -350,7 +361,12 @@ pub fn prelu_forward(u: &[f32], slopes: &[f32], a: &mut [f32]) {
 pub fn prelu_backward(u: &[f32], slopes: &[f32], g: &mut [f32], grad_slopes: &mut [f32]) {
     let n = slopes.len();
     for (gr, ur) in g.chunks_exact_mut(n).zip(u.chunks_exact(n)) {
-        for (((d, &x), &s), gs) in gr.iter_mut().zip(ur).zip(slopes).zip(grad_slopes.iter_mut()) {
+        for (((d, &x), &s), gs) in gr
+            .iter_mut()
+            .zip(ur)
+            .zip(slopes)
+            .zip(grad_slopes.iter_mut())
+        {
             *gs += *d * x.min(0.0);
             *d *= if x > 0.0 { 1.0 } else { s };
         }
@@ -521,7 +537,10 @@ mod tests {
         let loss = |s: &[f32]| {
             let mut a = [0.0; 6];
             prelu_forward(&u, s, &mut a);
-            a.iter().zip(&up).map(|(x, y)| (*x as f64) * (*y as f64)).sum::<f64>()
+            a.iter()
+                .zip(&up)
+                .map(|(x, y)| (*x as f64) * (*y as f64))
+                .sum::<f64>()
         };
         let mut g = up;
         let mut gs = [0.0; 3];
@@ -531,7 +550,11 @@ mod tests {
             p[j] += 1e-3;
             m[j] -= 1e-3;
             let num = (loss(&p) - loss(&m)) / 2e-3;
-            assert!((gs[j] as f64 - num).abs() < 1e-4, "slope {j}: {} vs {num}", gs[j]);
+            assert!(
+                (gs[j] as f64 - num).abs() < 1e-4,
+                "slope {j}: {} vs {num}",
+                gs[j]
+            );
         }
     }
 
@@ -541,8 +564,13 @@ mod tests {
         assert_eq!(a, Activation::Relu);
         let a: Activation = serde_json::from_str(r#"{"name":"leaky_relu","alpha":0.1}"#).unwrap();
         assert_eq!(a, Activation::LeakyRelu { alpha: 0.1 });
-        assert_eq!(serde_json::to_string(&a).unwrap(), r#"{"name":"leaky_relu","alpha":0.1}"#);
-        let err = serde_json::from_str::<Activation>("\"swishy\"").unwrap_err().to_string();
+        assert_eq!(
+            serde_json::to_string(&a).unwrap(),
+            r#"{"name":"leaky_relu","alpha":0.1}"#
+        );
+        let err = serde_json::from_str::<Activation>("\"swishy\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("valid: identity, sigmoid"), "{err}");
         assert!(serde_json::from_str::<Activation>(r#"{"name":"relu","alpha":1}"#).is_err());
         assert!(serde_json::from_str::<Activation>(r#"{"name":"elu","alpha":-1}"#).is_err());

@@ -95,8 +95,15 @@ impl Workspace {
             layers,
             grad_a: vec![0.0; max_rows * widest],
             grad_b: vec![0.0; max_rows * widest],
-            grads: model.params.iter().map(|p| vec![0.0; p.data.len()]).collect(),
-            unit_stats: spec.layers[1..=hidden].iter().map(|&n| UnitStats::new(n)).collect(),
+            grads: model
+                .params
+                .iter()
+                .map(|p| vec![0.0; p.data.len()])
+                .collect(),
+            unit_stats: spec.layers[1..=hidden]
+                .iter()
+                .map(|&n| UnitStats::new(n))
+                .collect(),
             layout: model.layer_params(),
         }
     }
@@ -143,7 +150,11 @@ impl Workspace {
             };
             let input = ArrayView2::from_shape((rows, fan_in), input).expect("sized");
             let bn = lp.bn.is_some();
-            let z = if bn { &mut buf.xhat[..n] } else { &mut buf.u[..n] };
+            let z = if bn {
+                &mut buf.xhat[..n]
+            } else {
+                &mut buf.u[..n]
+            };
             matmul(
                 ArrayViewMut2::from_shape((rows, buf.fan_out), &mut *z).expect("sized"),
                 input,
@@ -206,7 +217,8 @@ impl Workspace {
         let hidden = spec.hidden();
         let outputs = spec.outputs();
         let last = &self.layers[hidden];
-        let logits = ArrayView2::from_shape((rows, outputs), &last.u[..rows * outputs]).expect("sized");
+        let logits =
+            ArrayView2::from_shape((rows, outputs), &last.u[..rows * outputs]).expect("sized");
         let targets = if dense_targets {
             BatchTargets::Dense(
                 ArrayView2::from_shape((rows, outputs), &self.y_dense[..rows * outputs])
@@ -263,19 +275,15 @@ impl Workspace {
             };
             let input = ArrayView2::from_shape((rows, buf.fan_in), input).expect("sized");
             let gview = ArrayView2::from_shape((rows, buf.fan_out), &g[..n]).expect("sized");
-            let dw = ArrayViewMut2::from_shape(
-                (buf.fan_in, buf.fan_out),
-                &mut self.grads[lp.weight],
-            )
-            .expect("sized");
+            let dw =
+                ArrayViewMut2::from_shape((buf.fan_in, buf.fan_out), &mut self.grads[lp.weight])
+                    .expect("sized");
             matmul(dw, input.t(), gview, false);
             column_sums(&g[..n], &mut self.grads[lp.bias]);
             if l > 0 {
-                let gx = ArrayViewMut2::from_shape(
-                    (rows, buf.fan_in),
-                    &mut g_prev[..rows * buf.fan_in],
-                )
-                .expect("sized");
+                let gx =
+                    ArrayViewMut2::from_shape((rows, buf.fan_in), &mut g_prev[..rows * buf.fan_in])
+                        .expect("sized");
                 matmul(gx, gview, model.params[lp.weight].view().t(), false);
                 std::mem::swap(&mut g, &mut g_prev);
             }
@@ -286,7 +294,9 @@ impl Workspace {
 
     /// ‖∂L/∂W‖² of each layer's weight matrix, hidden layers then output.
     pub fn weight_grad_sq(&self) -> impl Iterator<Item = f64> + '_ {
-        self.layout.iter().map(|lp| sum_squares(&self.grads[lp.weight]))
+        self.layout
+            .iter()
+            .map(|lp| sum_squares(&self.grads[lp.weight]))
     }
 }
 
@@ -388,7 +398,11 @@ fn bn_backward(
 /// for every parameter: dropout masks come from a clone of `dropout_rng`, so two calls with
 /// the same generator see the same mask. Batch norm uses the batch's statistics (and moves the
 /// running ones). This is the function the finite-difference checks differentiate.
-pub fn batch_gradient(model: &mut Model, data: &super::data::Dataset, dropout_rng: &Rng) -> (f64, Vec<Vec<f32>>) {
+pub fn batch_gradient(
+    model: &mut Model,
+    data: &super::data::Dataset,
+    dropout_rng: &Rng,
+) -> (f64, Vec<Vec<f32>>) {
     use super::data::Targets;
     let rows = data.rows();
     let mut ws = Workspace::new(model, rows);

@@ -198,13 +198,20 @@ impl Dataset {
                 if let Some(bad) = indices.iter().position(|&c| c as usize >= names.len()) {
                     return Err(NnError::invalid(
                         format!("targets[{bad}]"),
-                        format!("class index {} but only {} classes", indices[bad], names.len()),
+                        format!(
+                            "class index {} but only {} classes",
+                            indices[bad],
+                            names.len()
+                        ),
                     ));
                 }
             }
             Targets::MultiLabel { values, names } => {
                 if names.len() != values.ncols() {
-                    return Err(NnError::invalid("targets", "one name per label column needed"));
+                    return Err(NnError::invalid(
+                        "targets",
+                        "one name per label column needed",
+                    ));
                 }
                 for ((r, c), v) in values.indexed_iter() {
                     if *v != 0.0 && *v != 1.0 {
@@ -219,7 +226,10 @@ impl Dataset {
             }
             Targets::Values { values, names } => {
                 if names.len() != values.ncols() || values.ncols() == 0 {
-                    return Err(NnError::invalid("targets", "one name per output column needed"));
+                    return Err(NnError::invalid(
+                        "targets",
+                        "one name per output column needed",
+                    ));
                 }
                 check_finite("targets", values.view(), f32::INFINITY)?;
             }
@@ -304,7 +314,10 @@ impl Dataset {
     pub fn split(&self, validation: f64, test: f64, seed: u64) -> Result<Split> {
         for (field, f) in [("validation_split", validation), ("test_split", test)] {
             if !(0.0..1.0).contains(&f) {
-                return Err(NnError::invalid(field, format!("must be in [0, 1), got {f}")));
+                return Err(NnError::invalid(
+                    field,
+                    format!("must be in [0, 1), got {f}"),
+                ));
             }
         }
         if validation + test >= 1.0 {
@@ -440,7 +453,9 @@ mod tests {
     fn labels_sort_numerically_when_numeric() {
         let t = Targets::from_labels(&["10", "2", "2", "1"]);
         assert_eq!(t.names(), &["1", "2", "10"]);
-        let Targets::Classes { indices, .. } = t else { panic!() };
+        let Targets::Classes { indices, .. } = t else {
+            panic!()
+        };
         assert_eq!(indices, vec![2, 1, 1, 0]);
     }
 
@@ -464,7 +479,14 @@ mod tests {
         let x = array![[1.0, 2.0], [3.0, f32::NAN]];
         let err = Dataset::new(x, None, Targets::from_labels(&["a", "b"])).unwrap_err();
         assert!(
-            matches!(err, NnError::BadValue { row: 1, column: 1, .. }),
+            matches!(
+                err,
+                NnError::BadValue {
+                    row: 1,
+                    column: 1,
+                    ..
+                }
+            ),
             "{err}"
         );
         let x = array![[1.0, 2.0]];

@@ -300,7 +300,11 @@ impl MetricAccumulator {
                     // A constant target has no variance to explain (scikit-learn returns 1 for
                     // a perfect fit and 0 otherwise in that case).
                     if ss_tot <= 1e-12 {
-                        if r[0] <= 1e-12 { 1.0 } else { 0.0 }
+                        if r[0] <= 1e-12 {
+                            1.0
+                        } else {
+                            0.0
+                        }
                     } else {
                         1.0 - r[0] / ss_tot
                     }
@@ -330,7 +334,12 @@ mod tests {
 
     fn check_gradient(head: Head, z: Array2<f32>, t: BatchTargets) {
         let mut grad = Array2::zeros(z.dim());
-        head.loss_and_grad(z.view(), t, grad.view_mut(), &mut MetricAccumulator::default());
+        head.loss_and_grad(
+            z.view(),
+            t,
+            grad.view_mut(),
+            &mut MetricAccumulator::default(),
+        );
         // f32 logits, f64 loss sums: h = 1e-2 keeps rounding (~1e-7/h) and truncation (~h²)
         // both below 1e-4.
         let h = 1e-2f32;
@@ -377,10 +386,18 @@ mod tests {
     #[test]
     fn losses_equal_pytorch_values() {
         let mut acc = MetricAccumulator::default();
-        Head::Softmax.evaluate(array![[1.0f32, 2.0, 3.0]].view(), BatchTargets::Classes(&[0]), &mut acc);
+        Head::Softmax.evaluate(
+            array![[1.0f32, 2.0, 3.0]].view(),
+            BatchTargets::Classes(&[0]),
+            &mut acc,
+        );
         assert!((acc.loss_sum - 2.407_605_964).abs() < 1e-6);
         let mut acc = MetricAccumulator::default();
-        Head::Sigmoid.evaluate(array![[0.5f32]].view(), BatchTargets::Classes(&[1]), &mut acc);
+        Head::Sigmoid.evaluate(
+            array![[0.5f32]].view(),
+            BatchTargets::Classes(&[1]),
+            &mut acc,
+        );
         assert!((acc.loss_sum - 0.474_076_984).abs() < 1e-6);
     }
 
@@ -389,7 +406,11 @@ mod tests {
         // y = [1, 2, 3], ŷ = [1, 2, 4]: SS_res = 1, SS_tot = 2, R² = 0.5, MAE = 1/3, MSE = 1/3.
         let mut acc = MetricAccumulator::default();
         let y = array![[1.0f32], [2.0], [3.0]];
-        Head::Identity.evaluate(array![[1.0f32], [2.0], [4.0]].view(), BatchTargets::Dense(y.view()), &mut acc);
+        Head::Identity.evaluate(
+            array![[1.0f32], [2.0], [4.0]].view(),
+            BatchTargets::Dense(y.view()),
+            &mut acc,
+        );
         let m = acc.finish(Head::Identity);
         assert!((m.r2.unwrap() - 0.5).abs() < 1e-12);
         assert!((m.mae.unwrap() - 1.0 / 3.0).abs() < 1e-12);
@@ -399,9 +420,14 @@ mod tests {
     #[test]
     fn head_task_mismatches_explain_what_fits() {
         assert!(Head::Softmax.check_task(3, Task::Classification, 3).is_ok());
-        assert!(Head::Softmax.check_task(2, Task::Classification, 3).unwrap_err().contains("3 classes"));
+        assert!(Head::Softmax
+            .check_task(2, Task::Classification, 3)
+            .unwrap_err()
+            .contains("3 classes"));
         assert!(Head::Sigmoid.check_task(1, Task::Classification, 2).is_ok());
-        assert!(Head::Identity.check_task(1, Task::Classification, 2).is_err());
+        assert!(Head::Identity
+            .check_task(1, Task::Classification, 2)
+            .is_err());
         assert!(Head::Softmax.check_task(1, Task::Regression, 1).is_err());
     }
 }

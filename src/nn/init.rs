@@ -107,7 +107,10 @@ mod tests {
         ];
         for (init, want) in cases {
             let got = std_of(init, fi, fo);
-            assert!((got / want - 1.0).abs() < 0.02, "{init:?}: std {got} want {want}");
+            assert!(
+                (got / want - 1.0).abs() < 0.02,
+                "{init:?}: std {got} want {want}"
+            );
         }
     }
 

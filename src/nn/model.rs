@@ -116,12 +116,18 @@ impl ModelSpec {
         }
         for (i, &n) in self.layers.iter().enumerate() {
             if n == 0 {
-                return Err(NnError::invalid(format!("layers[{i}]"), "a layer needs at least 1 unit"));
+                return Err(NnError::invalid(
+                    format!("layers[{i}]"),
+                    "a layer needs at least 1 unit",
+                ));
             }
             if n > limits.max_units {
                 return Err(NnError::invalid(
                     format!("layers[{i}]"),
-                    format!("{n} units exceed the limit of {} units a layer", limits.max_units),
+                    format!(
+                        "{n} units exceed the limit of {} units a layer",
+                        limits.max_units
+                    ),
                 ));
             }
         }
@@ -148,9 +154,9 @@ impl ModelSpec {
                 format!("must be in [0, 1), got {}", self.dropout),
             ));
         }
-        let count = self.parameter_count().ok_or_else(|| {
-            NnError::invalid("layers", "the parameter count overflows")
-        })?;
+        let count = self
+            .parameter_count()
+            .ok_or_else(|| NnError::invalid("layers", "the parameter count overflows"))?;
         if count > limits.max_parameters {
             return Err(NnError::invalid(
                 "layers",
@@ -348,7 +354,9 @@ impl Model {
 
     /// Whether every parameter and statistic is finite.
     pub fn is_finite(&self) -> bool {
-        self.params.iter().all(|p| p.data.iter().all(|v| v.is_finite()))
+        self.params
+            .iter()
+            .all(|p| p.data.iter().all(|v| v.is_finite()))
             && self
                 .bn_stats
                 .iter()
@@ -403,9 +411,13 @@ impl Model {
                 ArrayView2::from_shape((rows, fan_in), &ws.input[..rows * fan_in])
                     .expect("buffer sized")
             };
-            let target = if l < hidden { &mut ws.pre } else { &mut ws.output };
-            let mut z = ArrayViewMut2::from_shape((rows, fan_out), &mut target[..n])
-                .expect("buffer sized");
+            let target = if l < hidden {
+                &mut ws.pre
+            } else {
+                &mut ws.output
+            };
+            let mut z =
+                ArrayViewMut2::from_shape((rows, fan_out), &mut target[..n]).expect("buffer sized");
             matmul(z.view_mut(), input, self.params[lp.weight].view(), false);
             add_row(&mut target[..n], &self.params[lp.bias].data);
             if l == hidden {
@@ -510,8 +522,8 @@ pub fn layer_params(spec: &ModelSpec) -> Vec<LayerParams> {
             let bias = take();
             let hidden = l < spec.hidden();
             let bn = (hidden && spec.batch_norm).then(|| (take(), take()));
-            let prelu = (hidden && matches!(spec.activations[l], Activation::Prelu { .. }))
-                .then(&mut take);
+            let prelu =
+                (hidden && matches!(spec.activations[l], Activation::Prelu { .. })).then(&mut take);
             LayerParams {
                 weight,
                 bias,
@@ -534,7 +546,11 @@ mod tests {
         assert_eq!(spec.parameter_count(), Some(31 + 8));
         let m = Model::new(spec.clone(), 0).unwrap();
         assert_eq!(m.params.iter().map(|p| p.data.len()).sum::<usize>(), 39);
-        let huge = ModelSpec::new(&[usize::MAX, usize::MAX, 1], Activation::Relu, Head::Sigmoid);
+        let huge = ModelSpec::new(
+            &[usize::MAX, usize::MAX, 1],
+            Activation::Relu,
+            Head::Sigmoid,
+        );
         assert_eq!(huge.parameter_count(), None);
         let err = huge.validate(&NetworkLimits::default()).unwrap_err();
         assert!(err.to_string().contains("layers[0]"), "{err}");
@@ -544,12 +560,24 @@ mod tests {
     fn bad_specs_name_the_field() {
         let limits = NetworkLimits::default();
         let zero = ModelSpec::new(&[2, 0, 1], Activation::Relu, Head::Sigmoid);
-        assert!(zero.validate(&limits).unwrap_err().to_string().starts_with("layers[1]"));
+        assert!(zero
+            .validate(&limits)
+            .unwrap_err()
+            .to_string()
+            .starts_with("layers[1]"));
         let mut d = ModelSpec::new(&[2, 3, 1], Activation::Relu, Head::Sigmoid);
         d.dropout = 1.0;
-        assert!(d.validate(&limits).unwrap_err().to_string().starts_with("dropout"));
+        assert!(d
+            .validate(&limits)
+            .unwrap_err()
+            .to_string()
+            .starts_with("dropout"));
         let big = ModelSpec::new(&[10_000, 10_000, 1], Activation::Relu, Head::Sigmoid);
-        assert!(big.validate(&limits).unwrap_err().to_string().contains("limit of 50000000"));
+        assert!(big
+            .validate(&limits)
+            .unwrap_err()
+            .to_string()
+            .contains("limit of 50000000"));
     }
 
     #[test]

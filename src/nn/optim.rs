@@ -220,9 +220,7 @@ impl Optimizer {
             OptimizerConfig::Sgd { momentum, .. } if momentum == 0.0 => (Vec::new(), Vec::new()),
             OptimizerConfig::Sgd { .. } => (zeros(), Vec::new()),
             OptimizerConfig::Adam { .. } | OptimizerConfig::AdamW { .. } => (zeros(), zeros()),
-            OptimizerConfig::Rmsprop { momentum, .. } if momentum == 0.0 => {
-                (Vec::new(), zeros())
-            }
+            OptimizerConfig::Rmsprop { momentum, .. } if momentum == 0.0 => (Vec::new(), zeros()),
             OptimizerConfig::Rmsprop { .. } => (zeros(), zeros()),
         };
         Self {
@@ -412,7 +410,11 @@ fn rmsprop_kernel(
             }
         }
         Some(buf) => {
-            for (((p, &g), s), b) in p.iter_mut().zip(g).zip(sq_avg.iter_mut()).zip(buf.iter_mut())
+            for (((p, &g), s), b) in p
+                .iter_mut()
+                .zip(g)
+                .zip(sq_avg.iter_mut())
+                .zip(buf.iter_mut())
             {
                 let g = g + wd * *p;
                 *s = *s * alpha + (1.0 - alpha) * g * g;
@@ -459,7 +461,11 @@ mod tests {
         let mut p = vec![1.0, -1.0];
         let g = vec![0.2, -0.4];
         let mut sq = [0.0];
-        opt.step(0.5, std::iter::once((p.as_mut_slice(), g.as_slice(), true)), &mut sq);
+        opt.step(
+            0.5,
+            std::iter::once((p.as_mut_slice(), g.as_slice(), true)),
+            &mut sq,
+        );
         assert_eq!(p, vec![0.9, -0.8]);
         assert!((sq[0] - (0.01 + 0.04)).abs() < 1e-7);
     }

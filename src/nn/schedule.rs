@@ -134,7 +134,8 @@ impl Scheduler {
             Schedule::Cosine { t_max, min_lr } => {
                 let t = t_max.unwrap_or(self.epochs).max(1) as f64;
                 let progress = (e / t).min(1.0);
-                min_lr + (self.base - min_lr) * (1.0 + (std::f64::consts::PI * progress).cos()) / 2.0
+                min_lr
+                    + (self.base - min_lr) * (1.0 + (std::f64::consts::PI * progress).cos()) / 2.0
             }
             Schedule::ReduceOnPlateau { .. } => self.current,
         };
@@ -177,21 +178,43 @@ mod tests {
     fn closed_form_schedules_follow_their_formulas() {
         assert_eq!(rates(Schedule::Constant, 3), vec![1.0; 3]);
         assert_eq!(
-            rates(Schedule::Step { step_size: 2, gamma: 0.5 }, 5),
+            rates(
+                Schedule::Step {
+                    step_size: 2,
+                    gamma: 0.5
+                },
+                5
+            ),
             vec![1.0, 1.0, 0.5, 0.5, 0.25]
         );
         let exp = rates(Schedule::Exponential { gamma: 0.5 }, 3);
         assert_eq!(exp, vec![1.0, 0.5, 0.25]);
-        let cos = rates(Schedule::Cosine { t_max: Some(2), min_lr: 0.0 }, 3);
-        assert!((cos[0] - 1.0).abs() < 1e-12 && (cos[1] - 0.5).abs() < 1e-12 && cos[2].abs() < 1e-12);
+        let cos = rates(
+            Schedule::Cosine {
+                t_max: Some(2),
+                min_lr: 0.0,
+            },
+            3,
+        );
+        assert!(
+            (cos[0] - 1.0).abs() < 1e-12 && (cos[1] - 0.5).abs() < 1e-12 && cos[2].abs() < 1e-12
+        );
     }
 
     #[test]
     fn plateau_cuts_the_rate_after_patience_epochs_without_improvement() {
-        let s = Schedule::ReduceOnPlateau { factor: 0.5, patience: 1, min_delta: 0.0, min_lr: 0.1 };
+        let s = Schedule::ReduceOnPlateau {
+            factor: 0.5,
+            patience: 1,
+            min_delta: 0.0,
+            min_lr: 0.1,
+        };
         let mut sch = Scheduler::new(s, 1.0, 10);
         let mut seen = Vec::new();
-        for (e, loss) in [1.0, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9].into_iter().enumerate() {
+        for (e, loss) in [1.0, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9]
+            .into_iter()
+            .enumerate()
+        {
             seen.push(sch.rate(e + 1));
             sch.observe(loss);
         }
@@ -204,7 +227,12 @@ mod tests {
 
     #[test]
     fn bad_parameters_are_named() {
-        let err = Schedule::Step { step_size: 0, gamma: 0.1 }.validate().unwrap_err();
+        let err = Schedule::Step {
+            step_size: 0,
+            gamma: 0.1,
+        }
+        .validate()
+        .unwrap_err();
         assert!(err.to_string().contains("lr_schedule.step_size"));
         assert!(Schedule::Exponential { gamma: 1.5 }.validate().is_err());
     }

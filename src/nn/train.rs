@@ -132,7 +132,10 @@ impl TrainConfig {
         }
         for (field, v) in [("l1", self.l1), ("l2", self.l2)] {
             if !(v.is_finite() && v >= 0.0) {
-                return Err(NnError::invalid(field, format!("must be finite and ≥ 0, got {v}")));
+                return Err(NnError::invalid(
+                    field,
+                    format!("must be finite and ≥ 0, got {v}"),
+                ));
             }
         }
         if let Some(c) = self.gradient_clip_norm {
@@ -148,7 +151,10 @@ impl TrainConfig {
             ("test_split", self.test_split),
         ] {
             if !(0.0..1.0).contains(&f) {
-                return Err(NnError::invalid(field, format!("must be in [0, 1), got {f}")));
+                return Err(NnError::invalid(
+                    field,
+                    format!("must be in [0, 1), got {f}"),
+                ));
             }
         }
         if let Some(es) = &self.early_stopping {
@@ -322,7 +328,9 @@ pub fn fit(
         let record = loop_.epoch(&mut model, &train, val.as_ref(), epoch, interrupter)?;
         epochs_run = epoch;
         best.observe(&record, &model);
-        loop_.scheduler.observe(record.val_loss.unwrap_or(record.train_loss));
+        loop_
+            .scheduler
+            .observe(record.val_loss.unwrap_or(record.train_loss));
         control = on_epoch(&record);
         history.push(record);
         if best.exhausted() {
@@ -387,12 +395,11 @@ pub fn evaluate(
         let x = data.features.slice(ndarray::s![start..end, ..]);
         let logits = model.forward_eval(x, ws, diag.as_deref_mut());
         match &data.targets {
-            Targets::Classes { indices, .. } => {
-                model
-                    .spec
-                    .output
-                    .evaluate(logits, BatchTargets::Classes(&indices[start..end]), &mut acc)
-            }
+            Targets::Classes { indices, .. } => model.spec.output.evaluate(
+                logits,
+                BatchTargets::Classes(&indices[start..end]),
+                &mut acc,
+            ),
             Targets::MultiLabel { values, .. } | Targets::Values { values, .. } => {
                 let y = values.slice(ndarray::s![start..end, ..]);
                 let y = y.as_standard_layout();
@@ -438,7 +445,11 @@ impl<'c> Loop<'c> {
             dropout_rng: Rng::stream(config.seed, Stream::Dropout),
             order: (0..train.rows()).collect(),
             update_sq: vec![0.0; lengths.len()],
-            decays: model.params.iter().map(|p| p.kind == ParamKind::Weight).collect(),
+            decays: model
+                .params
+                .iter()
+                .map(|p| p.kind == ParamKind::Weight)
+                .collect(),
         }
     }
 
@@ -456,7 +467,14 @@ impl<'c> Loop<'c> {
         let tm = evaluate(model, train, &mut self.eval, Some(&mut stats));
         let vm = val.map(|v| evaluate(model, v, &mut self.eval, None));
         let layers = layer_diagnostics(model, &stats, None, None);
-        record(0, tm, vm, self.config.optimizer.learning_rate() as f64, start, layers)
+        record(
+            0,
+            tm,
+            vm,
+            self.config.optimizer.learning_rate() as f64,
+            start,
+            layers,
+        )
     }
 
     fn epoch(
@@ -495,7 +513,8 @@ impl<'c> Loop<'c> {
             let rows = rows_idx.len();
             gather(train, rows_idx, inputs, &mut self.ws);
             let loss_before = acc.loss_sum;
-            self.ws.step(model, rows, dense, &mut self.dropout_rng, &mut acc);
+            self.ws
+                .step(model, rows, dense, &mut self.dropout_rng, &mut acc);
             if !acc.loss_sum.is_finite() || !(acc.loss_sum - loss_before).is_finite() {
                 self.order = order;
                 return Err(diverged(epoch, "the training loss became non-finite"));
@@ -541,7 +560,13 @@ impl<'c> Loop<'c> {
     fn apply_penalties_and_clip(&mut self, model: &Model) {
         add_penalty_gradients(model, self.config.l1, self.config.l2, &mut self.ws.grads);
         if let Some(max_norm) = self.config.gradient_clip_norm {
-            let total = self.ws.grads.iter().map(|g| sum_squares(g)).sum::<f64>().sqrt();
+            let total = self
+                .ws
+                .grads
+                .iter()
+                .map(|g| sum_squares(g))
+                .sum::<f64>()
+                .sqrt();
             if total > max_norm as f64 {
                 let s = (max_norm as f64 / (total + 1e-6)) as f32;
                 self.ws.grads.iter_mut().for_each(|g| scale(g, s));
@@ -604,7 +629,10 @@ fn gather(data: &Dataset, idx: &[usize], inputs: usize, ws: &mut Workspace) {
         Targets::MultiLabel { values, .. } | Targets::Values { values, .. } => {
             let cols = values.ncols();
             for (k, &i) in idx.iter().enumerate() {
-                for (d, s) in ws.y_dense[k * cols..(k + 1) * cols].iter_mut().zip(values.row(i)) {
+                for (d, s) in ws.y_dense[k * cols..(k + 1) * cols]
+                    .iter_mut()
+                    .zip(values.row(i))
+                {
                     *d = *s;
                 }
             }
@@ -710,7 +738,8 @@ impl Best {
     }
 
     fn exhausted(&self) -> bool {
-        self.settings.is_some_and(|s| self.wait >= s.patience.max(1))
+        self.settings
+            .is_some_and(|s| self.wait >= s.patience.max(1))
     }
 
     /// Puts the best weights back (with `restore_best`) and returns the epoch they are from.
