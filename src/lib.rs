@@ -2,6 +2,13 @@
 //! activation functions shape training.
 //!
 //! Layers, each importing only the ones below it:
+//! - [`http`]: the router, handlers per resource, extractors and the one mapping of errors to
+//!   HTTP statuses (`application/problem+json`). The only layer that knows HTTP.
 //! - [`nn`]: the numerical core (pure, deterministic, no async).
+//!
+//! Beside them, [`config`] holds the flags (with `MLP_LAB_…` environment fallbacks) and the
+//! limits every layer enforces.
 
+pub mod config;
+pub mod http;
 pub mod nn;

@@ -1,0 +1,463 @@
+//! Configuration: command-line flags, each with an environment-variable fallback.
+//!
+//! Every setting is a `--long-flag` and an `MLP_LAB_…` variable; the flag wins when both are
+//! given. The limits of DESIGN.md ("Limits") live in [`Limits`], and [`Limit`] names each of
+//! them, so an error that hits one can tell the client which setting raises it.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::builder::RangedU64ValueParser;
+
+/// Everything the service reads at start-up.
+#[derive(clap::Parser, Clone, Debug)]
+#[command(name = "mlp-lab", version, about)]
+pub struct Config {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "MLP_LAB_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+
+    /// Directory where models, versions, datasets and jobs are stored.
+    #[arg(long, env = "MLP_LAB_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Keep everything in memory and write nothing to --data-dir (for tests and demos).
+    #[arg(long, env = "MLP_LAB_EPHEMERAL", value_parser = clap::builder::BoolishValueParser::new())]
+    pub ephemeral: bool,
+
+    /// Training jobs that may run at once [default: the number of CPUs].
+    #[arg(
+        long,
+        env = "MLP_LAB_MAX_RUNNING_JOBS",
+        default_value_t = default_running_jobs(),
+        hide_default_value = true,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..)
+    )]
+    pub max_running_jobs: usize,
+
+    /// Training jobs that may wait for a free slot; one more is answered with 429.
+    #[arg(long, env = "MLP_LAB_MAX_QUEUED_JOBS", default_value_t = 1000)]
+    pub max_queued_jobs: usize,
+
+    /// Seconds a request may take before it is answered with 408 (streams such as job events
+    /// are bounded only until their headers are sent).
+    #[arg(
+        long = "request-timeout-secs",
+        env = "MLP_LAB_REQUEST_TIMEOUT_SECS",
+        default_value_t = 60,
+        value_parser = RangedU64ValueParser::<u64>::new().range(1..)
+    )]
+    pub request_timeout_secs: u64,
+
+    /// Log format: human-readable text, or one JSON object a line. Filter with RUST_LOG.
+    #[arg(long, env = "MLP_LAB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Limits on what a single request may ask for.
+    #[command(flatten, next_help_heading = "Limits")]
+    pub limits: Limits,
+}
+
+impl Config {
+    /// A configuration for tests: in memory, on a free port, with the default limits. It
+    /// reads no environment variable, so a stray `MLP_LAB_…` cannot change a test.
+    #[must_use]
+    pub fn for_tests() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: PathBuf::from("./data"),
+            ephemeral: true,
+            max_running_jobs: 2,
+            max_queued_jobs: 1000,
+            request_timeout_secs: 60,
+            log_format: LogFormat::Text,
+            limits: Limits::default(),
+        }
+    }
+
+    /// How long a request may take.
+    #[must_use]
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+}
+
+fn default_running_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+/// How log lines are written.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line, for log collectors.
+    Json,
+}
+
+/// The limits of DESIGN.md ("Limits"); each is its own flag and `MLP_LAB_MAX_…` variable.
+///
+/// The `long` and `env` names are taken from [`Limit`], so the flag that parses a value and
+/// the flag an error message recommends cannot drift apart.
+#[derive(clap::Args, Clone, Debug, PartialEq)]
+pub struct Limits {
+    /// Largest request body for a dataset upload (bytes; KiB, MiB and GiB suffixes allowed).
+    #[arg(long = Limit::DatasetUploadBytes.long(), env = Limit::DatasetUploadBytes.env(),
+          default_value_t = ByteSize(64 << 20))]
+    pub max_dataset_upload_bytes: ByteSize,
+
+    /// Largest request body for a prediction (bytes; KiB, MiB and GiB suffixes allowed).
+    #[arg(long = Limit::PredictBodyBytes.long(), env = Limit::PredictBodyBytes.env(),
+          default_value_t = ByteSize(8 << 20))]
+    pub max_predict_body_bytes: ByteSize,
+
+    /// Largest request body for every other route (bytes; KiB, MiB and GiB suffixes allowed).
+    #[arg(long = Limit::BodyBytes.long(), env = Limit::BodyBytes.env(),
+          default_value_t = ByteSize(1 << 20))]
+    pub max_body_bytes: ByteSize,
+
+    /// Most layers a network may have, input and output included.
+    #[arg(long = Limit::Layers.long(), env = Limit::Layers.env(), default_value_t = 64,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_layers: usize,
+
+    /// Most units one layer may have.
+    #[arg(long = Limit::UnitsPerLayer.long(), env = Limit::UnitsPerLayer.env(),
+          default_value_t = 65_536, value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_units_per_layer: usize,
+
+    /// Most trainable parameters a network may have.
+    #[arg(long = Limit::Parameters.long(), env = Limit::Parameters.env(),
+          default_value_t = 50_000_000, value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
+    pub max_parameters: u64,
+
+    /// Most cells (rows × columns) a dataset may have.
+    #[arg(long = Limit::DatasetCells.long(), env = Limit::DatasetCells.env(),
+          default_value_t = 10_000_000, value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
+    pub max_dataset_cells: u64,
+
+    /// Largest absolute value a feature or target may have.
+    #[arg(long = Limit::AbsValue.long(), env = Limit::AbsValue.env(), default_value_t = 1e6,
+          value_parser = parse_positive_finite)]
+    pub max_abs_value: f64,
+
+    /// Most epochs a training job may ask for.
+    #[arg(long = Limit::Epochs.long(), env = Limit::Epochs.env(), default_value_t = 100_000,
+          value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
+    pub max_epochs: u64,
+
+    /// Most rows one prediction request may send.
+    #[arg(long = Limit::PredictRows.long(), env = Limit::PredictRows.env(),
+          default_value_t = 100_000, value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_predict_rows: usize,
+
+    /// Largest page a listing may return.
+    #[arg(long = Limit::PageSize.long(), env = Limit::PageSize.env(), default_value_t = 1_000,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_page_size: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_dataset_upload_bytes: ByteSize(64 << 20),
+            max_predict_body_bytes: ByteSize(8 << 20),
+            max_body_bytes: ByteSize(1 << 20),
+            max_layers: 64,
+            max_units_per_layer: 65_536,
+            max_parameters: 50_000_000,
+            max_dataset_cells: 10_000_000,
+            max_abs_value: 1e6,
+            max_epochs: 100_000,
+            max_predict_rows: 100_000,
+            max_page_size: 1_000,
+        }
+    }
+}
+
+/// One configurable limit, by name: what an error says when a request hits it.
+///
+/// `Display` gives the way to raise it: `--max-layers / MLP_LAB_MAX_LAYERS`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Limit {
+    /// [`Limits::max_dataset_upload_bytes`]
+    DatasetUploadBytes,
+    /// [`Limits::max_predict_body_bytes`]
+    PredictBodyBytes,
+    /// [`Limits::max_body_bytes`]
+    BodyBytes,
+    /// [`Limits::max_layers`]
+    Layers,
+    /// [`Limits::max_units_per_layer`]
+    UnitsPerLayer,
+    /// [`Limits::max_parameters`]
+    Parameters,
+    /// [`Limits::max_dataset_cells`]
+    DatasetCells,
+    /// [`Limits::max_abs_value`]
+    AbsValue,
+    /// [`Limits::max_epochs`]
+    Epochs,
+    /// [`Limits::max_predict_rows`]
+    PredictRows,
+    /// [`Limits::max_page_size`]
+    PageSize,
+}
+
+impl Limit {
+    /// Every limit, in the order of DESIGN.md.
+    pub const ALL: [Limit; 11] = [
+        Limit::DatasetUploadBytes,
+        Limit::PredictBodyBytes,
+        Limit::BodyBytes,
+        Limit::Layers,
+        Limit::UnitsPerLayer,
+        Limit::Parameters,
+        Limit::DatasetCells,
+        Limit::AbsValue,
+        Limit::Epochs,
+        Limit::PredictRows,
+        Limit::PageSize,
+    ];
+
+    /// The long flag without its leading dashes, e.g. `max-layers`.
+    #[must_use]
+    pub const fn long(self) -> &'static str {
+        match self {
+            Limit::DatasetUploadBytes => "max-dataset-upload-bytes",
+            Limit::PredictBodyBytes => "max-predict-body-bytes",
+            Limit::BodyBytes => "max-body-bytes",
+            Limit::Layers => "max-layers",
+            Limit::UnitsPerLayer => "max-units-per-layer",
+            Limit::Parameters => "max-parameters",
+            Limit::DatasetCells => "max-dataset-cells",
+            Limit::AbsValue => "max-abs-value",
+            Limit::Epochs => "max-epochs",
+            Limit::PredictRows => "max-predict-rows",
+            Limit::PageSize => "max-page-size",
+        }
+    }
+
+    /// The environment variable, e.g. `MLP_LAB_MAX_LAYERS`.
+    #[must_use]
+    pub const fn env(self) -> &'static str {
+        match self {
+            Limit::DatasetUploadBytes => "MLP_LAB_MAX_DATASET_UPLOAD_BYTES",
+            Limit::PredictBodyBytes => "MLP_LAB_MAX_PREDICT_BODY_BYTES",
+            Limit::BodyBytes => "MLP_LAB_MAX_BODY_BYTES",
+            Limit::Layers => "MLP_LAB_MAX_LAYERS",
+            Limit::UnitsPerLayer => "MLP_LAB_MAX_UNITS_PER_LAYER",
+            Limit::Parameters => "MLP_LAB_MAX_PARAMETERS",
+            Limit::DatasetCells => "MLP_LAB_MAX_DATASET_CELLS",
+            Limit::AbsValue => "MLP_LAB_MAX_ABS_VALUE",
+            Limit::Epochs => "MLP_LAB_MAX_EPOCHS",
+            Limit::PredictRows => "MLP_LAB_MAX_PREDICT_ROWS",
+            Limit::PageSize => "MLP_LAB_MAX_PAGE_SIZE",
+        }
+    }
+
+    /// What is limited, in words, e.g. `layers in a network`.
+    #[must_use]
+    pub const fn describe(self) -> &'static str {
+        match self {
+            Limit::DatasetUploadBytes => "request body size for dataset uploads",
+            Limit::PredictBodyBytes => "request body size for predictions",
+            Limit::BodyBytes => "request body size",
+            Limit::Layers => "layers in a network",
+            Limit::UnitsPerLayer => "units in a layer",
+            Limit::Parameters => "parameters in a network",
+            Limit::DatasetCells => "cells in a dataset",
+            Limit::AbsValue => "absolute value of a number in a dataset",
+            Limit::Epochs => "epochs of a training job",
+            Limit::PredictRows => "rows in a prediction request",
+            Limit::PageSize => "page size of a listing",
+        }
+    }
+
+    /// Whether this limit is on the size of the request body (answered with 413) rather than
+    /// on what the body asks for (answered with 422).
+    #[must_use]
+    pub const fn is_body_size(self) -> bool {
+        matches!(
+            self,
+            Limit::DatasetUploadBytes | Limit::PredictBodyBytes | Limit::BodyBytes
+        )
+    }
+
+    /// The value in force, as a client would read it (`64`, `1 MiB`).
+    #[must_use]
+    pub fn value_in(self, limits: &Limits) -> String {
+        match self {
+            Limit::DatasetUploadBytes => limits.max_dataset_upload_bytes.to_string(),
+            Limit::PredictBodyBytes => limits.max_predict_body_bytes.to_string(),
+            Limit::BodyBytes => limits.max_body_bytes.to_string(),
+            Limit::Layers => limits.max_layers.to_string(),
+            Limit::UnitsPerLayer => limits.max_units_per_layer.to_string(),
+            Limit::Parameters => limits.max_parameters.to_string(),
+            Limit::DatasetCells => limits.max_dataset_cells.to_string(),
+            Limit::AbsValue => limits.max_abs_value.to_string(),
+            Limit::Epochs => limits.max_epochs.to_string(),
+            Limit::PredictRows => limits.max_predict_rows.to_string(),
+            Limit::PageSize => limits.max_page_size.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "--{} / {}", self.long(), self.env())
+    }
+}
+
+/// A number of bytes, parsed from `1048576`, `1024KiB`, `1MiB` or `1GiB`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    /// The size as a `usize`, saturating on targets where it does not fit.
+    #[must_use]
+    pub fn as_usize(self) -> usize {
+        usize::try_from(self.0).unwrap_or(usize::MAX)
+    }
+}
+
+const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (suffix, unit) in UNITS {
+            if self.0 >= unit && self.0.is_multiple_of(unit) {
+                return write!(f, "{}{suffix}", self.0 / unit);
+            }
+        }
+        write!(f, "{}", self.0)
+    }
+}
+
+impl FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let (digits, unit) = UNITS
+            .iter()
+            .find_map(|&(suffix, unit)| s.strip_suffix(suffix).map(|d| (d.trim(), unit)))
+            .unwrap_or((s, 1));
+        let n: u64 = digits
+            .parse()
+            .map_err(|_| format!("`{s}` is not a size; use e.g. 1048576, 1024KiB or 1MiB"))?;
+        let bytes = n
+            .checked_mul(unit)
+            .ok_or_else(|| format!("`{s}` is too large"))?;
+        if bytes == 0 {
+            return Err("a size limit must be at least 1 byte".to_owned());
+        }
+        Ok(ByteSize(bytes))
+    }
+}
+
+fn parse_positive_finite(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
+        _ => Err(format!("`{s}` is not a positive finite number")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[test]
+    fn every_flag_has_a_long_name_an_env_var_and_help() {
+        let command = Config::command();
+        for arg in command.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            assert!(arg.get_long().is_some(), "{id} has no long flag");
+            let env = arg.get_env().and_then(|e| e.to_str());
+            assert!(
+                env.is_some_and(|e| e.starts_with("MLP_LAB_")),
+                "{id} has no MLP_LAB_ env var"
+            );
+            assert!(arg.get_help().is_some(), "{id} has no help");
+        }
+        command.debug_assert();
+    }
+
+    #[test]
+    fn every_limit_names_a_flag_that_exists() {
+        let command = Config::command();
+        for limit in Limit::ALL {
+            let arg = command
+                .get_arguments()
+                .find(|a| a.get_long() == Some(limit.long()))
+                .unwrap_or_else(|| panic!("no flag --{}", limit.long()));
+            assert_eq!(arg.get_env().and_then(|e| e.to_str()), Some(limit.env()));
+        }
+        assert_eq!(
+            Limit::Layers.to_string(),
+            "--max-layers / MLP_LAB_MAX_LAYERS"
+        );
+    }
+
+    #[test]
+    fn defaults_match_the_design_and_for_tests() {
+        let parsed = Config::try_parse_from(["mlp-lab"]).expect("defaults parse");
+        assert_eq!(parsed.limits, Limits::default());
+        assert_eq!(parsed.addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(parsed.max_queued_jobs, 1000);
+        assert!(parsed.max_running_jobs >= 1);
+        let test = Config::for_tests();
+        assert!(test.ephemeral);
+        assert_eq!(test.addr.port(), 0);
+        assert_eq!(Limit::BodyBytes.value_in(&test.limits), "1MiB");
+    }
+
+    #[test]
+    fn flags_override_limits() {
+        let config = Config::try_parse_from([
+            "mlp-lab",
+            "--max-layers",
+            "8",
+            "--max-body-bytes",
+            "2MiB",
+            "--max-abs-value",
+            "10.5",
+            "--ephemeral",
+        ])
+        .expect("parses");
+        assert_eq!(config.limits.max_layers, 8);
+        assert_eq!(config.limits.max_body_bytes, ByteSize(2 << 20));
+        assert!((config.limits.max_abs_value - 10.5).abs() < f64::EPSILON);
+        assert!(config.ephemeral);
+    }
+
+    #[test]
+    fn nonsense_limits_are_refused() {
+        for args in [
+            ["mlp-lab", "--max-layers", "0"],
+            ["mlp-lab", "--max-abs-value", "inf"],
+            ["mlp-lab", "--max-body-bytes", "lots"],
+            ["mlp-lab", "--max-running-jobs", "0"],
+        ] {
+            assert!(Config::try_parse_from(args).is_err(), "{args:?} parsed");
+        }
+    }
+
+    #[test]
+    fn byte_sizes_parse_and_print_with_units() {
+        assert_eq!("1048576".parse::<ByteSize>(), Ok(ByteSize(1 << 20)));
+        assert_eq!("64MiB".parse::<ByteSize>(), Ok(ByteSize(64 << 20)));
+        assert_eq!("3 KiB".parse::<ByteSize>(), Ok(ByteSize(3 << 10)));
+        assert!("99999999999GiB".parse::<ByteSize>().is_err());
+        assert!("0".parse::<ByteSize>().is_err());
+        assert_eq!(ByteSize(8 << 20).to_string(), "8MiB");
+        assert_eq!(ByteSize(1500).to_string(), "1500");
+    }
+}

@@ -1,0 +1,314 @@
+//! Extractors whose rejections are [`ApiError`]s, so a bad request gets our problem+json shape
+//! and not axum's text/plain: [`AppJson`], [`AppQuery`] and [`AppPath`]. Handlers use these,
+//! never `axum::Json`, `Query` or `Path` directly.
+//!
+//! | what went wrong                                  | status | code                      |
+//! |--------------------------------------------------|--------|---------------------------|
+//! | `Content-Type` missing or not JSON               | 415    | `unsupported_media_type`  |
+//! | body over the route's limit                      | 413    | `payload_too_large`       |
+//! | body is not JSON (syntax, empty, trailing bytes) | 400    | `malformed_json`          |
+//! | JSON of the wrong shape: type, unknown or missing field | 422 | `validation_failed`, with `errors[0].field` the path of the value (`layers[1]`, `optimizer.kind`) |
+//! | query string of the wrong shape                  | 422    | `validation_failed`, `field` = the parameter |
+//! | path parameter that cannot name anything         | 404    | `not_found`               |
+
+use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::error::{ApiError, FieldError};
+use super::fallback::{is_json_media_type, media_type};
+use super::limit::BodyLimit;
+
+/// A JSON body in, or a JSON body out.
+///
+/// As an extractor it requires `Content-Type: application/json` (or `application/*+json`)
+/// and maps every failure to an [`ApiError`]; as a response it is `200 application/json`.
+#[derive(Clone, Copy, Debug, Default)]
+#[must_use]
+pub struct AppJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for AppJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !media_type(request.headers()).is_some_and(|m| is_json_media_type(&m)) {
+            let given = request
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+            return Err(ApiError::UnsupportedMediaType {
+                expected: "application/json",
+                given,
+            });
+        }
+        let body_limit = request.extensions().get::<BodyLimit>().copied();
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge {
+                        limit: body_limit.map(|b| (b.limit, b.max)),
+                    }
+                } else {
+                    ApiError::BadRequest {
+                        code: "unreadable_body",
+                        detail: rejection.body_text(),
+                    }
+                }
+            })?;
+        from_json_slice(&bytes).map(AppJson)
+    }
+}
+
+impl<T: Serialize> IntoResponse for AppJson<T> {
+    fn into_response(self) -> Response {
+        match serde_json::to_vec(&self.0) {
+            Ok(body) => (
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                body,
+            )
+                .into_response(),
+            Err(error) => ApiError::internal(error).into_response(),
+        }
+    }
+}
+
+/// Parses a JSON document into `T`, with the errors [`AppJson`] gives: 400 for bad syntax,
+/// 422 naming the path of the offending value for the wrong shape.
+///
+/// # Errors
+/// [`ApiError::MalformedJson`] or [`ApiError::Validation`].
+pub fn from_json_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::MalformedJson {
+            detail: "the body is empty; expected a JSON document".to_owned(),
+        });
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        match inner.classify() {
+            // A document that is malformed further on is malformed, whatever its first
+            // mismatch: check the syntax alone before blaming a field (error path only).
+            serde_json::error::Category::Data => {
+                match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                    Err(syntax) => ApiError::MalformedJson {
+                        detail: syntax.to_string(),
+                    },
+                    Ok(_) => {
+                        let message = without_position(&inner);
+                        ApiError::Validation {
+                            errors: vec![FieldError::new(field_path(&path, &message), message)],
+                        }
+                    }
+                }
+            }
+            _ => ApiError::MalformedJson {
+                detail: inner.to_string(),
+            },
+        }
+    })?;
+    deserializer
+        .end()
+        .map_err(|error| ApiError::MalformedJson {
+            detail: error.to_string(),
+        })?;
+    Ok(value)
+}
+
+/// serde_json appends " at line L column C"; for a data error the field path says more.
+fn without_position(error: &serde_json::Error) -> String {
+    let message = error.to_string();
+    let suffix = format!(" at line {} column {}", error.line(), error.column());
+    message
+        .strip_suffix(&suffix)
+        .map_or(message.clone(), str::to_owned)
+}
+
+/// The path of the offending value. serde_path_to_error stops at the struct that misses a
+/// field, so a missing field is appended from serde's message ("missing field `kind`"); the
+/// root, which serde_path_to_error writes as `.`, is the empty path.
+fn field_path(path: &str, message: &str) -> String {
+    let base = if path == "." { "" } else { path };
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next());
+    match missing {
+        Some(name) if base.is_empty() => name.to_owned(),
+        Some(name) => format!("{base}.{name}"),
+        None => base.to_owned(),
+    }
+}
+
+/// A query string, deserialized into `T`; a failure is 422 naming the parameter.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AppQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for AppQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let deserializer =
+            serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(deserializer)
+            .map(AppQuery)
+            .map_err(|error| {
+                let message = error.inner().to_string();
+                let field = field_path(&error.path().to_string(), &message);
+                ApiError::Validation {
+                    errors: vec![FieldError::new(
+                        field,
+                        format!("invalid query parameter: {message}"),
+                    )],
+                }
+            })
+    }
+}
+
+/// Path parameters, deserialized into `T`. A parameter that does not parse (a job id that is
+/// no UUID) names nothing that exists, so it is 404, as an unknown id would be; a mismatch
+/// between the route and `T` is a bug, so 500.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AppPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for AppPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        use axum::extract::path::ErrorKind;
+
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(AppPath(value)),
+            Err(PathRejection::FailedToDeserializePathParams(error)) => {
+                let detail = match error.kind() {
+                    ErrorKind::ParseErrorAtKey {
+                        key,
+                        value,
+                        expected_type,
+                    } => format!("path parameter `{key}` must be {expected_type}, got '{value}'"),
+                    ErrorKind::ParseErrorAtIndex {
+                        value,
+                        expected_type,
+                        ..
+                    }
+                    | ErrorKind::ParseError {
+                        value,
+                        expected_type,
+                    } => format!("path parameter must be {expected_type}, got '{value}'"),
+                    ErrorKind::DeserializeError {
+                        key,
+                        value,
+                        message,
+                    } => format!("path parameter `{key}` = '{value}' is invalid: {message}"),
+                    ErrorKind::InvalidUtf8InPathParam { key } => {
+                        format!("path parameter `{key}` is not valid UTF-8")
+                    }
+                    ErrorKind::Message(message) => format!("invalid path parameter: {message}"),
+                    _ => return Err(ApiError::internal(error.body_text())),
+                };
+                Err(ApiError::InvalidPath { detail })
+            }
+            Err(other) => Err(ApiError::internal(other.body_text())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Spec {
+        name: String,
+        layers: Vec<usize>,
+        optimizer: Optimizer,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Optimizer {
+        kind: String,
+        learning_rate: f64,
+    }
+
+    fn field_error(json: &str) -> FieldError {
+        match from_json_slice::<Spec>(json.as_bytes()) {
+            Err(ApiError::Validation { mut errors }) => errors.remove(0),
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_named_by_its_path() {
+        let e = field_error(
+            r#"{"name":"x","layers":[2,"four",1],"optimizer":{"kind":"sgd","learning_rate":0.1}}"#,
+        );
+        assert_eq!(e.field, "layers[1]");
+        assert!(e.message.contains("invalid type"), "{}", e.message);
+        assert!(!e.message.contains("line 1"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_missing_field_is_named_by_its_path() {
+        let e = field_error(r#"{"name":"x","layers":[2,1],"optimizer":{"learning_rate":0.1}}"#);
+        assert_eq!(e.field, "optimizer.kind");
+        let e = field_error(r#"{"layers":[2,1],"optimizer":{"kind":"sgd","learning_rate":0.1}}"#);
+        assert_eq!(e.field, "name");
+    }
+
+    #[test]
+    fn an_unknown_field_is_named_by_its_path() {
+        let e = field_error(
+            r#"{"name":"x","layers":[2,1],"optimizer":{"kind":"sgd","learning_rate":0.1,"momentum":0.9}}"#,
+        );
+        assert_eq!(e.field, "optimizer.momentum");
+        assert!(e.message.contains("unknown field"), "{}", e.message);
+    }
+
+    #[test]
+    fn syntax_errors_are_malformed_json_with_a_position() {
+        for body in [
+            r#"{"name": "x""#,
+            "{,}",
+            "",
+            "{} trailing",
+            r#"{"layers": "not a list", }"#,
+        ] {
+            match from_json_slice::<Spec>(body.as_bytes()) {
+                Err(ApiError::MalformedJson { detail }) => {
+                    assert!(
+                        body.is_empty() || detail.contains("line 1"),
+                        "{body:?}: {detail}"
+                    );
+                }
+                other => panic!("{body:?}: expected malformed JSON, got {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! Liveness and readiness: `GET /healthz` answers while the process serves at all; `GET
+//! /readyz` only while it should be sent traffic (not while starting or shutting down).
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::Router;
+use serde::Serialize;
+
+use super::error::ApiError;
+use super::extract::AppJson;
+use super::AppState;
+
+/// The body of a successful health check.
+#[derive(Debug, Serialize)]
+pub struct HealthStatus {
+    /// `ok` or `ready`.
+    pub status: &'static str,
+}
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+}
+
+async fn healthz() -> AppJson<HealthStatus> {
+    AppJson(HealthStatus { status: "ok" })
+}
+
+async fn readyz(State(state): State<AppState>) -> Result<AppJson<HealthStatus>, ApiError> {
+    if state.is_ready() {
+        Ok(AppJson(HealthStatus { status: "ready" }))
+    } else {
+        Err(ApiError::unavailable(
+            "the service is starting or shutting down; send no traffic to it now",
+        ))
+    }
+}

@@ -1,0 +1,100 @@
+//! Request body limits, one per route group (dataset uploads, predictions, everything else).
+//!
+//! A group is wrapped by [`with_body_limit`], which does three things:
+//! - answers 413 at once when `Content-Length` already says the body is too large, before a
+//!   byte of it is read;
+//! - sets axum's `DefaultBodyLimit`, so extractors stop reading a chunked body at the limit;
+//! - puts the [`BodyLimit`] into the request's extensions, and rewrites any bare 413 that comes
+//!   back, so every 413 names the limit and the setting that raises it.
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+
+use super::error::ApiError;
+use super::fallback;
+use crate::config::{ByteSize, Limit, Limits};
+
+/// The body limit of a route group: which setting it is and its value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BodyLimit {
+    /// Which setting; one of the body-size limits.
+    pub limit: Limit,
+    /// Its value in force.
+    pub max: ByteSize,
+}
+
+impl BodyLimit {
+    /// The limit of most routes (`--max-body-bytes`).
+    #[must_use]
+    pub fn body(limits: &Limits) -> Self {
+        Self {
+            limit: Limit::BodyBytes,
+            max: limits.max_body_bytes,
+        }
+    }
+
+    /// The limit of prediction routes (`--max-predict-body-bytes`).
+    #[must_use]
+    pub fn predict(limits: &Limits) -> Self {
+        Self {
+            limit: Limit::PredictBodyBytes,
+            max: limits.max_predict_body_bytes,
+        }
+    }
+
+    /// The limit of dataset uploads (`--max-dataset-upload-bytes`).
+    #[must_use]
+    pub fn dataset_upload(limits: &Limits) -> Self {
+        Self {
+            limit: Limit::DatasetUploadBytes,
+            max: limits.max_dataset_upload_bytes,
+        }
+    }
+
+    /// The error for a body over this limit.
+    #[must_use]
+    pub fn exceeded(self) -> ApiError {
+        ApiError::PayloadTooLarge {
+            limit: Some((self.limit, self.max)),
+        }
+    }
+}
+
+/// Applies `body_limit` to every route of `router` added so far.
+pub fn with_body_limit<S>(router: Router<S>, body_limit: BodyLimit) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    router
+        .layer(middleware::from_fn_with_state(body_limit, enforce))
+        .layer(DefaultBodyLimit::max(body_limit.max.as_usize()))
+}
+
+async fn enforce(
+    State(body_limit): State<BodyLimit>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if content_length(request.headers()).is_some_and(|len| len > body_limit.max.0) {
+        return body_limit.exceeded().into_response();
+    }
+    request.extensions_mut().insert(body_limit);
+    let response = next.run(request).await;
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !fallback::is_json(&response) {
+        return fallback::replace_body(response, body_limit.exceeded());
+    }
+    response
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}

@@ -1,0 +1,166 @@
+//! The HTTP layer: the router, handlers per resource, extractors and the one error mapping.
+//! It is the only layer that knows HTTP; handlers parse, call the layers below, and map.
+//!
+//! Every response passes through, from the outside in: a request id (`x-request-id`, kept
+//! from the client or made up as a UUIDv7, and echoed), a tracing span carrying that id, the
+//! rewrite of bare error responses into problem+json, the request timeout, and the catching of
+//! panics. Each route group has its own body limit (see [`limit`]).
+
+pub mod error;
+pub mod extract;
+mod fallback;
+mod health;
+pub mod limit;
+mod openapi;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::{middleware, Router};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+use uuid::Uuid;
+
+use crate::config::Config;
+pub use error::{ApiError, FieldError, Problem};
+pub use extract::{AppJson, AppPath, AppQuery};
+pub use fallback::problem_json_only;
+pub use limit::{with_body_limit, BodyLimit};
+pub use openapi::OPENAPI_YAML;
+
+/// The header that carries the request id, both ways.
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+/// What every handler may reach, taken with `State<AppState>`.
+///
+/// Cloning is shallow: every field is a handle (`Arc` or similar) to state shared by all
+/// clones, so axum may clone it per request. Handles to the job runner and the registry will
+/// be added here.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The configuration the service was started with.
+    pub config: Arc<Config>,
+    ready: Arc<AtomicBool>,
+}
+
+impl AppState {
+    /// State for `config`, not yet ready; [`serve`] marks it ready when it starts accepting.
+    #[must_use]
+    pub fn new(config: Config) -> Self {
+        Self {
+            config: Arc::new(config),
+            ready: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Whether `/readyz` says the service should be sent traffic.
+    #[must_use]
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Sets what `/readyz` answers.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+}
+
+/// The whole application: every route with its body limit, wrapped in [`with_service_layers`].
+pub fn router(state: AppState) -> Router {
+    let limits = &state.config.limits;
+    let routes = Router::new()
+        .merge(health::routes())
+        .merge(openapi::routes());
+    // Route groups with larger bodies (dataset uploads, predictions) are merged here, each
+    // wrapped in its own `with_body_limit`.
+    let routes = with_body_limit(routes, BodyLimit::body(limits));
+    with_service_layers(routes.with_state(state.clone()), &state.config)
+}
+
+/// Adds what every response passes through to `routes`: the 404 and 405 fallbacks, request
+/// ids, tracing, problem+json for bare errors, the request timeout and panic catching.
+///
+/// Public so that tests can wrap routes of their own in exactly what [`router`] uses. Call it
+/// once all routes are added: the 405 fallback applies to the routes that exist when it runs.
+pub fn with_service_layers(routes: Router, config: &Config) -> Router {
+    routes
+        .fallback(fallback::route_not_found)
+        .method_not_allowed_fallback(fallback::method_not_allowed)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID_HEADER, MakeRequestUuidV7))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(request_span)
+                        .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                )
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID_HEADER))
+                .layer(middleware::from_fn(problem_json_only))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    config.request_timeout(),
+                ))
+                .layer(CatchPanicLayer::custom(fallback::panic_response)),
+        )
+}
+
+/// Serves `state`'s application on `listener` until `shutdown` completes, then stops
+/// accepting, finishes the requests in flight and returns.
+///
+/// Marks the state ready once it is accepting, and not ready as soon as `shutdown` completes,
+/// so a load balancer stops sending traffic while in-flight requests finish.
+///
+/// # Errors
+/// The I/O error that stopped the server.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state.clone());
+    state.set_ready(true);
+    let signal = async move {
+        shutdown.await;
+        state.set_ready(false);
+        tracing::info!("shutting down: finishing the requests in flight");
+    };
+    axum::serve(listener, app)
+        .with_graceful_shutdown(signal)
+        .await
+}
+
+/// Request ids are UUIDv7, like every other id of the service, so they sort by time.
+#[derive(Clone, Copy, Debug, Default)]
+struct MakeRequestUuidV7;
+
+impl MakeRequestId for MakeRequestUuidV7 {
+    fn make_request_id<B>(&mut self, _request: &axum::http::Request<B>) -> Option<RequestId> {
+        HeaderValue::from_str(&Uuid::now_v7().to_string())
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+fn request_span(request: &Request) -> tracing::Span {
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    // The path only: a query string is the client's to keep out of our logs.
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %request_id,
+    )
+}

@@ -1,0 +1,162 @@
+//! `TestApp`: the real server on a free port, with a client to talk to it.
+
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use mlp_lab::config::Config;
+use mlp_lab::http::{serve, AppState, Problem};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+static TRACING: Once = Once::new();
+
+/// Logs go to the test output only when `TEST_LOG` is set (filter with `RUST_LOG`), so a
+/// passing run stays quiet: `TEST_LOG=1 cargo test --test api name_of_test`.
+fn init_tracing() {
+    TRACING.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("debug"));
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
+/// A running server, shut down when dropped.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`
+    pub address: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl TestApp {
+    /// The server with [`Config::for_tests`].
+    pub async fn spawn() -> Self {
+        Self::spawn_with(Config::for_tests()).await
+    }
+
+    /// The server with `config`, on a free port of 127.0.0.1 whatever `config.addr` says.
+    pub async fn spawn_with(config: Config) -> Self {
+        init_tracing();
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a free port");
+        let address = format!("http://{}", listener.local_addr().expect("local address"));
+        let state = AppState::new(config);
+        let (shutdown, stop) = oneshot::channel::<()>();
+        tokio::spawn(serve(listener, state.clone(), async {
+            let _ = stop.await;
+        }));
+        wait_until(|| state.is_ready()).await;
+        Self {
+            address,
+            client: client(),
+            state,
+            shutdown: Some(shutdown),
+        }
+    }
+
+    /// Serves `router` instead of the application: for test-only routes (a handler that
+    /// panics, one that sleeps) wrapped in `mlp_lab::http::with_service_layers`.
+    pub async fn spawn_router(router: axum::Router) -> Self {
+        init_tracing();
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a free port");
+        let address = format!("http://{}", listener.local_addr().expect("local address"));
+        let (shutdown, stop) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = stop.await;
+                })
+                .await
+        });
+        Self {
+            address,
+            client: client(),
+            state: AppState::new(Config::for_tests()),
+            shutdown: Some(shutdown),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &impl Serialize) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// A POST with exactly this body and, if given, this `Content-Type`.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+        content_type: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = self.client.post(self.url(path)).body(body);
+        if let Some(content_type) = content_type {
+            request = request.header(reqwest::header::CONTENT_TYPE, content_type);
+        }
+        request.send().await.expect("request sent")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// A client that talks to 127.0.0.1 directly, whatever proxy the environment names.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("build a client")
+}
+
+/// Polls `condition` until it holds; panics after 5 s.
+pub async fn wait_until(condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !condition() {
+        assert!(Instant::now() < deadline, "condition not met within 5 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Asserts that `response` is problem+json with `status` and `code`, and returns it.
+pub async fn assert_problem(response: reqwest::Response, status: u16, code: &str) -> Problem {
+    assert_eq!(response.status().as_u16(), status, "status");
+    assert_eq!(
+        response.headers()[reqwest::header::CONTENT_TYPE],
+        "application/problem+json"
+    );
+    let problem: Problem = response.json().await.expect("a problem document");
+    assert_eq!(problem.status, status);
+    assert_eq!(problem.code, code, "{problem:?}");
+    assert_eq!(problem.type_, format!("urn:mlp-lab:problem:{code}"));
+    problem
+}
