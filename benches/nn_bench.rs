@@ -1,1 +1,142 @@
-fn main() {}
+//! Training and inference speed of the numerical core, on the workloads of
+//! `../shared/peers` (uniform inputs in [-1, 1], ten random classes, ReLU hidden layers,
+//! softmax cross-entropy, Adam lr 1e-3, one thread), so that the figures compare with JAX,
+//! PyTorch and scikit-learn run in the same sitting (`bench/peers.sh`).
+//!
+//! `cargo run --release --bin nn-bench -- [w1|w2|w3|lat|all]`
+//!
+//! Each training workload runs one warm-up epoch and then `reps` timed epochs through the real
+//! `fit` (diagnostics included) and reports the median. Latency is `Model::predict` on the W2
+//! network for 1 and 64 rows, median of 7 rounds.
+
+use std::time::Instant;
+
+use mlp_lab::nn::rng::Rng;
+use mlp_lab::nn::{
+    fit, Activation, Control, Dataset, Head, Init, Interrupter, Model, ModelSpec, OptimizerConfig,
+    Targets, TrainConfig,
+};
+use ndarray::Array2;
+
+struct Workload {
+    name: &'static str,
+    layers: &'static [usize],
+    samples: usize,
+    batch: usize,
+    reps: usize,
+}
+
+const WORKLOADS: &[Workload] = &[
+    Workload {
+        name: "w1",
+        layers: &[64, 128, 64, 10],
+        samples: 1797,
+        batch: 32,
+        reps: 20,
+    },
+    Workload {
+        name: "w2",
+        layers: &[784, 256, 128, 10],
+        samples: 60_000,
+        batch: 128,
+        reps: 5,
+    },
+    Workload {
+        name: "w3",
+        layers: &[1024, 1024, 1024, 10],
+        samples: 20_000,
+        batch: 256,
+        reps: 3,
+    },
+];
+
+fn data(inputs: usize, samples: usize) -> Dataset {
+    let mut rng = Rng::new(0);
+    let x = Array2::from_shape_fn((samples, inputs), |_| rng.uniform_range(-1.0, 1.0) as f32);
+    let labels: Vec<String> = (0..samples).map(|_| rng.below(10).to_string()).collect();
+    Dataset::new(x, None, Targets::from_labels(&labels)).expect("valid data")
+}
+
+fn spec(layers: &[usize]) -> ModelSpec {
+    let mut s = ModelSpec::new(layers, Activation::Relu, Head::Softmax);
+    s.init = Some(Init::XavierUniform); // as the peers initialize
+    s
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn train(w: &Workload) {
+    let d = data(w.layers[0], w.samples);
+    let config = TrainConfig {
+        epochs: w.reps + 1,
+        batch_size: w.batch,
+        optimizer: OptimizerConfig::Adam {
+            learning_rate: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        },
+        validation_split: 0.0,
+        standardize: false,
+        ..TrainConfig::default()
+    };
+    let model = Model::new(spec(w.layers), 0).expect("valid spec");
+    let (_, report) = fit(model, &d, &config, &Interrupter::new(), &mut |_| {
+        Control::Continue
+    })
+    .expect("training runs");
+    let times: Vec<f64> = report.history[2..].iter().map(|r| r.seconds).collect();
+    let med = median(times.clone());
+    println!(
+        "mlp-lab\t{}\tbatch={}\tsamples/s={:.0}\t(epoch med {med:.4}s reps {:?})\tloss={:.3}",
+        w.name,
+        w.batch,
+        w.samples as f64 / med,
+        times
+            .iter()
+            .map(|t| (t * 1e4).round() / 1e4)
+            .collect::<Vec<_>>(),
+        report.history.last().map_or(f64::NAN, |r| r.train_loss),
+    );
+}
+
+fn latency() {
+    let model = Model::new(spec(&[784, 256, 128, 10]), 0).expect("valid spec");
+    let mut rng = Rng::new(1);
+    for rows in [1usize, 64] {
+        let x = Array2::from_shape_fn((rows, 784), |_| rng.uniform_range(-1.0, 1.0) as f32);
+        for _ in 0..200 {
+            std::hint::black_box(model.predict(x.view()).expect("predicts"));
+        }
+        let iters = if rows == 1 { 2000 } else { 500 };
+        let rounds: Vec<f64> = (0..7)
+            .map(|_| {
+                let t = Instant::now();
+                for _ in 0..iters {
+                    std::hint::black_box(model.predict(x.view()).expect("predicts"));
+                }
+                t.elapsed().as_secs_f64() / iters as f64
+            })
+            .collect();
+        println!(
+            "mlp-lab\tlatency W2 forward rows={rows}\t{:.2} us",
+            median(rounds) * 1e6
+        );
+    }
+}
+
+fn main() {
+    let which = std::env::args().nth(1).unwrap_or_else(|| "all".into());
+    for w in WORKLOADS {
+        if which == "all" || which == w.name {
+            train(w);
+        }
+    }
+    if which == "all" || which == "lat" {
+        latency();
+    }
+}
