@@ -423,7 +423,7 @@ struct Loop<'c> {
     shuffle_rng: Rng,
     dropout_rng: Rng,
     order: Vec<usize>,
-    update_sq: Vec<f64>,
+    norms: Vec<[f64; 2]>,
     decays: Vec<bool>,
 }
 
@@ -444,7 +444,7 @@ impl<'c> Loop<'c> {
             shuffle_rng: Rng::stream(config.seed, Stream::Shuffle),
             dropout_rng: Rng::stream(config.seed, Stream::Dropout),
             order: (0..train.rows()).collect(),
-            update_sq: vec![0.0; lengths.len()],
+            norms: vec![[0.0; 2]; lengths.len()],
             decays: model
                 .params
                 .iter()
@@ -519,10 +519,17 @@ impl<'c> Loop<'c> {
                 self.order = order;
                 return Err(diverged(epoch, "the training loss became non-finite"));
             }
-            for (s, sq) in grad_norm_sum.iter_mut().zip(self.ws.weight_grad_sq()) {
-                *s += sq.sqrt();
+            // The optimizer measures the gradient it is given; when penalties or clipping
+            // change it first, measure the data-loss gradient here.
+            let modified = self.config.l1 > 0.0
+                || self.config.l2 > 0.0
+                || self.config.gradient_clip_norm.is_some();
+            if modified {
+                for (s, sq) in grad_norm_sum.iter_mut().zip(self.ws.weight_grad_sq()) {
+                    *s += sq.sqrt();
+                }
+                self.apply_penalties_and_clip(model);
             }
-            self.apply_penalties_and_clip(model);
             let grads = &self.ws.grads;
             let decays = &self.decays;
             self.optimizer.step(
@@ -533,10 +540,13 @@ impl<'c> Loop<'c> {
                     .zip(grads)
                     .zip(decays)
                     .map(|((p, g), &d)| (p.data.as_mut_slice(), g.as_slice(), d)),
-                &mut self.update_sq,
+                &mut self.norms,
             );
-            for (s, lp) in update_norm_sum.iter_mut().zip(&layout) {
-                *s += self.update_sq[lp.weight].sqrt();
+            for (l, lp) in layout.iter().enumerate() {
+                update_norm_sum[l] += self.norms[lp.weight][0].sqrt();
+                if !modified {
+                    grad_norm_sum[l] += self.norms[lp.weight][1].sqrt();
+                }
             }
             steps += 1;
         }
