@@ -380,6 +380,13 @@ impl Dataset {
 
 /// Fails on the first value that is not finite or exceeds `max_abs` in magnitude.
 pub fn check_finite(what: &str, values: ArrayView2<f32>, max_abs: f32) -> Result<()> {
+    // The common case, all good, is one vectorized pass; the error path then finds the cell.
+    let limit = max_abs.min(f32::MAX);
+    if let Some(slice) = values.as_slice() {
+        if count_outside(slice, limit) == 0 {
+            return Ok(());
+        }
+    }
     for ((row, column), &v) in values.indexed_iter() {
         if !v.is_finite() {
             return Err(NnError::BadValue {
@@ -399,6 +406,18 @@ pub fn check_finite(what: &str, values: ArrayView2<f32>, max_abs: f32) -> Result
         }
     }
     Ok(())
+}
+
+/// How many values are NaN or have magnitude above `limit` (infinities included, since
+/// `limit` is finite).
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn count_outside(xs: &[f32], limit: f32) -> u32 {
+    let mut bad = 0u32;
+    for &v in xs {
+        // `!(a <= b)` is true for NaN.
+        bad += !(v.abs() <= limit) as u32;
+    }
+    bad
 }
 
 /// Per-feature shift and scale, fitted on the training rows and stored with the model, so that

@@ -375,12 +375,22 @@ impl Model {
             });
         }
         check_finite("inputs", inputs, f32::INFINITY)?;
-        let mut x = inputs.to_owned();
-        if let Some(s) = &self.standardizer {
-            s.apply(&mut x);
+        let standardized;
+        let x = match &self.standardizer {
+            Some(s) => {
+                let mut owned = inputs.to_owned();
+                s.apply(&mut owned);
+                standardized = owned;
+                standardized.view()
+            }
+            None => inputs,
+        };
+        // Buffers are kept per thread, so a prediction allocates only its output.
+        thread_local! {
+            static BUFFERS: std::cell::RefCell<EvalBuffers> = Default::default();
         }
-        let mut ws = EvalBuffers::default();
-        let mut out = self.forward_eval(x.view(), &mut ws, None).to_owned();
+        let mut out =
+            BUFFERS.with(|ws| self.forward_eval(x, &mut ws.borrow_mut(), None).to_owned());
         self.spec.output.activate(out.view_mut());
         Ok(out)
     }
@@ -396,7 +406,7 @@ impl Model {
     ) -> ArrayView2<'w, f32> {
         let rows = x.nrows();
         let hidden = self.spec.hidden();
-        let widest = self.spec.layers.iter().copied().max().unwrap_or(0);
+        let widest = self.spec.layers[1..].iter().copied().max().unwrap_or(0);
         for b in [&mut ws.input, &mut ws.pre, &mut ws.output] {
             if b.len() < rows * widest {
                 b.resize(rows * widest, 0.0);
