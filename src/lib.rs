@@ -12,3 +12,4 @@
 pub mod config;
 pub mod http;
 pub mod nn;
+pub mod registry;
