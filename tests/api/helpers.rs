@@ -48,7 +48,7 @@ impl TestApp {
             .await
             .expect("bind a free port");
         let address = format!("http://{}", listener.local_addr().expect("local address"));
-        let state = AppState::new(config);
+        let state = AppState::new(config).expect("state");
         let (shutdown, stop) = oneshot::channel::<()>();
         tokio::spawn(serve(listener, state.clone(), async {
             let _ = stop.await;
@@ -81,7 +81,7 @@ impl TestApp {
         Self {
             address,
             client: client(),
-            state: AppState::new(Config::for_tests()),
+            state: AppState::new(Config::for_tests()).expect("state"),
             shutdown: Some(shutdown),
         }
     }
