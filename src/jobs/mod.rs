@@ -11,6 +11,7 @@
 //! fast job's thousands of epochs do not become thousands of fsyncs); the final write holds
 //! the whole history.
 
+mod persist;
 mod record;
 mod run;
 
@@ -22,10 +23,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, Notify, Semaphore};
 use uuid::Uuid;
 
-use crate::config::{Config, Limit};
+use crate::config::Limit;
 use crate::nn::{EpochRecord, Interrupter, NnError, TrainConfig};
 use crate::registry::{clock, DatasetEntry, ModelEntry, Page, Registry, RegistryError, Store};
-use record::StoredJob;
+use persist::{key, persist};
 pub use record::{JobEvent, JobFailure, JobRecord, JobResult, JobState, Progress, WarmStart};
 
 /// How long a client is told to wait when the queue is full.
@@ -136,60 +137,7 @@ pub struct Jobs {
     inner: Arc<Inner>,
 }
 
-fn key(id: Uuid) -> String {
-    format!("jobs/{id}.json")
-}
-
 impl Jobs {
-    /// A runner for `config`'s limits, training into `registry`, with the jobs of its store
-    /// loaded back (those that were queued or running become `interrupted`).
-    ///
-    /// # Errors
-    /// [`RegistryError`] when the store cannot be read.
-    pub fn load(config: &Config, registry: Arc<Registry>) -> Result<Self, RegistryError> {
-        let store = registry.store();
-        let mut jobs = BTreeMap::new();
-        for k in store.list("jobs/")? {
-            let Some(mut stored) = registry.read_json::<StoredJob>(&k)? else {
-                continue;
-            };
-            let was = stored.record.state;
-            if !was.is_finished() {
-                stored.record.state = JobState::Interrupted;
-                stored.record.finished_at = Some(clock::now_rfc3339());
-                stored.record.error = Some(JobFailure {
-                    message: format!("the server stopped while the job was {}", was.name()),
-                    epoch: stored.history.last().map(|r| r.epoch),
-                    hint: Some("submit the job again".to_owned()),
-                });
-                store.put(&k, &crate::registry::to_json(&stored)?)?;
-            }
-            let (events, _) = broadcast::channel(EVENT_BUFFER);
-            let job = Job {
-                shared: Mutex::new(Shared {
-                    record: stored.record,
-                    history: stored.history,
-                    last_persist: Instant::now(),
-                }),
-                interrupter: Interrupter::new(),
-                wake: Notify::new(),
-                events,
-            };
-            jobs.insert(job.record().id, Arc::new(job));
-        }
-        Ok(Self {
-            inner: Arc::new(Inner {
-                jobs: RwLock::new(jobs),
-                queued: AtomicUsize::new(0),
-                max_queued: config.max_queued_jobs,
-                slots: Arc::new(Semaphore::new(config.max_running_jobs.max(1))),
-                registry,
-                store,
-                max_epochs: config.limits.max_epochs,
-            }),
-        })
-    }
-
     fn jobs(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Uuid, Arc<Job>>> {
         self.inner
             .jobs
@@ -433,17 +381,4 @@ impl Jobs {
             events: job.events.subscribe(),
         })
     }
-}
-
-/// Writes a job through; the snapshot is taken under its lock, the write happens outside it.
-fn persist(store: &dyn Store, job: &Job) -> Result<(), RegistryError> {
-    let stored = {
-        let shared = job.lock();
-        StoredJob {
-            record: shared.record.clone(),
-            history: shared.history.clone(),
-        }
-    };
-    store.put(&key(stored.record.id), &crate::registry::to_json(&stored)?)?;
-    Ok(())
 }

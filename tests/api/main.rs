@@ -9,6 +9,7 @@ mod helpers;
 mod jobs;
 mod models;
 mod openapi;
+mod persistence;
 mod predict;
 mod routing;
 mod training;
