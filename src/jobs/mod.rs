@@ -215,6 +215,23 @@ impl Jobs {
             return Err(RegistryError::limit("epochs", Limit::Epochs, max, config.epochs).into());
         }
         config.validate()?;
+        // `fit` needs training rows; refuse splits that leave none here, as a 422, rather
+        // than fail the job later.
+        let split =
+            new.dataset
+                .data
+                .split(config.validation_split, config.test_split, config.seed)?;
+        if split.train.is_empty() || config.validation_split + config.test_split >= 1.0 {
+            return Err(RegistryError::invalid(
+                "validation_split",
+                format!(
+                    "validation_split + test_split = {} leave no training rows of {}",
+                    config.validation_split + config.test_split,
+                    new.dataset.data.rows()
+                ),
+            )
+            .into());
+        }
         let spec = &new.model.record.spec;
         let data = &new.dataset.data;
         if data.n_features() != spec.inputs() {

@@ -204,3 +204,20 @@ async fn a_model_that_does_not_fit_the_data_is_422() {
         "{problem:?}"
     );
 }
+
+#[tokio::test]
+async fn splits_that_leave_no_training_rows_are_422() {
+    let app = TestApp::spawn().await;
+    let dataset = xor_setup(&app).await;
+
+    let body =
+        json!({"model": "xor", "dataset": dataset, "validation_split": 0.6, "test_split": 0.5});
+    let problem = assert_problem(
+        app.post_json("/v1/jobs", &body).await,
+        422,
+        "validation_failed",
+    )
+    .await;
+
+    assert_eq!(problem.errors[0].field, "validation_split");
+}
