@@ -4,6 +4,9 @@
 //! Layers, each importing only the ones below it:
 //! - [`http`]: the router, handlers per resource, extractors and the one mapping of errors to
 //!   HTTP statuses (`application/problem+json`). The only layer that knows HTTP.
+//! - [`jobs`]: the training queue and runner (blocking pool, semaphore, cancellation,
+//!   progress and live events).
+//! - [`registry`]: datasets, model specs and trained versions, written through to a store.
 //! - [`nn`]: the numerical core (pure, deterministic, no async).
 //!
 //! Beside them, [`config`] holds the flags (with `MLP_LAB_…` environment fallbacks) and the
@@ -11,4 +14,6 @@
 
 pub mod config;
 pub mod http;
+pub mod jobs;
 pub mod nn;
+pub mod registry;

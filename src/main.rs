@@ -27,7 +27,14 @@ async fn main() -> ExitCode {
         Err(error) => tracing::warn!(%error, "listening on an unknown address"),
     }
 
-    match serve(listener, AppState::new(config), shutdown_signal()).await {
+    let state = match AppState::new(config) {
+        Ok(state) => state,
+        Err(error) => {
+            tracing::error!(%error, "cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
+    match serve(listener, state, shutdown_signal()).await {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS

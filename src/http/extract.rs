@@ -50,23 +50,47 @@ where
                 given,
             });
         }
-        let body_limit = request.extensions().get::<BodyLimit>().copied();
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::PayloadTooLarge {
-                        limit: body_limit.map(|b| (b.limit, b.max)),
-                    }
-                } else {
-                    ApiError::BadRequest {
-                        code: "unreadable_body",
-                        detail: rejection.body_text(),
-                    }
-                }
-            })?;
+        let bytes = read_body(request, state).await?;
         from_json_slice(&bytes).map(AppJson)
     }
+}
+
+/// Reads the whole body within the route group's limit, with the errors [`AppJson`] gives:
+/// 413 naming the limit, 400 for a body that cannot be read.
+///
+/// # Errors
+/// [`ApiError::PayloadTooLarge`] or [`ApiError::BadRequest`].
+pub async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
+    let body_limit = request.extensions().get::<BodyLimit>().copied();
+    Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge {
+                    limit: body_limit.map(|b| (b.limit, b.max)),
+                }
+            } else {
+                ApiError::BadRequest {
+                    code: "unreadable_body",
+                    detail: rejection.body_text(),
+                }
+            }
+        })
+}
+
+/// Converts an already parsed JSON value into `T`, with [`from_json_slice`]'s 422 naming the
+/// path of the offending value (for bodies taken apart before parsing, as a training request).
+///
+/// # Errors
+/// [`ApiError::Validation`].
+pub fn from_json_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = error.path().to_string();
+        let message = error.into_inner().to_string();
+        ApiError::Validation {
+            errors: vec![FieldError::new(field_path(&path, &message), message)],
+        }
+    })
 }
 
 impl<T: Serialize> IntoResponse for AppJson<T> {

@@ -2,8 +2,6 @@
 //! /readyz` only while it should be sent traffic (not while starting or shutting down).
 
 use axum::extract::State;
-use axum::routing::get;
-use axum::Router;
 use serde::Serialize;
 
 use super::error::ApiError;
@@ -17,17 +15,15 @@ pub struct HealthStatus {
     pub status: &'static str,
 }
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-}
-
-async fn healthz() -> AppJson<HealthStatus> {
+/// `GET /healthz`
+pub(crate) async fn healthz() -> AppJson<HealthStatus> {
     AppJson(HealthStatus { status: "ok" })
 }
 
-async fn readyz(State(state): State<AppState>) -> Result<AppJson<HealthStatus>, ApiError> {
+/// `GET /readyz`
+pub(crate) async fn readyz(
+    State(state): State<AppState>,
+) -> Result<AppJson<HealthStatus>, ApiError> {
     if state.is_ready() {
         Ok(AppJson(HealthStatus { status: "ready" }))
     } else {

@@ -73,6 +73,20 @@ where
         .layer(DefaultBodyLimit::max(body_limit.max.as_usize()))
 }
 
+/// Applies `body_limit` to one method router: for a route whose methods take different limits
+/// (`POST /v1/datasets` takes uploads, `GET /v1/datasets` the default).
+pub fn method_with_body_limit<S>(
+    route: axum::routing::MethodRouter<S>,
+    body_limit: BodyLimit,
+) -> axum::routing::MethodRouter<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    route
+        .layer::<_, std::convert::Infallible>(middleware::from_fn_with_state(body_limit, enforce))
+        .layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(body_limit.max.as_usize()))
+}
+
 async fn enforce(
     State(body_limit): State<BodyLimit>,
     mut request: Request,

@@ -6,12 +6,20 @@
 //! rewrite of bare error responses into problem+json, the request timeout, and the catching of
 //! panics. Each route group has its own body limit (see [`limit`]).
 
+mod datasets;
 pub mod error;
+mod error_map;
+mod events;
 pub mod extract;
 mod fallback;
 mod health;
+mod jobs;
 pub mod limit;
+mod models;
 mod openapi;
+mod predict;
+pub mod routes;
+pub mod views;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,11 +39,14 @@ use tracing::Level;
 use uuid::Uuid;
 
 use crate::config::Config;
+use crate::jobs::Jobs;
+use crate::registry::{FileStore, MemoryStore, Registry, RegistryError, Store};
 pub use error::{ApiError, FieldError, Problem};
 pub use extract::{AppJson, AppPath, AppQuery};
 pub use fallback::problem_json_only;
-pub use limit::{with_body_limit, BodyLimit};
+pub use limit::{method_with_body_limit, with_body_limit, BodyLimit};
 pub use openapi::OPENAPI_YAML;
+pub use routes::{route_table, BodyGroup};
 
 /// The header that carries the request id, both ways.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -43,23 +54,61 @@ pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id"
 /// What every handler may reach, taken with `State<AppState>`.
 ///
 /// Cloning is shallow: every field is a handle (`Arc` or similar) to state shared by all
-/// clones, so axum may clone it per request. Handles to the job runner and the registry will
-/// be added here.
+/// clones, so axum may clone it per request.
 #[derive(Clone, Debug)]
 pub struct AppState {
     /// The configuration the service was started with.
     pub config: Arc<Config>,
+    /// Datasets, models and versions.
+    pub registry: Arc<Registry>,
+    /// The training queue and its jobs.
+    pub jobs: Jobs,
     ready: Arc<AtomicBool>,
 }
 
+/// Why the service cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory cannot be opened.
+    #[error("cannot open the data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// What is stored cannot be loaded.
+    #[error("cannot load the stored data: {0}")]
+    Load(#[from] RegistryError),
+}
+
 impl AppState {
-    /// State for `config`, not yet ready; [`serve`] marks it ready when it starts accepting.
-    #[must_use]
-    pub fn new(config: Config) -> Self {
-        Self {
+    /// State for `config` with everything stored loaded back (nothing with `--ephemeral`),
+    /// not yet ready; [`serve`] marks it ready when it starts accepting. Call it inside a
+    /// tokio runtime.
+    ///
+    /// # Errors
+    /// [`StartError`] when the data directory cannot be opened or read.
+    pub fn new(config: Config) -> Result<Self, StartError> {
+        let store: Arc<dyn Store> = if config.ephemeral {
+            Arc::new(MemoryStore::new())
+        } else {
+            Arc::new(
+                FileStore::open(&config.data_dir).map_err(|source| StartError::DataDir {
+                    path: config.data_dir.clone(),
+                    source,
+                })?,
+            )
+        };
+        let registry = Arc::new(Registry::load(store, config.limits.clone())?);
+        let jobs = Jobs::load(&config, Arc::clone(&registry))?;
+        Ok(Self {
             config: Arc::new(config),
+            registry,
+            jobs,
             ready: Arc::new(AtomicBool::new(false)),
-        }
+        })
     }
 
     /// Whether `/readyz` says the service should be sent traffic.
@@ -77,13 +126,16 @@ impl AppState {
 /// The whole application: every route with its body limit, wrapped in [`with_service_layers`].
 pub fn router(state: AppState) -> Router {
     let limits = &state.config.limits;
-    let routes = Router::new()
-        .merge(health::routes())
-        .merge(openapi::routes());
-    // Route groups with larger bodies (dataset uploads, predictions) are merged here, each
-    // wrapped in its own `with_body_limit`.
-    let routes = with_body_limit(routes, BodyLimit::body(limits));
-    with_service_layers(routes.with_state(state.clone()), &state.config)
+    let mut app = Router::new();
+    for route in routes::routes() {
+        let limit = match route.group {
+            BodyGroup::Default => BodyLimit::body(limits),
+            BodyGroup::DatasetUpload => BodyLimit::dataset_upload(limits),
+            BodyGroup::Predict => BodyLimit::predict(limits),
+        };
+        app = app.route(route.path, method_with_body_limit(route.endpoint, limit));
+    }
+    with_service_layers(app.with_state(state.clone()), &state.config)
 }
 
 /// Adds what every response passes through to `routes`: the 404 and 405 fallbacks, request

@@ -3,19 +3,12 @@
 
 use axum::http::{header, HeaderValue};
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
-
-use super::AppState;
 
 /// The OpenAPI 3.1 description of the API.
 pub const OPENAPI_YAML: &str = include_str!("../../openapi.yaml");
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new().route("/openapi.yaml", get(openapi_yaml))
-}
-
-async fn openapi_yaml() -> impl IntoResponse {
+/// `GET /openapi.yaml`
+pub(crate) async fn openapi_yaml() -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,

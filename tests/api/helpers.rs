@@ -48,7 +48,7 @@ impl TestApp {
             .await
             .expect("bind a free port");
         let address = format!("http://{}", listener.local_addr().expect("local address"));
-        let state = AppState::new(config);
+        let state = AppState::new(config).expect("state");
         let (shutdown, stop) = oneshot::channel::<()>();
         tokio::spawn(serve(listener, state.clone(), async {
             let _ = stop.await;
@@ -81,7 +81,7 @@ impl TestApp {
         Self {
             address,
             client: client(),
-            state: AppState::new(Config::for_tests()),
+            state: AppState::new(Config::for_tests()).expect("state"),
             shutdown: Some(shutdown),
         }
     }
@@ -159,4 +159,84 @@ pub async fn assert_problem(response: reqwest::Response, status: u16, code: &str
     assert_eq!(problem.code, code, "{problem:?}");
     assert_eq!(problem.type_, format!("urn:mlp-lab:problem:{code}"));
     problem
+}
+
+impl TestApp {
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        self.client
+            .delete(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// POSTs `body` and returns the JSON answer, asserting the status.
+    pub async fn post_ok(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        status: u16,
+    ) -> serde_json::Value {
+        let response = self.post_json(path, body).await;
+        let actual = response.status().as_u16();
+        let text = response.text().await.expect("a body");
+        assert_eq!(actual, status, "POST {path}: {text}");
+        serde_json::from_str(&text).expect("JSON")
+    }
+
+    /// GETs `path`, asserting 200, and returns the JSON answer.
+    pub async fn get_ok(&self, path: &str) -> serde_json::Value {
+        let response = self.get(path).await;
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("a body");
+        assert_eq!(status, 200, "GET {path}: {text}");
+        serde_json::from_str(&text).expect("JSON")
+    }
+
+    /// Creates a dataset and returns its id.
+    pub async fn dataset(&self, body: serde_json::Value) -> String {
+        let created = self.post_ok("/v1/datasets", &body, 201).await;
+        created["id"].as_str().expect("an id").to_owned()
+    }
+
+    /// Creates a model and returns its id.
+    pub async fn model(&self, body: serde_json::Value) -> String {
+        let created = self.post_ok("/v1/models", &body, 201).await;
+        created["id"].as_str().expect("an id").to_owned()
+    }
+
+    /// Starts a job and returns its id.
+    pub async fn job(&self, body: serde_json::Value) -> String {
+        let created = self.post_ok("/v1/jobs", &body, 202).await;
+        created["id"].as_str().expect("an id").to_owned()
+    }
+
+    /// Polls the job until it is in one of `states`; panics after `secs`.
+    pub async fn wait_for_job(&self, id: &str, states: &[&str], secs: u64) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let job = self.get_ok(&format!("/v1/jobs/{id}")).await;
+            if states.contains(&job["state"].as_str().unwrap_or_default()) {
+                return job;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job not {states:?} within {secs} s: {job}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// The four XOR corners, repeated `n` times.
+pub fn xor_dataset(n: usize) -> serde_json::Value {
+    let corners = [
+        ([0.0, 0.0], 0),
+        ([0.0, 1.0], 1),
+        ([1.0, 0.0], 1),
+        ([1.0, 1.0], 0),
+    ];
+    let features: Vec<_> = (0..n).flat_map(|_| corners.iter().map(|c| c.0)).collect();
+    let targets: Vec<_> = (0..n).flat_map(|_| corners.iter().map(|c| c.1)).collect();
+    serde_json::json!({"name": "xor", "features": features, "targets": targets})
 }

@@ -1,8 +1,15 @@
 //! The API, tested from the outside: one integration binary (one link, one compile) whose
 //! modules are the areas of the API.
 
+mod datasets;
+mod events;
 mod extractors;
 mod health;
 mod helpers;
+mod jobs;
+mod models;
 mod openapi;
+mod persistence;
+mod predict;
 mod routing;
+mod training;

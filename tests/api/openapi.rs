@@ -28,3 +28,30 @@ async fn openapi_yaml_is_served_and_describes_the_routes() {
         );
     }
 }
+
+#[test]
+fn the_router_and_openapi_yaml_describe_the_same_routes() {
+    let doc: serde_norway::Value =
+        serde_norway::from_str(mlp_lab::http::OPENAPI_YAML).expect("valid YAML");
+    let mut described = std::collections::BTreeSet::new();
+    for (path, item) in doc["paths"].as_mapping().expect("paths") {
+        let path = path.as_str().expect("a path");
+        for (method, _) in item.as_mapping().expect("operations") {
+            let method = method.as_str().expect("a method");
+            if ["get", "post", "put", "delete", "patch", "head", "options"].contains(&method) {
+                described.insert((method.to_uppercase(), path.to_owned()));
+            }
+        }
+    }
+    let routed: std::collections::BTreeSet<(String, String)> = mlp_lab::http::route_table()
+        .into_iter()
+        .map(|(m, p)| (m.to_string(), p.to_owned()))
+        .collect();
+
+    let missing: Vec<_> = routed.difference(&described).collect();
+    let extra: Vec<_> = described.difference(&routed).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "not in openapi.yaml: {missing:?}; not routed: {extra:?}"
+    );
+}

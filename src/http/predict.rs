@@ -1,0 +1,173 @@
+//! `POST /v1/models/{model}/predict`: outputs and labels from the latest (or a given) version.
+//!
+//! The version's `Arc<Model>` is cloned out of the registry and the lock released before any
+//! computing, so predictions never wait on training. Small requests are computed right on the
+//! async worker (a row takes microseconds); large ones go to the blocking pool.
+//!
+//! `outputs` are probabilities for `softmax` and `sigmoid` heads and values for `identity`;
+//! `output_names` names their columns (for a two-class sigmoid head, its one column is the
+//! probability of the second class). `labels` is one entry per row for classifiers: the
+//! predicted class as the dataset named it (a number if the labels were numbers, a string if
+//! they were strings), or for multi-label heads the list of labels with probability ≥ 0.5;
+//! regression answers have no `labels`.
+
+use axum::extract::State;
+use ndarray::{Array2, ArrayView1};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::error::ApiError;
+use super::error_map::blocking;
+use super::extract::{AppJson, AppPath};
+use super::AppState;
+use crate::config::Limit;
+use crate::nn::{Model, Task};
+
+/// Rows above which a prediction moves to the blocking pool.
+const INLINE_ROWS: usize = 64;
+
+/// A prediction request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PredictRequest {
+    /// Rows of raw (unstandardized) features.
+    pub inputs: Vec<Vec<f64>>,
+    /// The version to use (default: the latest).
+    pub version: Option<u32>,
+}
+
+/// A prediction.
+#[derive(Debug, Serialize)]
+pub struct PredictResponse {
+    /// The model's name.
+    pub model: String,
+    /// The model's id.
+    pub model_id: uuid::Uuid,
+    /// The version used.
+    pub version: u32,
+    /// One row per input row.
+    pub outputs: Vec<Vec<f32>>,
+    /// What each output column is.
+    pub output_names: Vec<String>,
+    /// The predicted label per row (classifiers only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<Value>>,
+}
+
+/// The inputs as a matrix of the model's width, every value finite.
+fn matrix(inputs: &[Vec<f64>], width: usize) -> Result<Array2<f32>, ApiError> {
+    let rows = inputs.len();
+    if rows == 0 {
+        return Err(ApiError::validation("inputs", "expected at least one row"));
+    }
+    let mut flat = Vec::with_capacity(rows.saturating_mul(width));
+    for (r, row) in inputs.iter().enumerate() {
+        if row.len() != width {
+            return Err(ApiError::validation(
+                format!("inputs[{r}]"),
+                format!("expected shape [{rows}, {width}] (the model takes {width} inputs), got a row of {} values", row.len()),
+            ));
+        }
+        for (c, &v) in row.iter().enumerate() {
+            let x = v as f32;
+            if !x.is_finite() {
+                return Err(ApiError::validation(
+                    format!("inputs[{r}][{c}]"),
+                    format!("row {r}, column {c}: {v} is not a finite 32-bit number"),
+                ));
+            }
+            flat.push(x);
+        }
+    }
+    Array2::from_shape_vec((rows, width), flat).map_err(ApiError::internal)
+}
+
+fn label(name: &str, numeric: bool) -> Value {
+    if numeric {
+        if let Ok(n) = serde_json::from_str::<serde_json::Number>(name) {
+            return Value::Number(n);
+        }
+    }
+    Value::String(name.to_owned())
+}
+
+fn labels_of(model: &Model, outputs: &Array2<f32>, numeric: bool) -> Option<Vec<Value>> {
+    let names = &model.labels;
+    let pick = |row: ArrayView1<f32>| -> Value {
+        if row.len() == 1 {
+            let i = usize::from(row[0] >= 0.5);
+            return names.get(i).map_or(Value::Null, |n| label(n, numeric));
+        }
+        let best =
+            row.iter().enumerate().fold(
+                (0, f32::NEG_INFINITY),
+                |b, (i, &p)| if p > b.1 { (i, p) } else { b },
+            );
+        names.get(best.0).map_or(Value::Null, |n| label(n, numeric))
+    };
+    match model.task {
+        Some(Task::Classification) => Some(outputs.rows().into_iter().map(pick).collect()),
+        Some(Task::MultiLabel) => Some(
+            outputs
+                .rows()
+                .into_iter()
+                .map(|row| {
+                    Value::Array(
+                        row.iter()
+                            .zip(names)
+                            .filter(|(&p, _)| p >= 0.5)
+                            .map(|(_, n)| label(n, false))
+                            .collect(),
+                    )
+                })
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+fn output_names(model: &Model) -> Vec<String> {
+    let outputs = model.spec.outputs();
+    if model.task == Some(Task::Classification) && outputs == 1 && model.labels.len() == 2 {
+        return vec![model.labels[1].clone()];
+    }
+    if model.labels.len() == outputs {
+        model.labels.clone()
+    } else {
+        (0..outputs).map(|i| format!("y{i}")).collect()
+    }
+}
+
+/// `POST /v1/models/{model}/predict`
+pub(crate) async fn predict(
+    State(state): State<AppState>,
+    AppPath(model): AppPath<String>,
+    AppJson(request): AppJson<PredictRequest>,
+) -> Result<AppJson<PredictResponse>, ApiError> {
+    let (entry, version) = state.registry.version(&model, request.version)?;
+    let max = state.config.limits.max_predict_rows;
+    if request.inputs.len() > max {
+        return Err(ApiError::limit_exceeded(
+            "inputs",
+            Limit::PredictRows,
+            max,
+            request.inputs.len(),
+        ));
+    }
+    let x = matrix(&request.inputs, version.model.spec.inputs())?;
+    let net = std::sync::Arc::clone(&version.model);
+    let outputs = if x.nrows() <= INLINE_ROWS {
+        net.predict(x.view())?
+    } else {
+        blocking(move || Ok(net.predict(x.view())?)).await?
+    };
+    let m = &version.model;
+    Ok(AppJson(PredictResponse {
+        model: entry.record.name.clone(),
+        model_id: entry.record.id,
+        version: version.info.version,
+        labels: labels_of(m, &outputs, version.info.numeric_labels),
+        output_names: output_names(m),
+        outputs: outputs.rows().into_iter().map(|r| r.to_vec()).collect(),
+    }))
+}

@@ -1,0 +1,102 @@
+//! The route table: every (method, path) the API serves, with its handler and body-limit
+//! group. [`super::router`] is built from it, and a test compares it with `openapi.yaml`, so
+//! the router and the description cannot disagree on the set of routes.
+
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::routing::{on, MethodFilter, MethodRouter};
+
+use super::{datasets, events, health, jobs, models, openapi, predict, AppState};
+
+/// Which body limit a route takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyGroup {
+    /// `--max-body-bytes`.
+    Default,
+    /// `--max-dataset-upload-bytes`.
+    DatasetUpload,
+    /// `--max-predict-body-bytes`.
+    Predict,
+}
+
+/// One route.
+#[derive(Debug)]
+pub struct Route {
+    /// Its method.
+    pub method: Method,
+    /// Its path, with `{parameters}` as in axum and OpenAPI.
+    pub path: &'static str,
+    /// Its body limit.
+    pub group: BodyGroup,
+    /// Its handler.
+    pub endpoint: MethodRouter<AppState>,
+}
+
+fn route<H, T>(method: Method, path: &'static str, group: BodyGroup, handler: H) -> Route
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    let filter = match method {
+        Method::POST => MethodFilter::POST,
+        Method::DELETE => MethodFilter::DELETE,
+        Method::PUT => MethodFilter::PUT,
+        _ => MethodFilter::GET,
+    };
+    Route {
+        method,
+        path,
+        group,
+        endpoint: on(filter, handler),
+    }
+}
+
+/// Every route of the API.
+#[must_use]
+pub fn routes() -> Vec<Route> {
+    use BodyGroup::{DatasetUpload, Default, Predict};
+    use Method as M;
+    vec![
+        route(M::GET, "/healthz", Default, health::healthz),
+        route(M::GET, "/readyz", Default, health::readyz),
+        route(M::GET, "/openapi.yaml", Default, openapi::openapi_yaml),
+        route(M::POST, "/v1/datasets", DatasetUpload, datasets::create),
+        route(M::GET, "/v1/datasets", Default, datasets::list),
+        route(M::GET, "/v1/datasets/{id}", Default, datasets::show),
+        route(M::DELETE, "/v1/datasets/{id}", Default, datasets::delete),
+        route(M::POST, "/v1/models", Default, models::create),
+        route(M::GET, "/v1/models", Default, models::list),
+        route(M::GET, "/v1/models/{model}", Default, models::show),
+        route(M::DELETE, "/v1/models/{model}", Default, models::delete),
+        route(
+            M::GET,
+            "/v1/models/{model}/versions",
+            Default,
+            models::versions,
+        ),
+        route(
+            M::GET,
+            "/v1/models/{model}/versions/{version}",
+            Default,
+            models::version,
+        ),
+        route(
+            M::POST,
+            "/v1/models/{model}/predict",
+            Predict,
+            predict::predict,
+        ),
+        route(M::POST, "/v1/jobs", Default, jobs::create),
+        route(M::GET, "/v1/jobs", Default, jobs::list),
+        route(M::GET, "/v1/jobs/{id}", Default, jobs::show),
+        route(M::GET, "/v1/jobs/{id}/metrics", Default, jobs::metrics),
+        route(M::GET, "/v1/jobs/{id}/events", Default, events::events),
+        route(M::POST, "/v1/jobs/{id}/cancel", Default, jobs::cancel),
+    ]
+}
+
+/// The (method, path) of every route, for comparing with the API description.
+#[must_use]
+pub fn route_table() -> Vec<(Method, &'static str)> {
+    routes().into_iter().map(|r| (r.method, r.path)).collect()
+}

@@ -1,0 +1,401 @@
+//! The job runner: training requests wait in a bounded FIFO queue, at most N run at once (a
+//! tokio `Semaphore`, which hands out permits in order), each on tokio's blocking pool so the
+//! async workers keep serving.
+//!
+//! A job's record and history live behind its own short `std::sync::Mutex`; events (one per
+//! epoch, one per state change) are sent on a `broadcast` channel *while that mutex is held*,
+//! so a subscriber that snapshots the history and subscribes under the same lock misses
+//! nothing and sees nothing twice. Cancellation sets the job's state at once and raises its
+//! [`Interrupter`], which `nn::fit` checks between batches. Records are written through the
+//! registry's store at every state change and, while running, at most once a second (so a
+//! fast job's thousands of epochs do not become thousands of fsyncs); the final write holds
+//! the whole history.
+
+mod persist;
+mod record;
+mod run;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{broadcast, Notify, Semaphore};
+use uuid::Uuid;
+
+use crate::config::Limit;
+use crate::nn::{EpochRecord, Interrupter, NnError, TrainConfig};
+use crate::registry::{clock, DatasetEntry, ModelEntry, Page, Registry, RegistryError, Store};
+use persist::{key, persist};
+pub use record::{JobEvent, JobFailure, JobRecord, JobResult, JobState, Progress, WarmStart};
+
+/// How long a client is told to wait when the queue is full.
+pub const RETRY_AFTER: Duration = Duration::from_secs(2);
+
+/// Events a slow subscriber may fall behind by before it must catch up from the history.
+const EVENT_BUFFER: usize = 1024;
+
+/// Everything that can go wrong in the job layer.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// No such job.
+    #[error("no job '{0}'")]
+    NotFound(String),
+    /// The queue holds as many jobs as allowed.
+    #[error("the queue of {max} jobs is full")]
+    QueueFull {
+        /// `--max-queued-jobs`.
+        max: usize,
+    },
+    /// The job is finished and cannot change.
+    #[error("job {id} is {} already", state.name())]
+    Finished {
+        /// The job.
+        id: Uuid,
+        /// Its final state.
+        state: JobState,
+    },
+    /// The request is invalid or over a limit.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+impl From<NnError> for JobError {
+    fn from(error: NnError) -> Self {
+        JobError::Registry(RegistryError::Nn(error))
+    }
+}
+
+/// A new job, checked by [`Jobs::submit`].
+#[derive(Debug)]
+pub struct NewJob {
+    /// The model to train.
+    pub model: Arc<ModelEntry>,
+    /// The data to train on.
+    pub dataset: Arc<DatasetEntry>,
+    /// Hyper-parameters.
+    pub config: TrainConfig,
+    /// Start from this version's weights.
+    pub warm_start: Option<WarmStart>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    record: JobRecord,
+    history: Vec<EpochRecord>,
+    last_persist: Instant,
+}
+
+/// One job: its record and history, its cancel flag and its event channel.
+#[derive(Debug)]
+pub struct Job {
+    shared: Mutex<Shared>,
+    interrupter: Interrupter,
+    wake: Notify,
+    events: broadcast::Sender<JobEvent>,
+}
+
+impl Job {
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        self.shared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A snapshot of the record.
+    #[must_use]
+    pub fn record(&self) -> JobRecord {
+        self.lock().record.clone()
+    }
+}
+
+/// A live view of a job: the history so far and the events after it.
+#[derive(Debug)]
+pub struct Subscription {
+    /// The record when subscribing.
+    pub record: JobRecord,
+    /// Every epoch record so far.
+    pub history: Vec<EpochRecord>,
+    /// What comes next (nothing when the job is finished).
+    pub events: broadcast::Receiver<JobEvent>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    jobs: RwLock<BTreeMap<Uuid, Arc<Job>>>,
+    queued: AtomicUsize,
+    max_queued: usize,
+    slots: Arc<Semaphore>,
+    registry: Arc<Registry>,
+    store: Arc<dyn Store>,
+    max_epochs: u64,
+}
+
+/// The runner. Cloning is shallow.
+#[derive(Clone, Debug)]
+pub struct Jobs {
+    inner: Arc<Inner>,
+}
+
+impl Jobs {
+    fn jobs(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Uuid, Arc<Job>>> {
+        self.inner
+            .jobs
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The job `id`.
+    ///
+    /// # Errors
+    /// [`JobError::NotFound`].
+    pub fn get(&self, id: Uuid) -> Result<Arc<Job>, JobError> {
+        self.jobs()
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| JobError::NotFound(id.to_string()))
+    }
+
+    /// Checks `new` and queues it; the job starts as soon as a slot is free.
+    ///
+    /// # Errors
+    /// [`JobError::QueueFull`], or [`JobError::Registry`] for an invalid configuration, a
+    /// model that does not fit the data, or a missing warm-start version.
+    pub async fn submit(&self, new: NewJob) -> Result<JobRecord, JobError> {
+        let work = self.check(new)?;
+        let max = self.inner.max_queued;
+        self.inner
+            .queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+                (q < max).then_some(q + 1)
+            })
+            .map_err(|_| JobError::QueueFull { max })?;
+        let record = work.record.clone();
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let job = Arc::new(Job {
+            shared: Mutex::new(Shared {
+                record: record.clone(),
+                history: Vec::new(),
+                last_persist: Instant::now(),
+            }),
+            interrupter: Interrupter::new(),
+            wake: Notify::new(),
+            events,
+        });
+        let inner = Arc::clone(&self.inner);
+        let persisted = tokio::task::spawn_blocking({
+            let job = Arc::clone(&job);
+            move || persist(&*inner.store, &job)
+        })
+        .await;
+        if !matches!(persisted, Ok(Ok(()))) {
+            self.inner.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(match persisted {
+                Ok(Err(error)) => error,
+                _ => RegistryError::Corrupt {
+                    key: key(record.id),
+                    message: "the write did not finish".into(),
+                },
+            }
+            .into());
+        }
+        self.inner
+            .jobs
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(record.id, Arc::clone(&job));
+        tokio::spawn(run::drive(Arc::clone(&self.inner), job, work));
+        Ok(record)
+    }
+
+    fn check(&self, new: NewJob) -> Result<run::Work, JobError> {
+        let config = new.config;
+        if config.epochs as u64 > self.inner.max_epochs {
+            let max = self.inner.max_epochs;
+            return Err(RegistryError::limit("epochs", Limit::Epochs, max, config.epochs).into());
+        }
+        config.validate()?;
+        // `fit` needs training rows; refuse splits that leave none here, as a 422, rather
+        // than fail the job later.
+        let split =
+            new.dataset
+                .data
+                .split(config.validation_split, config.test_split, config.seed)?;
+        if split.train.is_empty() || config.validation_split + config.test_split >= 1.0 {
+            return Err(RegistryError::invalid(
+                "validation_split",
+                format!(
+                    "validation_split + test_split = {} leave no training rows of {}",
+                    config.validation_split + config.test_split,
+                    new.dataset.data.rows()
+                ),
+            )
+            .into());
+        }
+        let spec = &new.model.record.spec;
+        let data = &new.dataset.data;
+        if data.n_features() != spec.inputs() {
+            return Err(RegistryError::invalid(
+                "dataset",
+                format!(
+                    "the model takes {} inputs but the dataset has {} features",
+                    spec.inputs(),
+                    data.n_features()
+                ),
+            )
+            .into());
+        }
+        let columns = data.targets.names().len();
+        spec.output
+            .check_task(spec.outputs(), data.task(), columns)
+            .map_err(|m| RegistryError::invalid("dataset", m))?;
+        let start = match new.warm_start {
+            Some(w) => Some(
+                new.model
+                    .version(Some(w.version))
+                    .map(|v| Arc::clone(&v.model))
+                    .ok_or_else(|| {
+                        RegistryError::invalid(
+                            "warm_start.version",
+                            format!(
+                                "model '{}' has no version {}",
+                                new.model.record.name, w.version
+                            ),
+                        )
+                    })?,
+            ),
+            None => None,
+        };
+        let record = JobRecord {
+            id: Uuid::now_v7(),
+            model: new.model.record.id,
+            model_name: new.model.record.name.clone(),
+            dataset: new.dataset.info.id,
+            state: JobState::Queued,
+            created_at: clock::now_rfc3339(),
+            started_at: None,
+            finished_at: None,
+            progress: Progress {
+                epochs: config.epochs,
+                ..Progress::default()
+            },
+            request: config,
+            warm_start: new.warm_start,
+            latest: None,
+            result: None,
+            error: None,
+        };
+        Ok(run::Work {
+            record,
+            spec: spec.clone(),
+            start,
+            dataset: Arc::clone(&new.dataset),
+        })
+    }
+
+    /// Cancels a queued or running job (a running one stops within one batch).
+    ///
+    /// # Errors
+    /// [`JobError::NotFound`], or [`JobError::Finished`] for a finished job.
+    pub async fn cancel(&self, id: Uuid) -> Result<JobRecord, JobError> {
+        let job = self.get(id)?;
+        let record = {
+            let mut shared = job.lock();
+            let state = shared.record.state;
+            if state.is_finished() {
+                return Err(JobError::Finished { id, state });
+            }
+            if state == JobState::Queued {
+                self.inner.queued.fetch_sub(1, Ordering::AcqRel);
+            }
+            let epoch = shared.history.last().map(|r| r.epoch);
+            job.interrupter.stop();
+            run::finish(
+                &job,
+                &mut shared,
+                JobState::Cancelled,
+                None,
+                Some(JobFailure {
+                    message: format!("cancelled by a client while {}", state.name()),
+                    epoch,
+                    hint: None,
+                }),
+            );
+            shared.record.clone()
+        };
+        job.wake.notify_one();
+        let inner = Arc::clone(&self.inner);
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Err(error) = persist(&*inner.store, &job) {
+                tracing::error!(%error, job = %id, "cannot store a cancelled job");
+            }
+        })
+        .await;
+        Ok(record)
+    }
+
+    /// Cancels every queued or running job of a model (when it is deleted).
+    pub async fn cancel_model(&self, model: Uuid) {
+        let ids: Vec<Uuid> = self
+            .jobs()
+            .values()
+            .map(|j| j.record())
+            .filter(|r| r.model == model && !r.state.is_finished())
+            .map(|r| r.id)
+            .collect();
+        for id in ids {
+            let _ = self.cancel(id).await;
+        }
+    }
+
+    /// A page of jobs, oldest first, filtered by state and model.
+    #[must_use]
+    pub fn list(
+        &self,
+        state: Option<JobState>,
+        model: Option<Uuid>,
+        offset: usize,
+        limit: usize,
+    ) -> Page<JobRecord> {
+        let all: Vec<JobRecord> = self
+            .jobs()
+            .values()
+            .map(|j| j.record())
+            .filter(|r| state.is_none_or(|s| r.state == s) && model.is_none_or(|m| r.model == m))
+            .collect();
+        let total = all.len();
+        Page {
+            items: all.into_iter().skip(offset).take(limit).collect(),
+            total,
+        }
+    }
+
+    /// The epoch records of job `id` from epoch `since` on.
+    ///
+    /// # Errors
+    /// [`JobError::NotFound`].
+    pub fn history(&self, id: Uuid, since: usize) -> Result<Vec<EpochRecord>, JobError> {
+        let job = self.get(id)?;
+        let shared = job.lock();
+        Ok(shared
+            .history
+            .iter()
+            .filter(|r| r.epoch >= since)
+            .cloned()
+            .collect())
+    }
+
+    /// The history so far and a receiver for what follows, taken atomically.
+    ///
+    /// # Errors
+    /// [`JobError::NotFound`].
+    pub fn subscribe(&self, id: Uuid) -> Result<Subscription, JobError> {
+        let job = self.get(id)?;
+        let shared = job.lock();
+        Ok(Subscription {
+            record: shared.record.clone(),
+            history: shared.history.clone(),
+            events: job.events.subscribe(),
+        })
+    }
+}

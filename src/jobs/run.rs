@@ -1,0 +1,230 @@
+//! Running one job: wait for a slot, train on the blocking pool, record the outcome.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{persist, Inner, Job, JobEvent, JobFailure, JobRecord, JobResult, JobState, Shared};
+use crate::nn::{fit, Control, EpochRecord, Model, ModelSpec, NnError};
+use crate::registry::{clock, DatasetEntry, VersionInfo};
+
+/// While running, a job's record is written at most this often (and at every state change).
+const PERSIST_EVERY: Duration = Duration::from_secs(1);
+
+/// What a checked job needs to run.
+#[derive(Debug)]
+pub(super) struct Work {
+    pub record: JobRecord,
+    pub spec: ModelSpec,
+    pub start: Option<Arc<Model>>,
+    pub dataset: Arc<DatasetEntry>,
+}
+
+/// Moves a job to a final state, once: later calls (a fit that ends after a cancel) do nothing.
+pub(super) fn finish(
+    job: &Job,
+    shared: &mut Shared,
+    state: JobState,
+    result: Option<JobResult>,
+    error: Option<JobFailure>,
+) -> bool {
+    if shared.record.state.is_finished() {
+        return false;
+    }
+    shared.record.state = state;
+    shared.record.finished_at = Some(clock::now_rfc3339());
+    shared.record.result = result;
+    shared.record.error = error;
+    let _ = job
+        .events
+        .send(JobEvent::Status(Arc::new(shared.record.clone())));
+    true
+}
+
+/// Waits for a slot (or a cancel), then trains on the blocking pool.
+pub(super) async fn drive(inner: Arc<Inner>, job: Arc<Job>, work: Work) {
+    let permit = tokio::select! {
+        permit = Arc::clone(&inner.slots).acquire_owned() => permit.ok(),
+        () = job.wake.notified() => None,
+    };
+    let Some(permit) = permit else { return };
+    {
+        let mut shared = job.lock();
+        if shared.record.state != JobState::Queued {
+            return; // cancelled while queued
+        }
+        inner
+            .queued
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        shared.record.state = JobState::Running;
+        shared.record.started_at = Some(clock::now_rfc3339());
+        let _ = job
+            .events
+            .send(JobEvent::Status(Arc::new(shared.record.clone())));
+    }
+    let id = work.record.id;
+    let span = tracing::info_span!("job", %id);
+    let outcome = tokio::task::spawn_blocking({
+        let (inner, job) = (Arc::clone(&inner), Arc::clone(&job));
+        move || span.in_scope(|| train(&inner, &job, work))
+    })
+    .await;
+    drop(permit);
+    if let Err(error) = outcome {
+        let message = match error.try_into_panic() {
+            Ok(panic) => panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_owned()),
+            Err(error) => error.to_string(),
+        };
+        tracing::error!(job = %id, %message, "training panicked");
+        let failure = JobFailure {
+            message: "training stopped on an internal error; the server logged it".to_owned(),
+            epoch: job.lock().history.last().map(|r| r.epoch),
+            hint: None,
+        };
+        finish(&job, &mut job.lock(), JobState::Failed, None, Some(failure));
+        let _ = tokio::task::spawn_blocking(move || persist(&*inner.store, &job)).await;
+    }
+}
+
+/// Trains on the current (blocking) thread and records the outcome.
+fn train(inner: &Inner, job: &Job, work: Work) {
+    if let Err(error) = persist(&*inner.store, job) {
+        tracing::error!(%error, "cannot store a started job");
+    }
+    let model = match &work.start {
+        Some(start) => Ok(Model::clone(start)),
+        None => Model::new(work.spec.clone(), work.record.request.seed),
+    };
+    let data = Arc::clone(&work.dataset.data);
+    let train_rows = data.rows() as f64
+        * (1.0 - work.record.request.validation_split - work.record.request.test_split);
+    let started = Instant::now();
+    let mut on_epoch = |record: &EpochRecord| on_epoch(inner, job, record, train_rows, started);
+    let fitted = model.and_then(|m| {
+        fit(
+            m,
+            &data,
+            &work.record.request,
+            &job.interrupter,
+            &mut on_epoch,
+        )
+    });
+    let (state, result, error) = match fitted {
+        Ok(_) if job.interrupter.is_stopped() => (JobState::Cancelled, None, None),
+        Ok((model, report)) => {
+            let info = VersionInfo {
+                model: work.record.model,
+                version: 0,
+                job: Some(work.record.id),
+                dataset: Some(work.record.dataset),
+                created_at: String::new(),
+                best_epoch: report.best_epoch,
+                epochs_run: report.epochs_run,
+                stopped_early: report.stopped_early,
+                train: report.train,
+                validation: report.validation,
+                test: report.test,
+                numeric_labels: work.dataset.info.numeric_labels,
+            };
+            match inner.registry.add_version(work.record.model, model, info) {
+                Ok(v) => {
+                    let i = &v.info;
+                    let result = JobResult {
+                        version: i.version,
+                        best_epoch: i.best_epoch,
+                        stopped_early: i.stopped_early,
+                        epochs_run: i.epochs_run,
+                        train: i.train,
+                        validation: i.validation,
+                        test: i.test,
+                    };
+                    (JobState::Succeeded, Some(result), None)
+                }
+                Err(error) => (
+                    JobState::Failed,
+                    None,
+                    Some(failure(&error.to_string(), None, None)),
+                ),
+            }
+        }
+        Err(NnError::Cancelled { .. }) => (JobState::Cancelled, None, None),
+        Err(NnError::Diverged {
+            epoch,
+            message,
+            hint,
+        }) => (
+            JobState::Failed,
+            None,
+            Some(failure(
+                &format!("training diverged: {message}"),
+                Some(epoch),
+                Some(hint),
+            )),
+        ),
+        Err(other) => (
+            JobState::Failed,
+            None,
+            Some(failure(&other.to_string(), None, None)),
+        ),
+    };
+    let changed = finish(job, &mut job.lock(), state, result, error);
+    if changed || state == JobState::Cancelled {
+        if let Err(error) = persist(&*inner.store, job) {
+            tracing::error!(%error, "cannot store a finished job");
+        }
+    }
+    tracing::info!(state = state.name(), "job finished");
+}
+
+fn failure(message: &str, epoch: Option<usize>, hint: Option<String>) -> JobFailure {
+    JobFailure {
+        message: message.to_owned(),
+        epoch,
+        hint,
+    }
+}
+
+/// Records an epoch, tells subscribers, and writes the job through now and then.
+fn on_epoch(
+    inner: &Inner,
+    job: &Job,
+    record: &EpochRecord,
+    train_rows: f64,
+    started: Instant,
+) -> Control {
+    let due = {
+        let mut shared = job.lock();
+        if shared.record.state != JobState::Running {
+            return Control::Stop; // cancelled: the fit ends here or at the next batch
+        }
+        let p = &mut shared.record.progress;
+        p.epoch = record.epoch;
+        p.fraction = if p.epochs == 0 {
+            0.0
+        } else {
+            record.epoch as f64 / p.epochs as f64
+        };
+        if record.epoch > 0 && record.seconds > 0.0 {
+            p.samples_per_second = Some(train_rows.max(1.0) / record.seconds);
+            let pace = started.elapsed().as_secs_f64() / record.epoch as f64;
+            p.eta_seconds = Some(pace * p.epochs.saturating_sub(record.epoch) as f64);
+        }
+        shared.record.latest = Some(record.clone());
+        shared.history.push(record.clone());
+        let _ = job.events.send(JobEvent::Epoch(Arc::new(record.clone())));
+        let due = shared.last_persist.elapsed() >= PERSIST_EVERY;
+        if due {
+            shared.last_persist = Instant::now();
+        }
+        due
+    };
+    if due {
+        if let Err(error) = persist(&*inner.store, job) {
+            tracing::error!(%error, "cannot store a job's progress");
+        }
+    }
+    Control::Continue
+}

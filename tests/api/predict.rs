@@ -1,0 +1,151 @@
+//! `POST /v1/models/{model}/predict`: the errors and limits around a trained model.
+
+use mlp_lab::config::Config;
+use serde_json::json;
+
+use crate::helpers::{assert_problem, xor_dataset, TestApp};
+
+async fn trained(app: &TestApp) {
+    let dataset = app.dataset(xor_dataset(2)).await;
+    app.model(json!({"name": "m", "layers": [2, 4, 1], "output": "sigmoid"}))
+        .await;
+    let job = app
+        .job(json!({"model": "m", "dataset": dataset, "epochs": 1}))
+        .await;
+    app.wait_for_job(&job, &["succeeded"], 30).await;
+}
+
+#[tokio::test]
+async fn predicting_before_training_is_409() {
+    let app = TestApp::spawn().await;
+    app.model(json!({"name": "untrained", "layers": [2, 1], "output": "sigmoid"}))
+        .await;
+
+    let response = app
+        .post_json("/v1/models/untrained/predict", &json!({"inputs": [[0, 0]]}))
+        .await;
+
+    assert_problem(response, 409, "model_not_trained").await;
+}
+
+#[tokio::test]
+async fn predicting_from_a_missing_model_is_404() {
+    let app = TestApp::spawn().await;
+
+    assert_problem(
+        app.post_json("/v1/models/ghost/predict", &json!({"inputs": [[0]]}))
+            .await,
+        404,
+        "not_found",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn rows_of_the_wrong_width_name_the_expected_and_given_shapes() {
+    let app = TestApp::spawn().await;
+    trained(&app).await;
+
+    let response = app
+        .post_json(
+            "/v1/models/m/predict",
+            &json!({"inputs": [[0, 0], [1, 2, 3]]}),
+        )
+        .await;
+
+    let problem = assert_problem(response, 422, "validation_failed").await;
+    assert_eq!(problem.errors[0].field, "inputs[1]");
+    assert!(
+        problem.errors[0].message.contains("[2, 2]")
+            && problem.errors[0].message.contains("3 values"),
+        "{problem:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_value_that_is_not_a_finite_f32_names_its_row_and_column() {
+    let app = TestApp::spawn().await;
+    trained(&app).await;
+
+    let response = app
+        .post_raw(
+            "/v1/models/m/predict",
+            r#"{"inputs": [[0, 0], [1, 1e39]]}"#,
+            Some("application/json"),
+        )
+        .await;
+
+    let problem = assert_problem(response, 422, "validation_failed").await;
+    assert_eq!(problem.errors[0].field, "inputs[1][1]");
+}
+
+#[tokio::test]
+async fn an_unknown_version_is_404_and_an_unknown_field_422() {
+    let app = TestApp::spawn().await;
+    trained(&app).await;
+
+    let missing = app
+        .post_json(
+            "/v1/models/m/predict",
+            &json!({"inputs": [[0, 0]], "version": 7}),
+        )
+        .await;
+    let unknown = app
+        .post_json(
+            "/v1/models/m/predict",
+            &json!({"inputs": [[0, 0]], "threshold": 0.3}),
+        )
+        .await;
+
+    assert_problem(missing, 404, "not_found").await;
+    assert_eq!(
+        assert_problem(unknown, 422, "validation_failed")
+            .await
+            .errors[0]
+            .field,
+        "threshold"
+    );
+}
+
+#[tokio::test]
+async fn max_predict_rows_is_enforced_just_inside_and_just_outside() {
+    let mut config = Config::for_tests();
+    config.limits.max_predict_rows = 2;
+    let app = TestApp::spawn_with(config).await;
+    trained(&app).await;
+
+    let inside = app
+        .post_json(
+            "/v1/models/m/predict",
+            &json!({"inputs": [[0, 0], [1, 1]], "version": 1}),
+        )
+        .await;
+    let outside = app
+        .post_json(
+            "/v1/models/m/predict",
+            &json!({"inputs": [[0, 0], [1, 1], [0, 1]]}),
+        )
+        .await;
+
+    assert_eq!(inside.status(), 200);
+    let problem = assert_problem(outside, 422, "limit_exceeded").await;
+    assert!(
+        problem.detail.contains("--max-predict-rows"),
+        "{}",
+        problem.detail
+    );
+}
+
+#[tokio::test]
+async fn a_large_request_is_answered_row_for_row() {
+    let app = TestApp::spawn().await;
+    trained(&app).await;
+    let inputs = vec![[0.5, 0.5]; 500];
+
+    let answer = app
+        .post_ok("/v1/models/m/predict", &json!({"inputs": inputs}), 200)
+        .await;
+
+    assert_eq!(answer["outputs"].as_array().map(Vec::len), Some(500));
+    assert_eq!(answer["labels"].as_array().map(Vec::len), Some(500));
+}
