@@ -438,7 +438,7 @@ impl<'c> Loop<'c> {
             optimizer: Optimizer::new(config.optimizer, &lengths),
             scheduler: Scheduler::new(
                 config.lr_schedule,
-                config.optimizer.learning_rate() as f64,
+                decimal(config.optimizer.learning_rate()),
                 config.epochs,
             ),
             shuffle_rng: Rng::stream(config.seed, Stream::Shuffle),
@@ -471,7 +471,7 @@ impl<'c> Loop<'c> {
             0,
             tm,
             vm,
-            self.config.optimizer.learning_rate() as f64,
+            decimal(self.config.optimizer.learning_rate()),
             start,
             layers,
         )
@@ -609,6 +609,12 @@ pub fn add_penalty_gradients(model: &Model, l1: f32, l2: f32, grads: &mut [Vec<f
             }
         }
     }
+}
+
+/// The `f64` a user meant by an `f32` rate: `0.05f32 as f64` is 0.05000000074505806, which
+/// would then show in every epoch record; the shortest decimal of the `f32` is what was asked.
+fn decimal(v: f32) -> f64 {
+    v.to_string().parse().unwrap_or(v as f64)
 }
 
 fn diverged(epoch: usize, message: &str) -> NnError {
