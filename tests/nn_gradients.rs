@@ -44,6 +44,7 @@ fn data_for(head: Head, rows: usize, ins: usize, outs: usize) -> Dataset {
 }
 
 /// Compares backprop against central differences for every parameter of `model`.
+#[allow(clippy::needless_range_loop)] // indices name the tensor and element in messages
 fn check(label: &str, mut model: Model, data: &Dataset, l1: f32, l2: f32) {
     let rng = Rng::new(99);
     let total = |m: &mut Model| batch_gradient(m, data, &rng).0 + penalty(m, l1, l2);

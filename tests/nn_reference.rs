@@ -28,6 +28,9 @@
 //! run(lambda g: torch.optim.RMSprop(g, lr=0.01, momentum=0.5, weight_decay=0.01))
 //! ```
 
+// The reference values are PyTorch's printed float32s, kept digit for digit.
+#![allow(clippy::excessive_precision)]
+
 use mlp_lab::nn::{
     fit, Activation, Control, Dataset, Head, Interrupter, Model, ModelSpec, OptimizerConfig,
     Targets, TrainConfig,

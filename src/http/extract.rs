@@ -40,19 +40,27 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        if !media_type(request.headers()).is_some_and(|m| is_json_media_type(&m)) {
-            let given = request
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-            return Err(ApiError::UnsupportedMediaType {
-                expected: "application/json",
-                given,
-            });
-        }
+        require_json(request.headers())?;
         let bytes = read_body(request, state).await?;
         from_json_slice(&bytes).map(AppJson)
     }
+}
+
+/// 415 unless the `Content-Type` is `application/json` or `application/*+json`.
+///
+/// # Errors
+/// [`ApiError::UnsupportedMediaType`] naming what was given.
+pub fn require_json(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    if media_type(headers).is_some_and(|m| is_json_media_type(&m)) {
+        return Ok(());
+    }
+    let given = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    Err(ApiError::UnsupportedMediaType {
+        expected: "application/json",
+        given,
+    })
 }
 
 /// Reads the whole body within the route group's limit, with the errors [`AppJson`] gives:

@@ -12,6 +12,7 @@ mod error_map;
 mod events;
 pub mod extract;
 mod fallback;
+mod fast_json;
 mod health;
 mod jobs;
 pub mod limit;

@@ -15,9 +15,11 @@ use multiversion::multiversion;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// SELU's fixed scale λ (Klambauer et al. 2017).
+/// SELU's fixed scale λ (Klambauer et al. 2017), written as published.
+#[allow(clippy::excessive_precision)]
 pub const SELU_LAMBDA: f32 = 1.050_700_987_355_480_5;
-/// SELU's fixed α.
+/// SELU's fixed α, written as published.
+#[allow(clippy::excessive_precision)]
 pub const SELU_ALPHA: f32 = 1.673_263_242_354_377_3;
 
 /// A hidden-layer activation.

@@ -410,6 +410,7 @@ pub fn check_finite(what: &str, values: ArrayView2<f32>, max_abs: f32) -> Result
 
 /// How many values are NaN or have magnitude above `limit` (infinities included, since
 /// `limit` is finite).
+#[allow(clippy::neg_cmp_op_on_partial_ord)] // NaN must count: `!(NaN <= x)` is true
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 fn count_outside(xs: &[f32], limit: f32) -> u32 {
     let mut bad = 0u32;

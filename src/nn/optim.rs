@@ -217,10 +217,10 @@ impl Optimizer {
     pub fn new(config: OptimizerConfig, lengths: &[usize]) -> Self {
         let zeros = || lengths.iter().map(|&n| vec![0.0; n]).collect();
         let (m, v) = match config {
-            OptimizerConfig::Sgd { momentum, .. } if momentum == 0.0 => (Vec::new(), Vec::new()),
+            OptimizerConfig::Sgd { momentum: 0.0, .. } => (Vec::new(), Vec::new()),
             OptimizerConfig::Sgd { .. } => (zeros(), Vec::new()),
             OptimizerConfig::Adam { .. } | OptimizerConfig::AdamW { .. } => (zeros(), zeros()),
-            OptimizerConfig::Rmsprop { momentum, .. } if momentum == 0.0 => (Vec::new(), zeros()),
+            OptimizerConfig::Rmsprop { momentum: 0.0, .. } => (Vec::new(), zeros()),
             OptimizerConfig::Rmsprop { .. } => (zeros(), zeros()),
         };
         Self {

@@ -72,6 +72,7 @@ fn plateau_delta() -> f64 {
 
 impl Schedule {
     /// Checks parameter ranges, naming fields as `lr_schedule.<name>`.
+    #[allow(clippy::neg_cmp_op_on_partial_ord)] // `!(x >= 0)` also refuses NaN
     pub fn validate(&self) -> Result<()> {
         let bad = |f: &str, m: String| Err(NnError::invalid(format!("lr_schedule.{f}"), m));
         match *self {

@@ -1,0 +1,343 @@
+//! A fast path for the body that is almost all numbers: `{"inputs": [[…], …], "version": n}`.
+//!
+//! Measured on a 64-row request of a 784-input model, general JSON decoding (serde_json into
+//! `Vec<Vec<f64>>`, wrapped by serde_path_to_error for field paths) took about 70 % of the
+//! server's time, the network itself about 10 %. This parser reads exactly that shape
+//! straight into one flat `f32` buffer, with a strict JSON number grammar and a correctly
+//! rounded float parser (`fast-float2`), so the values are bit for bit the ones the general
+//! path gives. Anything else (an unknown or repeated key, an escape in a key, a ragged row, a
+//! value that is not a finite `f32`, trailing bytes) returns `None`, and the caller falls back
+//! to the general path, whose errors name the field, the row and the column.
+
+/// A prediction request decoded by the fast path.
+#[derive(Debug, PartialEq)]
+pub struct FastPredict {
+    /// Row-major values, `rows × width`.
+    pub values: Vec<f32>,
+    /// Number of rows (at least 1).
+    pub rows: usize,
+    /// Values in every row (at least 1).
+    pub width: usize,
+    /// The `version` field, when present.
+    pub version: Option<u32>,
+}
+
+/// Decodes `bytes` if it is a well-formed prediction request of the simple shape.
+pub fn parse_predict(bytes: &[u8]) -> Option<FastPredict> {
+    let mut c = Cursor { b: bytes, i: 0 };
+    let mut inputs: Option<(Vec<f32>, usize, usize)> = None;
+    let mut version: Option<u32> = None;
+    let mut seen_version = false;
+    c.ws();
+    c.eat(b'{')?;
+    c.ws();
+    loop {
+        match c.key()? {
+            b"inputs" if inputs.is_none() => inputs = Some(c.rows()?),
+            b"version" if !seen_version => {
+                seen_version = true;
+                version = c.version()?;
+            }
+            _ => return None,
+        }
+        c.ws();
+        match c.next()? {
+            b',' => c.ws(),
+            b'}' => break,
+            _ => return None,
+        }
+    }
+    c.ws();
+    if c.i != bytes.len() {
+        return None;
+    }
+    let (values, rows, width) = inputs?;
+    Some(FastPredict {
+        values,
+        rows,
+        width,
+        version,
+    })
+}
+
+struct Cursor<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl Cursor<'_> {
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.b.get(self.i) {
+            self.i += 1;
+        }
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let c = *self.b.get(self.i)?;
+        self.i += 1;
+        Some(c)
+    }
+
+    fn eat(&mut self, want: u8) -> Option<()> {
+        (self.next()? == want).then_some(())
+    }
+
+    /// `"key"` followed by `:`; keys with escapes go to the general path.
+    fn key(&mut self) -> Option<&[u8]> {
+        self.eat(b'"')?;
+        let start = self.i;
+        let len = self.b[start..]
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\')?;
+        if self.b[start + len] == b'\\' {
+            return None;
+        }
+        self.i = start + len + 1;
+        let key = &self.b[start..start + len];
+        self.ws();
+        self.eat(b':')?;
+        self.ws();
+        Some(key)
+    }
+
+    /// `[[n, …], …]` with rows of one width, flattened.
+    fn rows(&mut self) -> Option<(Vec<f32>, usize, usize)> {
+        self.eat(b'[')?;
+        self.ws();
+        let mut values = Vec::new();
+        let mut rows = 0;
+        let mut width = 0;
+        loop {
+            self.eat(b'[')?;
+            let before = values.len();
+            loop {
+                self.ws();
+                values.push(self.number()?);
+                self.ws();
+                match self.next()? {
+                    b',' => {}
+                    b']' => break,
+                    _ => return None,
+                }
+            }
+            let n = values.len() - before;
+            if rows == 0 {
+                width = n;
+                values.reserve(width * (self.b.len() - self.i) / (width * 2 + 2));
+            } else if n != width {
+                return None;
+            }
+            rows += 1;
+            self.ws();
+            match self.next()? {
+                b',' => self.ws(),
+                b']' => return Some((values, rows, width)),
+                _ => return None,
+            }
+        }
+    }
+
+    /// A JSON number (strict grammar) as the `f32` nearest its correctly rounded `f64`, as
+    /// `serde_json` + `as f32` gives it; `None` if it is not a finite `f32`.
+    ///
+    /// Most inputs have at most 15 significant digits and a small exponent: then the decimal
+    /// mantissa and `10^|e|` are both exact `f64`s and one multiplication or division rounds
+    /// once, correctly (Clinger's fast path). Other numbers go to `fast-float2`.
+    fn number(&mut self) -> Option<f32> {
+        const POW10: [f64; 23] = [
+            1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+            1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+        ];
+        let start = self.i;
+        let mut mantissa: u64 = 0;
+        let mut digits = 0usize; // significant digits taken into the mantissa
+        let mut scale: i64 = 0; // decimal exponent from the fraction
+        let negative = self.b.get(self.i) == Some(&b'-');
+        if negative {
+            self.i += 1;
+        }
+        let mut take = |c: &mut Self, fraction: bool| -> bool {
+            let from = c.i;
+            while let Some(&d) = c.b.get(c.i) {
+                if !d.is_ascii_digit() {
+                    break;
+                }
+                if mantissa != 0 || d != b'0' {
+                    digits += 1;
+                }
+                mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
+                scale -= i64::from(fraction);
+                c.i += 1;
+            }
+            c.i > from
+        };
+        match self.b.get(self.i) {
+            Some(b'0') => self.i += 1,
+            Some(b'1'..=b'9') => {
+                take(self, false);
+            }
+            _ => return None,
+        }
+        if self.b.get(self.i) == Some(&b'.') {
+            self.i += 1;
+            if !take(self, true) {
+                return None;
+            }
+        }
+        let mut exponent: i64 = 0;
+        if let Some(b'e' | b'E') = self.b.get(self.i) {
+            self.i += 1;
+            let sign = match self.b.get(self.i) {
+                Some(b'-') => {
+                    self.i += 1;
+                    -1
+                }
+                Some(b'+') => {
+                    self.i += 1;
+                    1
+                }
+                _ => 1,
+            };
+            let from = self.i;
+            while let Some(&d) = self.b.get(self.i) {
+                if !d.is_ascii_digit() {
+                    break;
+                }
+                exponent = (exponent * 10 + i64::from(d - b'0')).min(100_000);
+                self.i += 1;
+            }
+            if self.i == from {
+                return None;
+            }
+            exponent *= sign;
+        }
+        let e = scale + exponent;
+        let v = if digits <= 15 && (-22..=22).contains(&e) {
+            let m = mantissa as f64;
+            let m = if e >= 0 {
+                m * POW10[e as usize]
+            } else {
+                m / POW10[(-e) as usize]
+            };
+            if negative {
+                -m
+            } else {
+                m
+            }
+        } else {
+            fast_float2::parse(&self.b[start..self.i]).ok()?
+        };
+        let x = v as f32;
+        x.is_finite().then_some(x)
+    }
+
+    /// A non-negative integer that fits a `u32`, or `null`.
+    fn version(&mut self) -> Option<Option<u32>> {
+        if self.b[self.i..].starts_with(b"null") {
+            self.i += 4;
+            return Some(None);
+        }
+        let start = self.i;
+        while self.b.get(self.i).is_some_and(u8::is_ascii_digit) {
+            self.i += 1;
+        }
+        let text = std::str::from_utf8(&self.b[start..self.i]).ok()?;
+        if text.is_empty() || (text.len() > 1 && text.starts_with('0')) {
+            return None;
+        }
+        text.parse().ok().map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn simple_bodies_decode_to_the_values_serde_json_gives() {
+        let body = br#" { "version" : 2, "inputs": [[0.1, -2, 3e-7, 1E+3, -0.0],
+            [123456789.123456789, 0, 5e-46, 1.5, 2] ] } "#;
+        let got = parse_predict(body).unwrap();
+        assert_eq!((got.rows, got.width, got.version), (2, 5, Some(2)));
+        let want: serde_json::Value = serde_json::from_slice(body).unwrap();
+        let want: Vec<f32> = want["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| {
+                r.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap() as f32)
+            })
+            .collect();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got.values), bits(&want));
+    }
+
+    #[test]
+    fn every_number_form_rounds_exactly_as_serde_json_does() {
+        let mut rng = crate::nn::rng::Rng::new(3);
+        let mut texts: Vec<String> = vec![
+            "0".into(),
+            "-0".into(),
+            "0.1".into(),
+            "1e22".into(),
+            "1e23".into(),
+            "9007199254740993".into(),
+            "123456789012345678901234567890".into(),
+            "0.000000000000000000000000000001".into(),
+            "3.4028235e38".into(),
+            "1.17549435e-38".into(),
+            "-2.5E-3".into(),
+            "7e+0".into(),
+        ];
+        for _ in 0..20_000 {
+            let v = rng.normal() * 10f64.powi(rng.below(30) as i32 - 15);
+            texts.push(match rng.below(4) {
+                0 => format!("{v}"),
+                1 => format!("{v:.6}"),
+                2 => format!("{v:e}"),
+                _ => format!("{}", v as f32),
+            });
+        }
+        let body = format!("{{\"inputs\": [[{}]]}}", texts.join(", "));
+        let got = parse_predict(body.as_bytes()).unwrap();
+        for (t, g) in texts.iter().zip(&got.values) {
+            let want = serde_json::from_str::<f64>(t).unwrap() as f32;
+            assert_eq!(g.to_bits(), want.to_bits(), "{t}");
+        }
+    }
+
+    #[test]
+    fn anything_unusual_goes_to_the_general_path() {
+        for body in [
+            &br#"{"inputs": [[1, 2], [3]]}"#[..],
+            br#"{"inputs": [[1, 2]], "extra": 1}"#,
+            br#"{"inputs": [[1, 2]], "inputs": [[1, 2]]}"#,
+            br#"{"inputs": [[1, NaN]]}"#,
+            br#"{"inputs": [[1, 1e39]]}"#,
+            br#"{"inputs": [[01]]}"#,
+            br#"{"inputs": [[1.]]}"#,
+            br#"{"inputs": [[.5]]}"#,
+            br#"{"inputs": [[+1]]}"#,
+            br#"{"inputs": []}"#,
+            br#"{"inputs": [[]]}"#,
+            br#"{"inputs": [[1]]} x"#,
+            br#"{"inputs": [[1]], "version": -1}"#,
+            br#"{"inputs": [[1]], "version": 1.5}"#,
+            br#"{"in\u0070uts": [[1]]}"#,
+            br#"{"inputs": [["1"]]}"#,
+            br#"{"inputs": [[1]]"#,
+            b"",
+        ] {
+            assert_eq!(
+                parse_predict(body),
+                None,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        assert!(parse_predict(br#"{"inputs": [[1]], "version": null}"#).is_some());
+    }
+}
