@@ -1,0 +1,152 @@
+"""Tables for the bench scripts, from the lines the benchmarks printed.
+
+    python3 bench/report.py peers RAW   # lines of nn-bench and ../shared/peers/train_*.py
+    python3 bench/report.py serve TSV   # "scenario<TAB>RESULT {...}" lines of wrk_post.lua
+
+Every ratio is written so that a value above 1 means mlp-lab is faster. Standard library only,
+so that it runs with any python3.
+"""
+
+import json
+import re
+import statistics
+import sys
+from collections import defaultdict
+
+# The targets of issue 2 (numerical core) and issue 3 (service), for a glance at the table.
+TRAIN_TARGET_VS_JAX = {"w1": 3.0, "w2": 1.25, "w3": 1.3}
+LATENCY_TARGET_US = {1: 8.0}
+SERVE_TARGET_RPS = {1: 25_000, 64: 2_000}
+
+SAMPLES = re.compile(r"samples/s=([0-9.]+)")
+LATENCY = re.compile(r"latency W2 forward rows=(\d+)")
+MICROS = re.compile(r"([0-9.]+)\s*us")
+
+
+def parse_peers(lines):
+    """(tool -> workload -> [samples/s]), (tool -> rows -> [µs]), tool -> version label."""
+    train = defaultdict(lambda: defaultdict(list))
+    latency = defaultdict(lambda: defaultdict(list))
+    versions = {}
+    for line in lines:
+        fields = line.rstrip("\n").split("\t")
+        if len(fields) < 2:
+            continue
+        label = fields[0].strip()
+        tool = label.split(" ")[0]
+        if m := SAMPLES.search(line):
+            train[tool][fields[1].strip()].append(float(m.group(1)))
+            versions.setdefault(tool, label)
+        elif (m := LATENCY.search(fields[1])) and len(fields) > 2:
+            if us := MICROS.search(fields[2]):
+                latency[tool][int(m.group(1))].append(float(us.group(1)))
+                versions.setdefault(tool, label)
+    return train, latency, versions
+
+
+def fmt_rate(v):
+    return "-" if v is None else f"{v:,.0f}"
+
+
+def fmt_ratio(v):
+    return "-" if v is None else f"{v:.2f}x"
+
+
+def median(values):
+    return statistics.median(values) if values else None
+
+
+def table(header, rows):
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    out = []
+    for r in [header] + rows:
+        cells = [str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths))]
+        out.append("  ".join(cells).rstrip())
+    return "\n".join(out)
+
+
+def report_peers(path):
+    with open(path, encoding="utf-8") as f:
+        train, latency, versions = parse_peers(f)
+    peers = [t for t in ("jax", "sklearn", "torch") if t in train]
+    ours = "mlp-lab"
+    workloads = [w for w in ("w1", "w2", "w3") if any(w in train[t] for t in train)]
+    rounds = max((len(v) for t in train.values() for v in t.values()), default=1)
+    print(f"Training throughput, samples/s, one core (median of {rounds} run(s); ratio > 1: mlp-lab faster)")
+    if workloads:
+        header = ["workload", ours] + peers + [f"ours/{p}" for p in peers] + ["target vs jax"]
+        rows = []
+        for w in workloads:
+            mine = median(train[ours].get(w, []))
+            theirs = {p: median(train[p].get(w, [])) for p in peers}
+            ratios = [mine / theirs[p] if mine and theirs[p] else None for p in peers]
+            target = TRAIN_TARGET_VS_JAX.get(w)
+            vs_jax = mine / theirs["jax"] if mine and theirs.get("jax") else None
+            verdict = "-" if target is None or vs_jax is None else (
+                f">= {target}x {'met' if vs_jax >= target else 'MISSED'}")
+            rows.append([w, fmt_rate(mine)] + [fmt_rate(theirs[p]) for p in peers]
+                        + [fmt_ratio(r) for r in ratios] + [verdict])
+        print(table(header, rows))
+    else:
+        print("(no training workload in this run)")
+    if latency:
+        print()
+        print("W2 forward latency, microseconds, one core (lower is better; ratio > 1: mlp-lab faster)")
+        others = [t for t in latency if t != ours]
+        header = ["rows", ours] + others + [f"{t}/ours" for t in others] + ["target"]
+        rows = []
+        for n in sorted({n for t in latency.values() for n in t}):
+            mine = median(latency[ours].get(n, []))
+            theirs = {t: median(latency[t].get(n, [])) for t in others}
+            target = LATENCY_TARGET_US.get(n)
+            verdict = "-" if target is None or mine is None else (
+                f"<= {target:g} us {'met' if mine <= target else 'MISSED'}")
+            rows.append([str(n), "-" if mine is None else f"{mine:.2f}"]
+                        + ["-" if theirs[t] is None else f"{theirs[t]:.2f}" for t in others]
+                        + [fmt_ratio(theirs[t] / mine if mine and theirs[t] else None) for t in others]
+                        + [verdict])
+        print(table(header, rows))
+    missing = [t for t in (ours, "jax", "sklearn", "torch") if t not in versions]
+    print()
+    print("versions: " + "; ".join(versions[t] for t in versions)
+          + (f"; not measured: {', '.join(missing)}" if missing else ""))
+
+
+def report_serve(path):
+    results = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            name, _, rest = line.rstrip("\n").partition("\t")
+            if rest.startswith("RESULT "):
+                results[name] = json.loads(rest[len("RESULT "):])
+    header = ["scenario", "req/s", "p50 ms", "p99 ms", "max ms", "errors", "non-2xx"]
+    rows = [[n, f"{r['rps']:,.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['max_ms']:.2f}",
+             str(r["sock_err"]), str(r["non2xx"])] for n, r in results.items()]
+    print("Prediction over HTTP, W2 network (784-256-128-10), wrk on loopback")
+    print(table(header, rows))
+    print()
+    for rows_n in (1, 64):
+        unit = "row" if rows_n == 1 else "rows"
+        ours = results.get(f"mlp-lab {rows_n} {unit}")
+        peer = results.get(f"fastapi {rows_n} {unit}")
+        busy = results.get(f"mlp-lab {rows_n} {unit}, 2 jobs training")
+        if ours and peer and peer["rps"]:
+            print(f"{rows_n} {unit}: mlp-lab/fastapi req/s {ours['rps'] / peer['rps']:.2f}x"
+                  f" (target >= {SERVE_TARGET_RPS[rows_n]:,} req/s: "
+                  f"{'met' if ours['rps'] >= SERVE_TARGET_RPS[rows_n] else 'MISSED'})")
+        if ours and busy and ours["p99_ms"]:
+            ratio = busy["p99_ms"] / ours["p99_ms"]
+            print(f"{rows_n} {unit}: p99 while 2 jobs train / idle p99 {ratio:.2f}"
+                  f" (target <= 3: {'met' if ratio <= 3 else 'MISSED'})")
+    if any(r["non2xx"] or r["sock_err"] for r in results.values()):
+        print("warning: some requests failed; those figures do not measure successful predictions")
+
+
+def main(argv):
+    if len(argv) != 3 or argv[1] not in ("peers", "serve"):
+        sys.exit(__doc__)
+    {"peers": report_peers, "serve": report_serve}[argv[1]](argv[2])
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# bench/serve.sh: prediction over HTTP, mlp-lab against the FastAPI + numpy peer of
+# ../shared/peers, in the same run, with wrk on loopback.
+#
+# It builds the release server, starts it in memory on a free port, creates and trains (one
+# epoch on generated data) the W2 network 784-256-128-10, and loads
+# POST /v1/models/{name}/predict with 1-row and 64-row bodies: idle, and again while two
+# training jobs run. The FastAPI peer (2 workers, one BLAS thread each) gets the same bodies.
+# It reports req/s, p50/p99/max latency, the ratios, and the server's peak RSS. The table goes
+# to stdout and to bench/out/serve-<time>.txt.
+#
+# Until the service has its model endpoints (issue 3), it stops with a message after the
+# first POST /v1/models answers 404.
+#
+# Settings (environment):
+#   PEERS_DIR    the peer scripts                    [../shared/peers]
+#   PEERS_VENV   venv for FastAPI and uvicorn        [/tmp/mlp-lab-peers]
+#   DURATION     each wrk run                        [10s]
+#   CONNECTIONS  wrk connections                     [16]
+#   PEER_ONLY=1  measure only the FastAPI peer (to check the setup)
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+
+PEERS_DIR=$(cd "${PEERS_DIR:-../shared/peers}" 2>/dev/null && pwd) ||
+    die "no peers directory at ${PEERS_DIR:-../shared/peers} (set PEERS_DIR)"
+VENV=${PEERS_VENV:-/tmp/mlp-lab-peers}
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-16}
+MODEL=bench-w2
+
+mkdir -p bench/out
+STAMP=$(date +%Y%m%d-%H%M%S)
+WORK=$(mktemp -d /tmp/mlp-lab-serve.XXXXXX)
+RESULTS=bench/out/serve-$STAMP.tsv
+REPORT=bench/out/serve-$STAMP.txt
+: >"$RESULTS"
+
+BASE=""
+SERVER_PID=""
+PEER_PID=""
+JOBS=()
+cleanup() {
+    local rc=$?
+    for job in "${JOBS[@]}"; do
+        curl -s -o /dev/null -X POST "$BASE/v1/jobs/$job/cancel" 2>/dev/null || true
+    done
+    stop_pid "$SERVER_PID"
+    # uvicorn leads its own process group (setsid below): stop it and its workers together.
+    if [[ -n $PEER_PID ]] && kill -0 "$PEER_PID" 2>/dev/null; then
+        kill -TERM -- "-$PEER_PID" 2>/dev/null || true
+        stop_pid "$PEER_PID"
+    fi
+    rm -rf "$WORK"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# api METHOD PATH [JSON]: one request to mlp-lab; the body lands in $WORK/resp.json, the
+# status in $STATUS.
+api() {
+    local args=(-s -o "$WORK/resp.json" -w '%{http_code}' -X "$1" "$BASE$2")
+    if [[ $# -ge 3 ]]; then args+=(-H 'content-type: application/json' --data-binary "$3"); fi
+    STATUS=$(curl "${args[@]}")
+}
+# json EXPR: a field of the last response, e.g. json '["id"]'.
+json() { python3 -c "import json, sys; print(json.load(open(sys.argv[1]))$1)" "$WORK/resp.json"; }
+expect() {
+    [[ $STATUS == "$1" ]] || die "$2 answered $STATUS, expected $1: $(head -c 2000 "$WORK/resp.json")"
+}
+
+# load NAME URL BODY: one wrk run; its RESULT line goes to the results file.
+load() {
+    local name=$1 url=$2 body=$3 out
+    echo "-- $name: wrk -t1 -c$CONNECTIONS -d$DURATION POST $url"
+    out=$(BODY=$body wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --timeout 10s \
+        -s "$PEERS_DIR/wrk_post.lua" "$url")
+    echo "$out"
+    printf '%s\t%s\n' "$name" "$(grep '^RESULT ' <<<"$out")" >>"$RESULTS"
+}
+
+say "Setup"
+check_load
+if ! command -v wrk >/dev/null; then
+    [[ $EUID == 0 ]] || die "wrk is not installed (apt-get install wrk)"
+    echo "apt-get install wrk"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk
+fi
+
+# Request bodies: 1 and 64 rows of 784 floats in [-1, 1), printed with 7 significant digits
+# (an f32's worth), the same file for both servers.
+python3 - "$WORK" <<'EOF'
+import json, random, sys
+rng = random.Random(0)
+for n in (1, 64):
+    rows = [[float(f"{rng.uniform(-1, 1):.7g}") for _ in range(784)] for _ in range(n)]
+    with open(f"{sys.argv[1]}/body-{n}.json", "w") as f:
+        json.dump({"inputs": rows}, f)
+EOF
+
+if [[ ${PEER_ONLY:-0} != 1 ]]; then
+    cargo build --release --locked --bin mlp-lab
+    PORT=$(free_port)
+    BASE=http://127.0.0.1:$PORT
+    target/release/mlp-lab --addr "127.0.0.1:$PORT" --ephemeral \
+        >"$WORK/server.log" 2>&1 </dev/null &
+    SERVER_PID=$!
+    wait_ready "$BASE/readyz" "$SERVER_PID" 60 ||
+        die "mlp-lab did not become ready: $(tail -n 20 "$WORK/server.log")"
+    echo "mlp-lab: $BASE (pid $SERVER_PID)"
+
+    say "Model $MODEL (784-256-128-10), trained one epoch"
+    api POST /v1/models "{\"name\": \"$MODEL\", \"layers\": [784, 256, 128, 10],
+        \"activation\": \"relu\", \"output\": \"softmax\"}"
+    if [[ $STATUS == 404 ]]; then
+        echo "mlp-lab answers 404 to POST /v1/models: the model and training endpoints" \
+            "(issue 3) are not there yet, so there is nothing to measure. Stopping."
+        exit 2
+    fi
+    expect 201 "POST /v1/models"
+
+    api POST /v1/datasets '{"generator": {"kind": "blobs", "samples": 6000, "features": 784,
+        "classes": 10, "noise": 1.0, "seed": 1}}'
+    expect 201 "POST /v1/datasets (blobs generator)"
+    DATASET=$(json '["id"]')
+
+    train() { # train EPOCHS: starts a job, prints its id
+        api POST /v1/jobs "{\"model\": \"$MODEL\", \"dataset\": \"$DATASET\", \"epochs\": $1,
+            \"batch_size\": 128, \"seed\": 1}"
+        expect 202 "POST /v1/jobs"
+        json '["id"]'
+    }
+    job=$(train 1)
+    for _ in $(seq 600); do # 5 minutes at most
+        api GET "/v1/jobs/$job"
+        state=$(json '["status"]')
+        [[ $state == queued || $state == running ]] || break
+        sleep 0.5
+    done
+    [[ $state == succeeded ]] || die "the training job ended '$state': $(head -c 2000 "$WORK/resp.json")"
+
+    PREDICT=$BASE/v1/models/$MODEL/predict
+    api POST "/v1/models/$MODEL/predict" "$(cat "$WORK/body-1.json")"
+    expect 200 "POST /v1/models/$MODEL/predict"
+    echo "trained; a prediction answers 200"
+fi
+
+say "FastAPI peer"
+ensure_venv "$VENV" "fastapi, uvicorn, numpy, httptools, uvloop" fastapi "uvicorn[standard]" numpy
+PEER_PORT=$(free_port)
+(cd "$PEERS_DIR" && exec setsid "${BENCH_ENV[@]}" "$VENV/bin/uvicorn" predict_fastapi:app \
+    --host 127.0.0.1 --port "$PEER_PORT" --workers 2 --log-level warning \
+    >"$WORK/fastapi.log" 2>&1 </dev/null) &
+PEER_PID=$!
+wait_ready "http://127.0.0.1:$PEER_PORT/ping" "$PEER_PID" 60 ||
+    die "the FastAPI peer did not start: $(tail -n 20 "$WORK/fastapi.log")"
+echo "fastapi: http://127.0.0.1:$PEER_PORT (2 workers)"
+
+say "Load"
+for n in 1 64; do
+    unit=$([[ $n == 1 ]] && echo row || echo rows)
+    if [[ ${PEER_ONLY:-0} != 1 ]]; then
+        load "mlp-lab $n $unit" "$PREDICT" "$WORK/body-$n.json"
+    fi
+    load "fastapi $n $unit" "http://127.0.0.1:$PEER_PORT/predict" "$WORK/body-$n.json"
+done
+
+if [[ ${PEER_ONLY:-0} != 1 ]]; then
+    say "Load while two training jobs run"
+    first=$(train 100000)
+    second=$(train 100000)
+    JOBS=("$first" "$second")
+    sleep 1
+    for n in 1 64; do
+        unit=$([[ $n == 1 ]] && echo row || echo rows)
+        load "mlp-lab $n $unit, 2 jobs training" "$PREDICT" "$WORK/body-$n.json"
+    done
+    for job in "${JOBS[@]}"; do api POST "/v1/jobs/$job/cancel"; done
+    JOBS=()
+    RSS=$(awk '/^VmHWM/ { printf "%.1f MB", $2 / 1024 }' "/proc/$SERVER_PID/status")
+fi
+
+say "Result"
+{
+    echo "# bench/serve.sh, $(date -u '+%Y-%m-%d %H:%M UTC'), wrk -t1 -c$CONNECTIONS -d$DURATION"
+    echo "# mlp-lab $(git rev-parse --short HEAD 2>/dev/null || echo '?'), load $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo
+    python3 bench/report.py serve "$RESULTS"
+    [[ -z ${RSS:-} ]] || echo "mlp-lab peak RSS: $RSS (target <= 64 MB)"
+} | tee "$REPORT"
+echo
+echo "written to $REPORT"
