@@ -32,6 +32,10 @@ pub(super) fn finish(
     }
     shared.record.state = state;
     shared.record.finished_at = Some(clock::now_rfc3339());
+    // Nothing is left to wait for, whether all epochs ran or training stopped early.
+    if shared.record.progress.eta_seconds.is_some() {
+        shared.record.progress.eta_seconds = Some(0.0);
+    }
     shared.record.result = result;
     shared.record.error = error;
     let _ = job
