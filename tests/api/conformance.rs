@@ -7,20 +7,27 @@ use serde_json::json;
 use crate::helpers::{assert_problem, TestApp};
 
 #[tokio::test]
-async fn a_number_out_of_range_for_a_32_bit_field_is_a_validation_error_naming_it() {
+async fn a_number_out_of_range_for_its_field_is_a_validation_error_naming_it() {
     let app = TestApp::spawn().await;
-    let body = r#"{"name": "m", "layers": [2, 3, 1], "output": "sigmoid",
+    let huge_alpha = r#"{"name": "m", "layers": [2, 3, 1], "output": "sigmoid",
                    "activations": [{"name": "elu", "alpha": -7.89852114878228e+279}]}"#;
+    let huge_dropout = r#"{"name": "m", "layers": [2, 1], "output": "sigmoid", "dropout": 1e400}"#;
 
-    let response = app
-        .post_raw("/v1/models", body, Some("application/json"))
+    let alpha = app
+        .post_raw("/v1/models", huge_alpha, Some("application/json"))
+        .await;
+    let dropout = app
+        .post_raw("/v1/models", huge_dropout, Some("application/json"))
         .await;
 
-    let problem = assert_problem(response, 422, "validation_failed").await;
-    assert_eq!(
-        problem.errors[0].field, "activations[0].alpha",
+    let problem = assert_problem(alpha, 422, "validation_failed").await;
+    assert!(
+        problem.errors[0].field.starts_with("activations[0]"),
         "{problem:?}"
     );
+    assert!(problem.errors[0].message.contains("alpha"), "{problem:?}");
+    let problem = assert_problem(dropout, 422, "validation_failed").await;
+    assert_eq!(problem.errors[0].field, "dropout", "{problem:?}");
     assert!(
         problem.errors[0].message.contains("out of range"),
         "{problem:?}"
@@ -143,4 +150,28 @@ async fn null_is_the_same_as_an_absent_field() {
 
     assert_eq!(dataset.status(), 201);
     assert_eq!(model.status(), 201);
+}
+
+#[tokio::test]
+async fn values_just_outside_a_bound_are_refused_even_where_an_f32_would_round_them_in() {
+    let app = TestApp::spawn().await;
+
+    for (body, field) in [
+        (
+            r#"{"name": "a", "layers": [2, 3, 1], "output": "sigmoid",
+                "activation": {"name": "leaky_relu", "alpha": 1.0000000000000002}}"#,
+            "activation",
+        ),
+        (
+            r#"{"name": "d", "layers": [2, 1], "output": "sigmoid", "dropout": -1e-300}"#,
+            "dropout",
+        ),
+    ] {
+        let response = app
+            .post_raw("/v1/models", body, Some("application/json"))
+            .await;
+
+        let problem = assert_problem(response, 422, "validation_failed").await;
+        assert_eq!(problem.errors[0].field, field, "{problem:?}");
+    }
 }
