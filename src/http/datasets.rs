@@ -57,9 +57,15 @@ pub struct UploadQuery {
     pub name: Option<String>,
 }
 
+/// White space as `openapi.yaml`'s pattern `\S` means it: Unicode's, and the information
+/// separators U+001C..U+001F, which regular expressions count as space too.
+fn is_space(c: char) -> bool {
+    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+}
+
 fn check_name(name: Option<&String>) -> Result<(), ApiError> {
     match name {
-        Some(n) if n.trim().is_empty() || n.chars().count() > MAX_NAME_CHARS => Err(
+        Some(n) if n.chars().all(is_space) || n.chars().count() > MAX_NAME_CHARS => Err(
             ApiError::validation("name", format!("must be 1 to {MAX_NAME_CHARS} characters")),
         ),
         _ => Ok(()),
@@ -73,6 +79,18 @@ pub(crate) fn register_json(
     limits: &Limits,
 ) -> Result<Arc<DatasetEntry>, ApiError> {
     check_name(req.name.as_ref())?;
+    let rows = req.features.is_some() || req.targets.is_some();
+    for (field, given) in [
+        ("task", req.task.is_some()),
+        ("feature_names", req.feature_names.is_some()),
+    ] {
+        if given && !rows {
+            return Err(ApiError::validation(
+                field,
+                format!("`{field}` describes rows (`features` with `targets`); a generator or built-in set has its own"),
+            ));
+        }
+    }
     let (source, ingested) = match (req.features, req.targets, req.generator, req.builtin) {
         (Some(features), Some(targets), None, None) => (
             DatasetSource::Inline,
@@ -130,7 +148,6 @@ fn register_csv(
     query: UploadQuery,
     limits: &Limits,
 ) -> Result<Arc<DatasetEntry>, ApiError> {
-    check_name(query.name.as_ref())?;
     let text = std::str::from_utf8(bytes)
         .map_err(|e| ApiError::validation("", format!("the CSV is not UTF-8: {e}")))?;
     let ingested = csv::from_csv(text, query.target.as_deref(), query.task, limits)?;
@@ -143,6 +160,8 @@ pub(crate) async fn create(
     AppQuery(query): AppQuery<UploadQuery>,
     request: Request,
 ) -> Result<Response, ApiError> {
+    // `name` is checked whatever the body, so that a bad one is never silently ignored.
+    check_name(query.name.as_ref())?;
     let kind = body_kind(&request)?;
     let bytes = read_body(request, &()).await?;
     let (registry, limits) = (Arc::clone(&state.registry), state.config.limits.clone());

@@ -19,6 +19,7 @@ use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde_json::Value;
 
 use super::error::{ApiError, FieldError};
 use super::fallback::{is_json_media_type, media_type};
@@ -87,17 +88,23 @@ pub async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<By
 }
 
 /// Converts an already parsed JSON value into `T`, with [`from_json_slice`]'s 422 naming the
-/// path of the offending value (for bodies taken apart before parsing, as a training request).
+/// path of the offending value (for bodies taken apart before parsing, as a training request),
+/// and its reading of `2.0` as an integer where one is expected.
 ///
 /// # Errors
 /// [`ApiError::Validation`].
-pub fn from_json_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize(value).map_err(|error| {
+pub fn from_json_value<T: DeserializeOwned>(mut value: Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(&value).or_else(|error| {
+        if whole_floats_as_integers(&mut value) {
+            if let Ok(parsed) = serde_json::from_value(value) {
+                return Ok(parsed);
+            }
+        }
         let path = error.path().to_string();
         let message = error.into_inner().to_string();
-        ApiError::Validation {
+        Err(ApiError::Validation {
             errors: vec![FieldError::new(field_path(&path, &message), message)],
-        }
+        })
     })
 }
 
@@ -118,7 +125,13 @@ impl<T: Serialize> IntoResponse for AppJson<T> {
 }
 
 /// Parses a JSON document into `T`, with the errors [`AppJson`] gives: 400 for bad syntax,
-/// 422 naming the path of the offending value for the wrong shape.
+/// 422 naming the path of the offending value for the wrong shape — including a number out of
+/// range for its field's type (`1e400`, or `1e50` where a 32-bit float is expected), which is
+/// a value the field cannot hold, not a syntax error.
+///
+/// An integer field accepts a number written with a zero fraction (`2.0`): JSON Schema, which
+/// `openapi.yaml` speaks, counts it as the integer 2. The typed parse runs first; only a
+/// document it rejects is read again with such numbers as integers (error path only).
 ///
 /// # Errors
 /// [`ApiError::MalformedJson`] or [`ApiError::Validation`].
@@ -129,36 +142,76 @@ pub fn from_json_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError>
         });
     }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-        let path = error.path().to_string();
-        let inner = error.into_inner();
-        match inner.classify() {
-            // A document that is malformed further on is malformed, whatever its first
-            // mismatch: check the syntax alone before blaming a field (error path only).
-            serde_json::error::Category::Data => {
-                match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
-                    Err(syntax) => ApiError::MalformedJson {
-                        detail: syntax.to_string(),
-                    },
-                    Ok(_) => {
-                        let message = without_position(&inner);
-                        ApiError::Validation {
-                            errors: vec![FieldError::new(field_path(&path, &message), message)],
-                        }
-                    }
-                }
-            }
-            _ => ApiError::MalformedJson {
-                detail: inner.to_string(),
-            },
+    let error = match serde_path_to_error::deserialize(&mut deserializer) {
+        Ok(value) => {
+            deserializer
+                .end()
+                .map_err(|error| ApiError::MalformedJson {
+                    detail: error.to_string(),
+                })?;
+            return Ok(value);
         }
-    })?;
-    deserializer
-        .end()
-        .map_err(|error| ApiError::MalformedJson {
-            detail: error.to_string(),
-        })?;
-    Ok(value)
+        Err(error) => error,
+    };
+    // A document that is malformed further on is malformed, whatever its first mismatch:
+    // check the syntax alone before blaming a field. Skipping a value does not convert it, so
+    // a number out of range for its field passes here and is blamed on the field below.
+    if let Err(syntax) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+        return Err(ApiError::MalformedJson {
+            detail: syntax.to_string(),
+        });
+    }
+    if let Ok(mut value) = serde_json::from_slice::<Value>(bytes) {
+        if whole_floats_as_integers(&mut value) {
+            if let Ok(parsed) = serde_json::from_value(value) {
+                return Ok(parsed);
+            }
+        }
+    }
+    let path = error.path().to_string();
+    let message = data_message(&error.into_inner());
+    Err(ApiError::Validation {
+        errors: vec![FieldError::new(field_path(&path, &message), message)],
+    })
+}
+
+/// Replaces every number with a zero fraction (`2.0`, `-3e2`) by the same integer, where a
+/// 64-bit float spells it exactly; whether anything was replaced.
+pub fn whole_floats_as_integers(value: &mut Value) -> bool {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    match value {
+        Value::Number(n) if n.is_f64() => match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && f.abs() <= EXACT => {
+                // In range and whole, so the casts are exact.
+                *value = if f < 0.0 {
+                    Value::from(f as i64)
+                } else {
+                    Value::from(f as u64)
+                };
+                true
+            }
+            _ => false,
+        },
+        Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |any, v| whole_floats_as_integers(v) | any),
+        Value::Object(map) => map
+            .values_mut()
+            .fold(false, |any, v| whole_floats_as_integers(v) | any),
+        _ => false,
+    }
+}
+
+/// The message of a data error, without serde_json's position (the field path says more);
+/// serde_json files a number out of range among syntax errors and says nothing of the field's
+/// type, so that one is said in full.
+fn data_message(error: &serde_json::Error) -> String {
+    let message = without_position(error);
+    if message.starts_with("number out of range") {
+        "number out of range for this field's type".to_owned()
+    } else {
+        message
+    }
 }
 
 /// serde_json appends " at line L column C"; for a data error the field path says more.

@@ -30,9 +30,10 @@ pub struct CreateModel {
     pub output: Head,
     /// Weight init (default: per activation).
     pub init: Option<Init>,
-    /// Dropout after each hidden activation (default 0).
+    /// Dropout after each hidden activation (default 0). Read as f64 and checked before it is
+    /// narrowed, so that `-1e-300` is refused rather than rounded to 0.
     #[serde(default)]
-    pub dropout: f32,
+    pub dropout: f64,
     /// Batch norm on each hidden layer (default false).
     #[serde(default)]
     pub batch_norm: bool,
@@ -55,12 +56,19 @@ impl CreateModel {
             (_, Some(list)) => list,
             (one, None) => vec![one.unwrap_or(Activation::Relu); hidden],
         };
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(ApiError::validation(
+                "dropout",
+                format!("must be in [0, 1), got {}", self.dropout),
+            ));
+        }
         let spec = ModelSpec {
             layers: self.layers,
             activations,
             output: self.output,
             init: self.init,
-            dropout: self.dropout,
+            // Below 1 as an f64 may round up to 1 as an f32: keep it below.
+            dropout: (self.dropout as f32).min(1.0 - f32::EPSILON / 2.0),
             batch_norm: self.batch_norm,
         };
         Ok((self.name, spec))

@@ -424,8 +424,10 @@ impl<'de> Visitor<'de> for ActivationVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Activation, A::Error> {
         let mut name: Option<String> = None;
-        let mut alpha: Option<f32> = None;
-        let mut init: Option<f32> = None;
+        // Read as f64 and checked before narrowing: 1.0000000000000002 is over leaky_relu's
+        // bound of 1 even though it rounds to 1 as an f32.
+        let mut alpha: Option<f64> = None;
+        let mut init: Option<f64> = None;
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
                 "name" => name = Some(map.next_value()?),
@@ -438,10 +440,26 @@ impl<'de> Visitor<'de> for ActivationVisitor {
         }
         let name = name.ok_or_else(|| de::Error::missing_field("name"))?;
         let act = Activation::from_name(&name).ok_or_else(|| unknown_name(&name))?;
+        let narrow = |v: f64, lo: f64, hi: f64| -> Result<f32, A::Error> {
+            if (lo..=hi).contains(&v) {
+                Ok(v as f32)
+            } else {
+                Err(de::Error::custom(format!(
+                    "{name} {} must be in [{lo}, {hi}], got {v}",
+                    if alpha.is_some() { "alpha" } else { "init" }
+                )))
+            }
+        };
         let act = match (act, alpha, init) {
-            (Activation::LeakyRelu { .. }, Some(alpha), None) => Activation::LeakyRelu { alpha },
-            (Activation::Elu { .. }, Some(alpha), None) => Activation::Elu { alpha },
-            (Activation::Prelu { .. }, None, Some(init)) => Activation::Prelu { init },
+            (Activation::LeakyRelu { .. }, Some(alpha), None) => Activation::LeakyRelu {
+                alpha: narrow(alpha, 0.0, 1.0)?,
+            },
+            (Activation::Elu { .. }, Some(alpha), None) => Activation::Elu {
+                alpha: narrow(alpha, 0.0, 100.0)?,
+            },
+            (Activation::Prelu { .. }, None, Some(init)) => Activation::Prelu {
+                init: narrow(init, -1.0, 1.0)?,
+            },
             (act, None, None) => act,
             (act, _, _) => {
                 return Err(de::Error::custom(format!(
@@ -463,6 +481,18 @@ impl<'de> Visitor<'de> for ActivationVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parameters_are_checked_before_they_are_narrowed_to_f32() {
+        let parse = |json: &str| serde_json::from_str::<Activation>(json);
+        assert!(parse(r#"{"name": "leaky_relu", "alpha": 1.0000000000000002}"#).is_err());
+        assert!(parse(r#"{"name": "elu", "alpha": -1e-300}"#).is_err());
+        assert!(parse(r#"{"name": "prelu", "init": 1.0000000000000002}"#).is_err());
+        assert_eq!(
+            parse(r#"{"name": "leaky_relu", "alpha": 1}"#).ok(),
+            Some(Activation::LeakyRelu { alpha: 1.0 })
+        );
+    }
 
     pub(crate) fn all() -> Vec<Activation> {
         ACTIVATION_NAMES

@@ -1,6 +1,7 @@
 //! The API, tested from the outside: one integration binary (one link, one compile) whose
 //! modules are the areas of the API.
 
+mod conformance;
 mod datasets;
 mod events;
 mod extractors;
