@@ -33,6 +33,17 @@ pub(super) fn persist(store: &dyn Store, job: &Job) -> Result<(), RegistryError>
     Ok(())
 }
 
+/// Writes a job through from its locked state: readers of this job wait for the write (used
+/// for the final state, which must be durable before anyone can see it).
+pub(super) fn persist_locked(store: &dyn Store, shared: &Shared) -> Result<(), RegistryError> {
+    let stored = StoredJob {
+        record: shared.record.clone(),
+        history: shared.history.clone(),
+    };
+    store.put(&key(stored.record.id), &to_json(&stored)?)?;
+    Ok(())
+}
+
 impl Jobs {
     /// A runner for `config`'s limits, training into `registry`, with the jobs of its store
     /// loaded back (those that were queued or running become `interrupted`).

@@ -27,6 +27,23 @@ pub(super) fn finish(
     result: Option<JobResult>,
     error: Option<JobFailure>,
 ) -> bool {
+    if !finish_silently(shared, state, result, error) {
+        return false;
+    }
+    let _ = job
+        .events
+        .send(JobEvent::Status(Arc::new(shared.record.clone())));
+    true
+}
+
+/// Sets the final state and its fields, without telling subscribers; false if the job had
+/// already finished.
+fn finish_silently(
+    shared: &mut Shared,
+    state: JobState,
+    result: Option<JobResult>,
+    error: Option<JobFailure>,
+) -> bool {
     if shared.record.state.is_finished() {
         return false;
     }
@@ -38,9 +55,6 @@ pub(super) fn finish(
     }
     shared.record.result = result;
     shared.record.error = error;
-    let _ = job
-        .events
-        .send(JobEvent::Status(Arc::new(shared.record.clone())));
     true
 }
 
@@ -174,10 +188,20 @@ fn train(inner: &Inner, job: &Job, work: Work) {
             Some(failure(&other.to_string(), None, None)),
         ),
     };
-    let changed = finish(job, &mut job.lock(), state, result, error);
-    if changed || state == JobState::Cancelled {
-        if let Err(error) = persist(&*inner.store, job) {
-            tracing::error!(%error, "cannot store a finished job");
+    // The final record is written through while the job's lock is held, so no client can see
+    // the final state (by polling) before it is durable; the event goes out after the write.
+    {
+        let mut shared = job.lock();
+        let changed = finish_silently(&mut shared, state, result, error);
+        if changed || state == JobState::Cancelled {
+            if let Err(error) = persist::persist_locked(&*inner.store, &shared) {
+                tracing::error!(%error, "cannot store a finished job");
+            }
+        }
+        if changed {
+            let _ = job
+                .events
+                .send(JobEvent::Status(Arc::new(shared.record.clone())));
         }
     }
     tracing::info!(state = state.name(), "job finished");
