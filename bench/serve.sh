@@ -138,7 +138,7 @@ if [[ ${PEER_ONLY:-0} != 1 ]]; then
     job=$(train 1)
     for _ in $(seq 600); do # 5 minutes at most
         api GET "/v1/jobs/$job"
-        state=$(json '["status"]')
+        state=$(json '["state"]')
         [[ $state == queued || $state == running ]] || break
         sleep 0.5
     done
