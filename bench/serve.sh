@@ -67,8 +67,8 @@ api() {
     if [[ $# -ge 3 ]]; then args+=(-H 'content-type: application/json' --data-binary "$3"); fi
     STATUS=$(curl "${args[@]}")
 }
-# json EXPR: a field of the last response, e.g. json '["id"]'.
-json() { python3 -c "import json, sys; print(json.load(open(sys.argv[1]))$1)" "$WORK/resp.json"; }
+# json EXPR: a Python expression of `d`, the last response's JSON, e.g. json 'd["id"]'.
+json() { python3 -c "import json, sys; d = json.load(open(sys.argv[1])); print($1)" "$WORK/resp.json"; }
 expect() {
     [[ $STATUS == "$1" ]] || die "$2 answered $STATUS, expected $1: $(head -c 2000 "$WORK/resp.json")"
 }
@@ -84,7 +84,8 @@ load() {
 }
 
 say "Setup"
-check_load
+LOAD_START=$(check_load)
+echo "$LOAD_START"
 if ! command -v wrk >/dev/null; then
     [[ $EUID == 0 ]] || die "wrk is not installed (apt-get install wrk)"
     echo "apt-get install wrk"
@@ -127,18 +128,18 @@ if [[ ${PEER_ONLY:-0} != 1 ]]; then
     api POST /v1/datasets '{"generator": {"kind": "blobs", "samples": 6000, "features": 784,
         "classes": 10, "noise": 1.0, "seed": 1}}'
     expect 201 "POST /v1/datasets (blobs generator)"
-    DATASET=$(json '["id"]')
+    DATASET=$(json 'd["id"]')
 
     train() { # train EPOCHS: starts a job, prints its id
         api POST /v1/jobs "{\"model\": \"$MODEL\", \"dataset\": \"$DATASET\", \"epochs\": $1,
             \"batch_size\": 128, \"seed\": 1}"
         expect 202 "POST /v1/jobs"
-        json '["id"]'
+        json 'd["id"]'
     }
     job=$(train 1)
     for _ in $(seq 600); do # 5 minutes at most
         api GET "/v1/jobs/$job"
-        state=$(json '["state"]')
+        state=$(json 'd.get("state") or d.get("status")')
         [[ $state == queued || $state == running ]] || break
         sleep 0.5
     done
@@ -182,16 +183,18 @@ if [[ ${PEER_ONLY:-0} != 1 ]]; then
     done
     for job in "${JOBS[@]}"; do api POST "/v1/jobs/$job/cancel"; done
     JOBS=()
-    RSS=$(awk '/^VmHWM/ { printf "%.1f MB", $2 / 1024 }' "/proc/$SERVER_PID/status")
+    RSS=$(awk '/^VmHWM/ { printf "%.1f MB (target <= 64 MB: %s)", $2 / 1024,
+        ($2 <= 64 * 1024) ? "met" : "MISSED" }' "/proc/$SERVER_PID/status")
 fi
 
 say "Result"
 {
     echo "# bench/serve.sh, $(date -u '+%Y-%m-%d %H:%M UTC'), wrk -t1 -c$CONNECTIONS -d$DURATION"
-    echo "# mlp-lab $(git rev-parse --short HEAD 2>/dev/null || echo '?'), load $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "# mlp-lab $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+    echo "# before: $LOAD_START; after: load average $(cut -d' ' -f1-3 /proc/loadavg)"
     echo
     python3 bench/report.py serve "$RESULTS"
-    [[ -z ${RSS:-} ]] || echo "mlp-lab peak RSS: $RSS (target <= 64 MB)"
+    [[ -z ${RSS:-} ]] || echo "mlp-lab peak RSS: $RSS"
 } | tee "$REPORT"
 echo
 echo "written to $REPORT"
