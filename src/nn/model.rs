@@ -385,12 +385,21 @@ impl Model {
             }
             None => inputs,
         };
-        // Buffers are kept per thread, so a prediction allocates only its output.
+        // Buffers are kept per thread, so a prediction allocates only its output; rows go
+        // through in chunks, so those buffers stay small however many rows a request has.
+        const CHUNK: usize = 256;
         thread_local! {
             static BUFFERS: std::cell::RefCell<EvalBuffers> = Default::default();
         }
-        let mut out =
-            BUFFERS.with(|ws| self.forward_eval(x, &mut ws.borrow_mut(), None).to_owned());
+        let mut out = Array2::zeros((x.nrows(), self.spec.outputs()));
+        BUFFERS.with(|ws| {
+            let mut ws = ws.borrow_mut();
+            for start in (0..x.nrows()).step_by(CHUNK) {
+                let end = (start + CHUNK).min(x.nrows());
+                let logits = self.forward_eval(x.slice(ndarray::s![start..end, ..]), &mut ws, None);
+                out.slice_mut(ndarray::s![start..end, ..]).assign(&logits);
+            }
+        });
         self.spec.output.activate(out.view_mut());
         Ok(out)
     }
