@@ -73,13 +73,7 @@ fn train(w: &Workload) {
     let config = TrainConfig {
         epochs: w.reps + 1,
         batch_size: w.batch,
-        optimizer: OptimizerConfig::Adam {
-            learning_rate: 1e-3,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-        },
+        optimizer: OptimizerConfig::adam(1e-3),
         validation_split: 0.0,
         standardize: false,
         ..TrainConfig::default()

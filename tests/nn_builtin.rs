@@ -30,13 +30,7 @@ fn test_accuracy(builtin: Builtin) -> f64 {
     let config = TrainConfig {
         epochs: 200,
         batch_size: 200, // min(200, n) as scikit-learn
-        optimizer: OptimizerConfig::Adam {
-            learning_rate: 1e-3,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-        },
+        optimizer: OptimizerConfig::adam(1e-3),
         l2: 1e-4,
         validation_split: 0.0,
         test_split: 0.3,

@@ -16,13 +16,7 @@ fn xor_config(seed: u64) -> TrainConfig {
         epochs: 2000,
         batch_size: 4,
         seed,
-        optimizer: OptimizerConfig::Adam {
-            learning_rate: 0.05,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-        },
+        optimizer: OptimizerConfig::adam(0.05),
         validation_split: 0.0,
         standardize: false,
         ..TrainConfig::default()
@@ -211,13 +205,7 @@ fn early_stopping_restores_the_best_epoch() {
     let spec = ModelSpec::new(&[4, 64, 64, 2], Activation::Relu, Head::Softmax);
     let config = TrainConfig {
         epochs: 300,
-        optimizer: OptimizerConfig::Adam {
-            learning_rate: 0.01,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-        },
+        optimizer: OptimizerConfig::adam(0.01),
         early_stopping: Some(mlp_lab::nn::EarlyStopping {
             monitor: mlp_lab::nn::train::Monitor::ValLoss,
             patience: 5,

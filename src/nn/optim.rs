@@ -110,13 +110,7 @@ fn rms_alpha() -> f32 {
 
 impl Default for OptimizerConfig {
     fn default() -> Self {
-        OptimizerConfig::Adam {
-            learning_rate: lr_adam(),
-            beta1: beta1(),
-            beta2: beta2(),
-            eps: eps(),
-            weight_decay: 0.0,
-        }
+        Self::adam(lr_adam())
     }
 }
 
@@ -124,6 +118,17 @@ impl Default for OptimizerConfig {
 pub const OPTIMIZER_NAMES: &[&str] = &["sgd", "adam", "adamw", "rmsprop"];
 
 impl OptimizerConfig {
+    /// Adam at `learning_rate` with PyTorch's other defaults (β 0.9/0.999, ε 1e-8, no decay).
+    pub fn adam(learning_rate: f32) -> Self {
+        OptimizerConfig::Adam {
+            learning_rate,
+            beta1: beta1(),
+            beta2: beta2(),
+            eps: eps(),
+            weight_decay: 0.0,
+        }
+    }
+
     /// The base learning rate.
     pub fn learning_rate(&self) -> f32 {
         match *self {
