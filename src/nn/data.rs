@@ -432,7 +432,7 @@ pub struct Standardizer {
 }
 
 impl Standardizer {
-    /// Statistics of the rows `rows` of `x` (all rows when `None`).
+    /// Per-column mean and standard deviation of `x` (the training rows).
     pub fn fit(x: ArrayView2<f32>) -> Self {
         let n = x.nrows().max(1) as f64;
         let mut mean = Vec::with_capacity(x.ncols());
