@@ -429,6 +429,9 @@ mod tests {
         s
     }
 
+    /// One tensor of a test file: name, dtype, shape, bytes.
+    type Tensor = (&'static str, &'static str, Vec<usize>, Vec<u8>);
+
     /// A safetensors file of `(name, dtype, shape, bytes)`, with `meta` if given; written by
     /// hand so that tests can make every kind of wrong file.
     fn file(
@@ -465,7 +468,7 @@ mod tests {
     }
 
     /// The tensors of `spec()` as PyTorch would name them, all F32.
-    fn torch_like() -> Vec<(&'static str, &'static str, Vec<usize>, Vec<u8>)> {
+    fn torch_like() -> Vec<Tensor> {
         vec![
             ("0.weight", "F32", vec![4, 3], f32s(12, 0.1)),
             ("0.bias", "F32", vec![4], f32s(4, 0.0)),
@@ -580,7 +583,7 @@ mod tests {
 
     #[test]
     fn each_wrong_tensor_is_named() {
-        let cases: Vec<(Vec<(&str, &str, Vec<usize>, Vec<u8>)>, &str, &str)> = vec![
+        let cases: Vec<(Vec<Tensor>, &str, &str)> = vec![
             (torch_like()[1..].to_vec(), "0.weight", "missing"),
             (
                 [
