@@ -159,26 +159,44 @@ async fn a_warm_start_from_imported_weights_trains_from_them() {
     let app = TestApp::spawn().await;
     tanh_model(&app, "warm").await;
     let dataset = app.dataset(xor_dataset(4)).await;
-    import(&app, "warm", safetensors(&tanh_2_3_1(0.0), None)).await;
+    import(&app, "warm", safetensors(&tanh_2_3_1(0.5), None)).await;
 
     let job = app
-        .job(
-            json!({"model": "warm", "dataset": dataset, "epochs": 3, "warm_start": {"version": 1}}),
-        )
+        .job(json!({"model": "warm", "dataset": dataset, "epochs": 3, "validation_split": 0.0,
+                    "optimizer": {"kind": "sgd", "learning_rate": 0.5}, "warm_start": {"version": 1}}))
         .await;
     let done = app.wait_for_job(&job, &["succeeded", "failed"], 30).await;
     let metrics = app.get_ok(&format!("/v1/jobs/{job}/metrics")).await;
 
     assert_eq!(done["state"], "succeeded", "{done}");
     assert_eq!(done["result"]["version"], 2);
-    // All-zero weights answer p = 0.5 for every row: the epoch-0 loss is exactly ln 2, which
-    // no freshly initialized network gives.
+    // Epoch 0 is evaluated with the imported weights on raw inputs: every weight and bias 0.5
+    // gives z = 1.5·tanh(0.5·(a + b + 1)) + 0.5 for the corner (a, b); the loss is the mean
+    // binary cross-entropy over the four XOR corners (computed here in f64).
+    let bce = |a: f64, b: f64, y: f64| {
+        let z = 1.5 * (0.5 * (a + b + 1.0)).tanh() + 0.5;
+        let p = 1.0 / (1.0 + (-z).exp());
+        -(y * p.ln() + (1.0 - y) * (1.0 - p).ln())
+    };
+    let want =
+        (bce(0.0, 0.0, 0.0) + bce(0.0, 1.0, 1.0) + bce(1.0, 0.0, 1.0) + bce(1.0, 1.0, 0.0)) / 4.0;
     let first = metrics["epochs"][0]["train_loss"].as_f64().expect("a loss");
-    assert!((first - std::f64::consts::LN_2).abs() < 1e-6, "{metrics}");
+    let last = metrics["epochs"][3]["train_loss"].as_f64().expect("a loss");
+    assert!((first - want).abs() < 1e-5, "{first} vs {want}");
+    assert!(last < first, "training moved the loss: {first} → {last}");
     assert_eq!(
         app.get_ok("/v1/models/warm/versions/2").await["source"],
         "training"
     );
+    // The imported weights saw raw inputs, so the warm start goes on without standardizing.
+    assert_eq!(done["request"]["standardize"], false, "{done}");
+    let (_, trained) = bytes_of(&app, "/v1/models/warm/versions/2/weights").await;
+    let header_len = usize::try_from(u64::from_le_bytes(
+        trained[..8].try_into().expect("8 bytes"),
+    ))
+    .expect("a length");
+    let header: Value = serde_json::from_slice(&trained[8..8 + header_len]).expect("JSON");
+    assert_eq!(header["__metadata__"]["standardizer"], "null");
 }
 
 fn replaced(
