@@ -99,6 +99,25 @@ impl Message {
     pub fn message(&mut self, field: u32, value: &Message) -> &mut Self {
         self.bytes(field, &value.0)
     }
+
+    /// The key and length of a length-delimited field whose `len` bytes the caller appends.
+    fn length_prefix(&mut self, field: u32, len: usize) -> &mut Self {
+        self.key(field, 2);
+        write_varint(&mut self.0, len as u64);
+        self
+    }
+
+    /// Bytes encoded so far.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether nothing is encoded yet.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// Appends `value` as a base-128 varint, low group first.
@@ -148,24 +167,80 @@ impl Node {
     }
 }
 
-/// A float initializer.
+/// The values of an initializer, borrowed from the model where they can be, so that a large
+/// model is not copied before it is written.
 #[derive(Clone, Debug, PartialEq)]
-struct Initializer {
-    name: String,
-    dims: Vec<usize>,
-    values: Vec<f32>,
+enum Values<'a> {
+    /// As they are.
+    Slice(&'a [f32]),
+    /// A row-major `[rows, cols]` matrix written as `[cols, rows]`.
+    Transposed {
+        data: &'a [f32],
+        rows: usize,
+        cols: usize,
+    },
+    /// Computed here (standardization's `1/std`, constants).
+    Owned(Vec<f32>),
 }
 
-impl Initializer {
-    fn encode(&self) -> Message {
+impl Values<'_> {
+    fn count(&self) -> usize {
+        match self {
+            Values::Slice(v) => v.len(),
+            Values::Transposed { data, .. } => data.len(),
+            Values::Owned(v) => v.len(),
+        }
+    }
+
+    fn write_le(&self, out: &mut Vec<u8>) {
+        match self {
+            Values::Slice(v) => v
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Values::Owned(v) => v
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Values::Transposed { data, rows, cols } => {
+                for c in 0..*cols {
+                    for r in 0..*rows {
+                        out.extend_from_slice(&data[r * cols + c].to_le_bytes());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A float initializer (`TensorProto` with `raw_data`).
+#[derive(Clone, Debug, PartialEq)]
+struct Initializer<'a> {
+    name: String,
+    dims: Vec<usize>,
+    values: Values<'a>,
+}
+
+impl Initializer<'_> {
+    /// Every field up to and including the key and length of `raw_data`, whose bytes follow.
+    fn head(&self) -> Message {
         let mut m = Message::new();
         for &d in &self.dims {
             m.int(1, d as i64);
         }
-        m.int(2, FLOAT).string(8, &self.name);
-        let raw: Vec<u8> = self.values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        m.bytes(9, &raw);
+        m.int(2, FLOAT)
+            .string(8, &self.name)
+            .length_prefix(9, self.values.count() * 4);
         m
+    }
+
+    /// The encoded length of the `TensorProto`.
+    fn len(&self) -> usize {
+        self.head().len() + self.values.count() * 4
+    }
+
+    /// Appends the `TensorProto` (without a key of its own).
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.head().0);
+        self.values.write_le(out);
     }
 }
 
@@ -188,12 +263,12 @@ fn value_info(name: &str, width: usize) -> Message {
 
 /// The graph being built: nodes, initializers, and the name of the current value.
 #[derive(Debug, Default)]
-struct Graph {
+struct Graph<'a> {
     nodes: Vec<Node>,
-    initializers: Vec<Initializer>,
+    initializers: Vec<Initializer<'a>>,
 }
 
-impl Graph {
+impl<'a> Graph<'a> {
     fn node(
         &mut self,
         op: &'static str,
@@ -212,7 +287,7 @@ impl Graph {
         output
     }
 
-    fn init(&mut self, name: String, dims: Vec<usize>, values: Vec<f32>) -> String {
+    fn init(&mut self, name: String, dims: Vec<usize>, values: Values<'a>) -> String {
         self.initializers.push(Initializer {
             name: name.clone(),
             dims,
@@ -223,13 +298,19 @@ impl Graph {
 
     fn scalar(&mut self, name: &str, value: f32) -> String {
         if !self.initializers.iter().any(|i| i.name == name) {
-            self.init(name.to_owned(), vec![], vec![value]);
+            self.init(name.to_owned(), vec![], Values::Owned(vec![value]));
         }
         name.to_owned()
     }
 
     /// The nodes of `act` on `x`, for module `i` of the Sequential; returns the output name.
-    fn activation(&mut self, act: Activation, x: &str, i: usize, slopes: Option<&[f32]>) -> String {
+    fn activation(
+        &mut self,
+        act: Activation,
+        x: &str,
+        i: usize,
+        slopes: Option<&'a [f32]>,
+    ) -> String {
         let name = |s: &str| format!("{i}.{s}");
         match act {
             Activation::Identity => x.to_owned(),
@@ -243,8 +324,8 @@ impl Graph {
                 vec![Attr::Float("alpha", alpha)],
             ),
             Activation::Prelu { .. } => {
-                let slopes = slopes.unwrap_or_default().to_vec();
-                let w = self.init(name("weight"), vec![slopes.len()], slopes);
+                let slopes = slopes.unwrap_or_default();
+                let w = self.init(name("weight"), vec![slopes.len()], Values::Slice(slopes));
                 self.node("PRelu", name("prelu"), &[x, &w], vec![])
             }
             Activation::Elu { alpha } => {
@@ -316,10 +397,14 @@ pub fn to_onnx(model: &Model, name: &str, version: u32, metadata: &[(&str, Strin
         let mean = g.init(
             "standardizer.mean".into(),
             vec![s.mean.len()],
-            s.mean.clone(),
+            Values::Slice(&s.mean),
         );
         let inv: Vec<f32> = s.std.iter().map(|v| 1.0 / v).collect();
-        let inv = g.init("standardizer.inv_std".into(), vec![inv.len()], inv);
+        let inv = g.init(
+            "standardizer.inv_std".into(),
+            vec![inv.len()],
+            Values::Owned(inv),
+        );
         let centred = g.node("Sub", "standardizer.sub".into(), &[&x, &mean], vec![]);
         x = g.node("Mul", "standardizer.mul".into(), &[&centred, &inv], vec![]);
     }
@@ -328,7 +413,12 @@ pub fn to_onnx(model: &Model, name: &str, version: u32, metadata: &[(&str, Strin
         let (fan_in, fan_out) = (spec.layers[l], spec.layers[l + 1]);
         let w = &model.params[lp.weight];
         debug_assert_eq!(w.kind, ParamKind::Weight);
-        let transposed: Vec<f32> = w.view().t().iter().copied().collect();
+        // Ours [in, out] → PyTorch's [out, in], for transB = 1.
+        let transposed = Values::Transposed {
+            data: &w.data,
+            rows: fan_in,
+            cols: fan_out,
+        };
         let w = g.init(
             format!("{linear}.weight"),
             vec![fan_out, fan_in],
@@ -337,7 +427,7 @@ pub fn to_onnx(model: &Model, name: &str, version: u32, metadata: &[(&str, Strin
         let b = g.init(
             format!("{linear}.bias"),
             vec![fan_out],
-            model.params[lp.bias].data.clone(),
+            Values::Slice(&model.params[lp.bias].data),
         );
         x = g.node(
             "Gemm",
@@ -352,19 +442,23 @@ pub fn to_onnx(model: &Model, name: &str, version: u32, metadata: &[(&str, Strin
             let scale = g.init(
                 format!("{i}.weight"),
                 vec![fan_out],
-                model.params[gamma].data.clone(),
+                Values::Slice(&model.params[gamma].data),
             );
             let shift = g.init(
                 format!("{i}.bias"),
                 vec![fan_out],
-                model.params[beta].data.clone(),
+                Values::Slice(&model.params[beta].data),
             );
             let mean = g.init(
                 format!("{i}.running_mean"),
                 vec![fan_out],
-                stats.mean.clone(),
+                Values::Slice(&stats.mean),
             );
-            let var = g.init(format!("{i}.running_var"), vec![fan_out], stats.var.clone());
+            let var = g.init(
+                format!("{i}.running_var"),
+                vec![fan_out],
+                Values::Slice(&stats.var),
+            );
             x = g.node(
                 "BatchNormalization",
                 format!("{i}.batch_norm"),
@@ -390,33 +484,54 @@ pub fn to_onnx(model: &Model, name: &str, version: u32, metadata: &[(&str, Strin
         }
     }
 
-    let mut graph = Message::new();
+    // The graph's small fields before and after its initializers (field order 1, 2, 5, 11,
+    // 12); the initializers are written straight into the output, so the model's tensors are
+    // not copied on the way.
+    let mut before = Message::new();
     for node in &g.nodes {
-        graph.message(1, &node.encode());
+        before.message(1, &node.encode());
     }
-    graph.string(2, &format!("{name}-v{version}"));
+    before.string(2, &format!("{name}-v{version}"));
+    let mut after = Message::new();
+    after
+        .message(11, &value_info(INPUT, spec.inputs()))
+        .message(12, &value_info(OUTPUT, spec.outputs()));
+    let mut inits_len = 0;
     for init in &g.initializers {
-        graph.message(5, &init.encode());
+        let mut key = Message::new();
+        key.length_prefix(5, init.len());
+        inits_len += key.len() + init.len();
     }
-    graph.message(11, &value_info(INPUT, spec.inputs()));
-    graph.message(12, &value_info(OUTPUT, spec.outputs()));
+    let graph_len = before.len() + inits_len + after.len();
 
-    let mut opset = Message::new();
-    opset.string(1, "").int(2, OPSET);
     let mut m = Message::new();
     m.int(1, IR_VERSION)
         .string(2, "mlp-lab")
         .string(3, env!("CARGO_PKG_VERSION"))
         .int(5, i64::from(version))
         .string(6, &format!("mlp-lab model {name}, version {version}"))
-        .message(7, &graph)
-        .message(8, &opset);
+        .length_prefix(7, graph_len);
+    let mut tail = Message::new();
+    let mut opset = Message::new();
+    opset.string(1, "").int(2, OPSET);
+    tail.message(8, &opset);
     for (key, value) in metadata {
         let mut entry = Message::new();
         entry.string(1, key).string(2, value);
-        m.message(14, &entry);
+        tail.message(14, &entry);
     }
-    m.into_bytes()
+    let mut out = m.into_bytes();
+    out.reserve_exact(graph_len + tail.len());
+    out.extend_from_slice(&before.0);
+    for init in &g.initializers {
+        let mut key = Message::new();
+        key.length_prefix(5, init.len());
+        out.extend_from_slice(&key.0);
+        init.write(&mut out);
+    }
+    out.extend_from_slice(&after.0);
+    out.extend_from_slice(&tail.0);
+    out
 }
 
 #[cfg(test)]
@@ -570,15 +685,25 @@ mod tests {
         let t = Initializer {
             name: "w".into(),
             dims: vec![1, 2],
-            values: vec![1.0, 2.0],
+            values: Values::Slice(&[1.0, 2.0]),
         };
-        let got: String = t
-            .encode()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let mut out = Vec::new();
+        t.write(&mut out);
+        let got: String = out.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(got, want);
+        assert_eq!(t.len(), out.len());
+        // The same matrix given as its transpose [2, 1] comes out the same.
+        let transposed = Initializer {
+            values: Values::Transposed {
+                data: &[1.0, 2.0],
+                rows: 2,
+                cols: 1,
+            },
+            ..t.clone()
+        };
+        let mut again = Vec::new();
+        transposed.write(&mut again);
+        assert_eq!(again, out);
     }
 
     fn model(act: Activation, bn: bool, dropout: f32, head: Head) -> Model {
