@@ -487,3 +487,41 @@ async fn the_onnx_export_is_a_model_proto_of_opset_17_with_the_expected_graph() 
     assert_eq!(text(all_bytes(&input, 1)[0]), "input");
     assert_eq!(text(all_bytes(&output, 1)[0]), "output");
 }
+
+#[tokio::test]
+async fn an_imported_version_survives_a_restart_as_an_import() {
+    let dir = std::env::temp_dir().join(format!("mlp-lab-api-{}", uuid::Uuid::now_v7()));
+    let config = Config {
+        ephemeral: false,
+        data_dir: dir.clone(),
+        ..Config::for_tests()
+    };
+    let app = TestApp::spawn_with(config.clone()).await;
+    tanh_model(&app, "kept").await;
+    import(&app, "kept", safetensors(&tanh_2_3_1(0.25), None)).await;
+    let before = app
+        .post_ok(
+            "/v1/models/kept/predict",
+            &json!({"inputs": [[0.5, -1.5]]}),
+            200,
+        )
+        .await;
+    drop(app);
+
+    let app = TestApp::spawn_with(config).await;
+
+    let after = app
+        .post_ok(
+            "/v1/models/kept/predict",
+            &json!({"inputs": [[0.5, -1.5]]}),
+            200,
+        )
+        .await;
+    assert_eq!(after["outputs"], before["outputs"]);
+    // u = 0.25·(0.5 − 1.5) + 0.25 = 0, so z = 0.25 and p = σ(0.25) > 0.5: class 1.
+    assert_eq!(after["labels"], json!([1]));
+    let version = app.get_ok("/v1/models/kept/versions/1").await;
+    assert_eq!(version["source"], "import");
+    assert_eq!(version["metrics"], Value::Null);
+    let _ = std::fs::remove_dir_all(dir);
+}
