@@ -340,3 +340,27 @@ def test_a_tensor_of_the_wrong_shape_is_422_naming_it_and_both_shapes(api):
     assert problem["code"] == "validation_failed"
     assert problem["errors"][0]["field"] == "2.weight"
     assert "[2, 5]" in problem["errors"][0]["message"] and "[5, 2]" in problem["errors"][0]["message"]
+
+
+def test_softplus_stays_finite_and_equal_for_huge_pre_activations(api):
+    """Our softplus is max(u,0) + log1p(exp(-|u|)), finite for any u; onnxruntime's Softplus
+    must agree where the naive log(1 + exp(u)) overflows (u ≈ ±300 here)."""
+    layers = [3, 4, 2]
+    model = api.create_model({"layers": layers, "activation": "softplus", "output": "identity"})
+    state = torch_state_dict(layers, "softplus", False, np.random.default_rng(2))
+    state["0.weight"] *= 100
+    api.request(
+        "POST", f"/v1/models/{model['name']}/versions", data=safetensors.numpy.save(state), expect=201
+    )
+    x = probe_inputs()[:4]
+
+    blob = download(api, f"/v1/models/{model['name']}/versions/1/onnx")
+    (got,) = ort.InferenceSession(blob, providers=["CPUExecutionProvider"]).run(["output"], {"input": x})
+    want = np.array(api.predict(model["name"], x.tolist())["outputs"])
+
+    u = x.astype(np.float64) @ state["0.weight"].T.astype(np.float64) + state["0.bias"]
+    assert np.abs(u).max() > 100  # the naive form would overflow in f32 (exp(89) = inf)
+    assert np.all(np.isfinite(got))
+    scaled = float(np.max(np.abs(got - want) / np.maximum(1.0, np.abs(want))))
+    print(f"softplus huge pre-activations: max scaled diff {scaled:.3g}")
+    assert scaled <= TOLERANCE
