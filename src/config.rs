@@ -114,6 +114,12 @@ pub struct Limits {
           default_value_t = ByteSize(8 << 20))]
     pub max_predict_body_bytes: ByteSize,
 
+    /// Largest request body for a weights import (bytes; KiB, MiB and GiB suffixes allowed);
+    /// the default holds a network at the default --max-parameters in F32.
+    #[arg(long = Limit::WeightsUploadBytes.long(), env = Limit::WeightsUploadBytes.env(),
+          default_value_t = ByteSize(256 << 20))]
+    pub max_weights_upload_bytes: ByteSize,
+
     /// Largest request body for every other route (bytes; KiB, MiB and GiB suffixes allowed).
     #[arg(long = Limit::BodyBytes.long(), env = Limit::BodyBytes.env(),
           default_value_t = ByteSize(1 << 20))]
@@ -165,6 +171,7 @@ impl Default for Limits {
         Self {
             max_dataset_upload_bytes: ByteSize(64 << 20),
             max_predict_body_bytes: ByteSize(8 << 20),
+            max_weights_upload_bytes: ByteSize(256 << 20),
             max_body_bytes: ByteSize(1 << 20),
             max_layers: 64,
             max_units_per_layer: 65_536,
@@ -187,6 +194,8 @@ pub enum Limit {
     DatasetUploadBytes,
     /// [`Limits::max_predict_body_bytes`]
     PredictBodyBytes,
+    /// [`Limits::max_weights_upload_bytes`]
+    WeightsUploadBytes,
     /// [`Limits::max_body_bytes`]
     BodyBytes,
     /// [`Limits::max_layers`]
@@ -209,9 +218,10 @@ pub enum Limit {
 
 impl Limit {
     /// Every limit, in the order of DESIGN.md.
-    pub const ALL: [Limit; 11] = [
+    pub const ALL: [Limit; 12] = [
         Limit::DatasetUploadBytes,
         Limit::PredictBodyBytes,
+        Limit::WeightsUploadBytes,
         Limit::BodyBytes,
         Limit::Layers,
         Limit::UnitsPerLayer,
@@ -228,6 +238,7 @@ impl Limit {
     pub const fn long(self) -> &'static str {
         match self {
             Limit::DatasetUploadBytes => "max-dataset-upload-bytes",
+            Limit::WeightsUploadBytes => "max-weights-upload-bytes",
             Limit::PredictBodyBytes => "max-predict-body-bytes",
             Limit::BodyBytes => "max-body-bytes",
             Limit::Layers => "max-layers",
@@ -246,6 +257,7 @@ impl Limit {
     pub const fn env(self) -> &'static str {
         match self {
             Limit::DatasetUploadBytes => "MLP_LAB_MAX_DATASET_UPLOAD_BYTES",
+            Limit::WeightsUploadBytes => "MLP_LAB_MAX_WEIGHTS_UPLOAD_BYTES",
             Limit::PredictBodyBytes => "MLP_LAB_MAX_PREDICT_BODY_BYTES",
             Limit::BodyBytes => "MLP_LAB_MAX_BODY_BYTES",
             Limit::Layers => "MLP_LAB_MAX_LAYERS",
@@ -264,6 +276,7 @@ impl Limit {
     pub const fn describe(self) -> &'static str {
         match self {
             Limit::DatasetUploadBytes => "request body size for dataset uploads",
+            Limit::WeightsUploadBytes => "request body size for weights imports",
             Limit::PredictBodyBytes => "request body size for predictions",
             Limit::BodyBytes => "request body size",
             Limit::Layers => "layers in a network",
@@ -283,7 +296,10 @@ impl Limit {
     pub const fn is_body_size(self) -> bool {
         matches!(
             self,
-            Limit::DatasetUploadBytes | Limit::PredictBodyBytes | Limit::BodyBytes
+            Limit::DatasetUploadBytes
+                | Limit::PredictBodyBytes
+                | Limit::WeightsUploadBytes
+                | Limit::BodyBytes
         )
     }
 
@@ -292,6 +308,7 @@ impl Limit {
     pub fn value_in(self, limits: &Limits) -> String {
         match self {
             Limit::DatasetUploadBytes => limits.max_dataset_upload_bytes.to_string(),
+            Limit::WeightsUploadBytes => limits.max_weights_upload_bytes.to_string(),
             Limit::PredictBodyBytes => limits.max_predict_body_bytes.to_string(),
             Limit::BodyBytes => limits.max_body_bytes.to_string(),
             Limit::Layers => limits.max_layers.to_string(),

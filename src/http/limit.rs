@@ -45,6 +45,15 @@ impl BodyLimit {
         }
     }
 
+    /// The limit of weights imports (`--max-weights-upload-bytes`).
+    #[must_use]
+    pub fn weights_upload(limits: &Limits) -> Self {
+        Self {
+            limit: Limit::WeightsUploadBytes,
+            max: limits.max_weights_upload_bytes,
+        }
+    }
+
     /// The limit of dataset uploads (`--max-dataset-upload-bytes`).
     #[must_use]
     pub fn dataset_upload(limits: &Limits) -> Self {

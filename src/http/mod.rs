@@ -21,6 +21,7 @@ mod openapi;
 mod predict;
 pub mod routes;
 pub mod views;
+mod weights;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -133,6 +134,7 @@ pub fn router(state: AppState) -> Router {
             BodyGroup::Default => BodyLimit::body(limits),
             BodyGroup::DatasetUpload => BodyLimit::dataset_upload(limits),
             BodyGroup::Predict => BodyLimit::predict(limits),
+            BodyGroup::WeightsUpload => BodyLimit::weights_upload(limits),
         };
         app = app.route(route.path, method_with_body_limit(route.endpoint, limit));
     }

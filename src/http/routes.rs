@@ -6,7 +6,7 @@ use axum::handler::Handler;
 use axum::http::Method;
 use axum::routing::{on, MethodFilter, MethodRouter};
 
-use super::{datasets, events, health, jobs, models, openapi, predict, AppState};
+use super::{datasets, events, health, jobs, models, openapi, predict, weights, AppState};
 
 /// Which body limit a route takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,6 +17,8 @@ pub enum BodyGroup {
     DatasetUpload,
     /// `--max-predict-body-bytes`.
     Predict,
+    /// `--max-weights-upload-bytes`.
+    WeightsUpload,
 }
 
 /// One route.
@@ -54,7 +56,7 @@ where
 /// Every route of the API.
 #[must_use]
 pub fn routes() -> Vec<Route> {
-    use BodyGroup::{DatasetUpload, Default, Predict};
+    use BodyGroup::{DatasetUpload, Default, Predict, WeightsUpload};
     use Method as M;
     vec![
         route(M::GET, "/healthz", Default, health::healthz),
@@ -79,6 +81,24 @@ pub fn routes() -> Vec<Route> {
             "/v1/models/{model}/versions/{version}",
             Default,
             models::version,
+        ),
+        route(
+            M::POST,
+            "/v1/models/{model}/versions",
+            WeightsUpload,
+            weights::import,
+        ),
+        route(
+            M::GET,
+            "/v1/models/{model}/versions/{version}/weights",
+            Default,
+            weights::download,
+        ),
+        route(
+            M::GET,
+            "/v1/models/{model}/versions/{version}/onnx",
+            Default,
+            weights::onnx,
         ),
         route(
             M::POST,

@@ -175,14 +175,26 @@ pub struct VersionMetrics {
     pub test: Option<Metrics>,
 }
 
-/// A trained version.
+/// How a version came to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VersionSource {
+    /// A training job made it.
+    Training,
+    /// Weights were imported (`POST /v1/models/{model}/versions`).
+    Import,
+}
+
+/// A version: trained, or imported.
 #[derive(Debug, Serialize)]
 pub struct VersionView {
     /// 1, 2, …
     pub version: u32,
     /// RFC 3339.
     pub created_at: String,
-    /// The job that trained it.
+    /// `training` or `import`.
+    pub source: VersionSource,
+    /// The job that trained it (`null` when imported).
     pub job: Option<Uuid>,
     /// The dataset it was trained on.
     pub dataset: Option<Uuid>,
@@ -192,8 +204,8 @@ pub struct VersionView {
     pub epochs_run: usize,
     /// Whether training stopped early.
     pub stopped_early: bool,
-    /// Final metrics.
-    pub metrics: VersionMetrics,
+    /// Final metrics (`null` when imported: they are not known).
+    pub metrics: Option<VersionMetrics>,
 }
 
 impl VersionView {
@@ -201,19 +213,26 @@ impl VersionView {
     #[must_use]
     pub fn new(v: &Arc<Version>) -> Self {
         let i = &v.info;
+        // Every trained version has its job; only an import has none.
+        let source = if i.job.is_some() {
+            VersionSource::Training
+        } else {
+            VersionSource::Import
+        };
         Self {
             version: i.version,
             created_at: i.created_at.clone(),
+            source,
             job: i.job,
             dataset: i.dataset,
             best_epoch: i.best_epoch,
             epochs_run: i.epochs_run,
             stopped_early: i.stopped_early,
-            metrics: VersionMetrics {
+            metrics: (source == VersionSource::Training).then_some(VersionMetrics {
                 train: i.train,
                 validation: i.validation,
                 test: i.test,
-            },
+            }),
         }
     }
 }

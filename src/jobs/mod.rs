@@ -209,7 +209,7 @@ impl Jobs {
     }
 
     fn check(&self, new: NewJob) -> Result<run::Work, JobError> {
-        let config = new.config;
+        let mut config = new.config;
         if config.epochs as u64 > self.inner.max_epochs {
             let max = self.inner.max_epochs;
             return Err(RegistryError::limit("epochs", Limit::Epochs, max, config.epochs).into());
@@ -266,6 +266,13 @@ impl Jobs {
             ),
             None => None,
         };
+        // A warm start keeps the version's input preprocessing, whatever `standardize` says:
+        // its weights were fitted to it. `fit` keeps the statistics a version has; a version
+        // without any (weights imported without mlp-lab metadata, or trained with
+        // `standardize: false`) goes on with raw inputs, and the job's record says so.
+        if start.as_ref().is_some_and(|m| m.standardizer.is_none()) {
+            config.standardize = false;
+        }
         let record = JobRecord {
             id: Uuid::now_v7(),
             model: new.model.record.id,

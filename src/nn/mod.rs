@@ -7,6 +7,7 @@
 //! (optimizers), [`schedule`] (learning rates), [`data`] (datasets, splits, standardization),
 //! [`generators`] and [`builtin`] (data to learn), [`model`] (parameters and inference),
 //! [`train`] (the training loop and its diagnostics), [`serialize`] (model files),
+//! [`import`] (weights made elsewhere, checked against a spec), [`onnx`] (ONNX export),
 //! [`linalg`] (matrix products through the `gemm` crate, elementwise kernels).
 
 pub mod activation;
@@ -16,9 +17,11 @@ pub mod data;
 pub mod error;
 pub mod generators;
 pub mod head;
+pub mod import;
 pub mod init;
 pub mod linalg;
 pub mod model;
+pub mod onnx;
 pub mod optim;
 pub mod rng;
 pub mod schedule;

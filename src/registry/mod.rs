@@ -19,6 +19,7 @@ pub mod ingest;
 mod models;
 pub mod records;
 pub mod store;
+mod weights;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;

@@ -1,0 +1,123 @@
+//! A version's weights in and out: `.safetensors` download and import, ONNX export.
+//!
+//! Both downloads are `application/octet-stream` (neither format has a registered media
+//! type) with `Content-Disposition: attachment; filename="<model>-v<version>.<ext>"`. The
+//! import takes the file as the raw body, with `Content-Type: application/octet-stream` or
+//! none (what `curl --data-binary` and `requests.post(data=…)` send); its limit is
+//! `--max-weights-upload-bytes`. The formats are in `nn::serialize`, `nn::import` and
+//! `nn::onnx`.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiError;
+use super::error_map::blocking;
+use super::extract::{read_body, AppPath};
+use super::fallback::media_type;
+use super::views::{created, VersionView};
+use super::AppState;
+use crate::nn::onnx::to_onnx;
+use crate::nn::serialize::to_safetensors;
+use crate::registry::{ModelEntry, Version};
+
+/// The media type of both downloads and of the import's body.
+pub const OCTET_STREAM: &str = "application/octet-stream";
+
+fn attachment(bytes: Vec<u8>, entry: &ModelEntry, version: &Version, ext: &str) -> Response {
+    // Model names are [A-Za-z0-9._-], so the file name needs no quoting.
+    let disposition = format!(
+        "attachment; filename=\"{}-v{}.{ext}\"",
+        entry.record.name, version.info.version
+    );
+    match HeaderValue::from_str(&disposition) {
+        Ok(disposition) => (
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static(OCTET_STREAM)),
+                (header::CONTENT_DISPOSITION, disposition),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Err(error) => ApiError::internal(error).into_response(),
+    }
+}
+
+/// `GET /v1/models/{model}/versions/{version}/weights`
+pub(crate) async fn download(
+    State(state): State<AppState>,
+    AppPath((model, version)): AppPath<(String, u32)>,
+) -> Result<Response, ApiError> {
+    let (entry, found) = state.registry.version(&model, Some(version))?;
+    let net = Arc::clone(&found.model);
+    let bytes = blocking(move || Ok(to_safetensors(&net)?)).await?;
+    Ok(attachment(bytes, &entry, &found, "safetensors"))
+}
+
+/// `GET /v1/models/{model}/versions/{version}/onnx`
+pub(crate) async fn onnx(
+    State(state): State<AppState>,
+    AppPath((model, version)): AppPath<(String, u32)>,
+) -> Result<Response, ApiError> {
+    let (entry, found) = state.registry.version(&model, Some(version))?;
+    let (net, name, v) = (
+        Arc::clone(&found.model),
+        entry.record.name.clone(),
+        found.info.version,
+    );
+    let bytes = blocking(move || {
+        let metadata = [
+            (
+                "mlp-lab.labels",
+                serde_json::to_string(&net.labels).map_err(ApiError::internal)?,
+            ),
+            (
+                "mlp-lab.task",
+                serde_json::to_string(&net.task).map_err(ApiError::internal)?,
+            ),
+            (
+                "mlp-lab.spec",
+                serde_json::to_string(&net.spec).map_err(ApiError::internal)?,
+            ),
+        ];
+        Ok(to_onnx(&net, &name, v, &metadata))
+    })
+    .await?;
+    Ok(attachment(bytes, &entry, &found, "onnx"))
+}
+
+/// `POST /v1/models/{model}/versions`: 201 with `Location` and the new version.
+pub(crate) async fn import(
+    State(state): State<AppState>,
+    AppPath(model): AppPath<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    match media_type(request.headers()) {
+        None => {}
+        Some(m) if m == OCTET_STREAM => {}
+        Some(_) => {
+            let given = request
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+            return Err(ApiError::UnsupportedMediaType {
+                expected: OCTET_STREAM,
+                given,
+            });
+        }
+    }
+    // 404 before reading a large body for a model that does not exist.
+    state.registry.model(&model)?;
+    let bytes = read_body(request, &state).await?;
+    let registry = Arc::clone(&state.registry);
+    let (entry, version) = blocking(move || Ok(registry.import_version(&model, &bytes)?)).await?;
+    Ok(created(
+        format!(
+            "/v1/models/{}/versions/{}",
+            entry.record.id, version.info.version
+        ),
+        VersionView::new(&version),
+    ))
+}

@@ -1,0 +1,723 @@
+//! Weights made elsewhere: a safetensors file read into a model of a given spec.
+//!
+//! The file must hold exactly the tensors of [`super::serialize::layout`] (the `state_dict`
+//! of the equivalent PyTorch `nn.Sequential`): each present, of its shape, with finite values;
+//! no other tensor. Every refusal is an [`NnError::Invalid`] or [`NnError::Shape`] whose field
+//! is the tensor's name (or `__metadata__.<key>`, or empty for the file as a whole), so that a
+//! client learns which tensor is wrong and how.
+//!
+//! - **dtype**: `F32` as it is; `F64` is rounded to the nearest `F32` (a value beyond `F32`'s
+//!   range is refused), `F16` and `BF16` are widened exactly. Anything else (integers, 8-bit
+//!   floats) is refused. `num_batches_tracked` is an `I64` scalar, as PyTorch writes it.
+//! - **metadata**: optional. A file written by [`super::serialize::to_safetensors`]
+//!   (`format` = `mlp-lab.model.v1`) gives the standardizer, labels and task, and its `spec`
+//!   must describe the same network (layers, activations, head, batch norm; dropout and init
+//!   are the target model's). Any other metadata (`{"format": "pt"}` from
+//!   `safetensors.torch.save_file`) is ignored, and so is its absence
+//!   (`safetensors.numpy.save_file` writes none): inputs are then used as given (no
+//!   standardization) and outputs are named by index — classes `"0"`…`"k-1"` for a softmax
+//!   head, `"0"`/`"1"` for a one-output sigmoid head, labels `"0"`…`"k-1"` for a multi-output
+//!   sigmoid head, `y0`… for an identity head.
+//! - **hostile headers**: the `safetensors` crate checks the header length against the body,
+//!   that the offsets are contiguous, in range and cover the data exactly, and computes sizes
+//!   with checked arithmetic; nothing is allocated before those checks, beyond the body itself.
+
+use std::collections::HashMap;
+
+use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors, TensorView};
+
+use super::activation::Activation;
+use super::data::{Standardizer, Task};
+use super::error::{NnError, Result};
+use super::head::Head;
+use super::model::{Model, ModelSpec, ParamKind};
+use super::serialize::{layout, Source, FORMAT};
+
+/// A model read from someone else's file, and where its labels came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Imported {
+    /// The model, with `spec` the target's.
+    pub model: Model,
+    /// Whether the file carried mlp-lab metadata (standardizer, labels, task).
+    pub with_metadata: bool,
+}
+
+/// Reads `bytes` as the weights of a network of `spec`.
+///
+/// # Errors
+/// [`NnError::Invalid`] naming the tensor or metadata key, or [`NnError::Shape`] naming the
+/// tensor with the expected and the given shape.
+pub fn import_safetensors(spec: &ModelSpec, bytes: &[u8]) -> Result<Imported> {
+    check_header_length(bytes)?;
+    let st = SafeTensors::deserialize(bytes).map_err(header_error)?;
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(header_error)?;
+    let mut model = Model::new(spec.clone(), 0)?;
+    let with_metadata = match header.metadata() {
+        Some(meta) => apply_metadata(&mut model, meta)?,
+        None => false,
+    };
+    if !with_metadata {
+        default_labels(&mut model);
+    }
+    load_tensors(&mut model, &st)?;
+    Ok(Imported {
+        model,
+        with_metadata,
+    })
+}
+
+fn body_error(message: impl Into<String>) -> NnError {
+    NnError::invalid("", message)
+}
+
+/// The first 8 bytes say how long the JSON header is; say plainly when that cannot be true.
+fn check_header_length(bytes: &[u8]) -> Result<()> {
+    let Some(prefix) = bytes.get(..8) else {
+        return Err(body_error(format!(
+            "not a safetensors file: {} bytes, but a file starts with an 8-byte header length",
+            bytes.len()
+        )));
+    };
+    let mut n = [0u8; 8];
+    n.copy_from_slice(prefix);
+    let n = u64::from_le_bytes(n);
+    let rest = (bytes.len() - 8) as u64;
+    if n > rest {
+        return Err(body_error(format!(
+            "not a safetensors file: the header length says {n} bytes, but only {rest} follow it"
+        )));
+    }
+    Ok(())
+}
+
+fn header_error(error: SafeTensorError) -> NnError {
+    match error {
+        SafeTensorError::InvalidOffset(name) => NnError::invalid(
+            name.clone(),
+            format!(
+                "tensor `{name}`: its data_offsets overlap another tensor's, leave a gap or lie \
+                 outside the data"
+            ),
+        ),
+        SafeTensorError::MetadataIncompleteBuffer => body_error(
+            "the tensors' data_offsets do not cover the data exactly: the file is truncated or \
+             has trailing bytes",
+        ),
+        SafeTensorError::ValidationOverflow => {
+            body_error("a tensor's shape is too large: its byte size overflows")
+        }
+        SafeTensorError::TensorInvalidInfo => body_error(
+            "a tensor's data_offsets do not span shape × dtype size bytes; the file is damaged",
+        ),
+        other => body_error(format!("not a safetensors file: {other}")),
+    }
+}
+
+/// Applies mlp-lab metadata; false when the metadata is someone else's.
+fn apply_metadata(model: &mut Model, meta: &HashMap<String, String>) -> Result<bool> {
+    match meta.get("format").map(String::as_str) {
+        Some(FORMAT) => {}
+        Some(other) if other.starts_with("mlp-lab.") => {
+            return Err(NnError::invalid(
+                "__metadata__.format",
+                format!("unknown format version `{other}`; this build reads `{FORMAT}`"),
+            ))
+        }
+        _ => return Ok(false),
+    }
+    let parse = |key: &str| -> Result<Option<serde_json::Value>> {
+        meta.get(key)
+            .map(|text| {
+                serde_json::from_str(text).map_err(|e| {
+                    NnError::invalid(format!("__metadata__.{key}"), format!("not JSON: {e}"))
+                })
+            })
+            .transpose()
+    };
+    let typed = |key: &str, value: serde_json::Value| {
+        let field = format!("__metadata__.{key}");
+        move |e: serde_json::Error| NnError::invalid(field, format!("{e} in {value}"))
+    };
+    if let Some(v) = parse("spec")? {
+        let theirs: ModelSpec = serde_json::from_value(v.clone()).map_err(typed("spec", v))?;
+        check_same_network(&model.spec, &theirs)?;
+    }
+    if let Some(v) = parse("standardizer")? {
+        model.standardizer = serde_json::from_value::<Option<Standardizer>>(v.clone())
+            .map_err(typed("standardizer", v))?;
+        check_standardizer(model)?;
+    }
+    if let Some(v) = parse("labels")? {
+        model.labels = serde_json::from_value(v.clone()).map_err(typed("labels", v))?;
+    }
+    if let Some(v) = parse("task")? {
+        model.task = serde_json::from_value(v.clone()).map_err(typed("task", v))?;
+    }
+    if let Some(task) = model.task {
+        let spec = &model.spec;
+        spec.output
+            .check_task(spec.outputs(), task, model.labels.len())
+            .map_err(|m| NnError::invalid("__metadata__.labels", m))?;
+    }
+    Ok(true)
+}
+
+/// Whether two specs compute the same function from the same tensors (PReLU's initial slope,
+/// dropout and init only matter to training).
+fn check_same_network(ours: &ModelSpec, theirs: &ModelSpec) -> Result<()> {
+    let same_act = |a: &Activation, b: &Activation| match (a, b) {
+        (Activation::Prelu { .. }, Activation::Prelu { .. }) => true,
+        _ => a == b,
+    };
+    let same = ours.layers == theirs.layers
+        && ours.output == theirs.output
+        && ours.batch_norm == theirs.batch_norm
+        && ours.activations.len() == theirs.activations.len()
+        && ours
+            .activations
+            .iter()
+            .zip(&theirs.activations)
+            .all(|(a, b)| same_act(a, b));
+    if same {
+        return Ok(());
+    }
+    let describe = |s: &ModelSpec| {
+        let acts: Vec<String> = s
+            .activations
+            .iter()
+            .map(|a| serde_json::to_string(a).unwrap_or_else(|_| a.name().to_owned()))
+            .collect();
+        format!(
+            "layers {:?}, activations [{}], output {}, batch_norm {}",
+            s.layers,
+            acts.join(", "),
+            serde_json::to_string(&s.output).unwrap_or_default(),
+            s.batch_norm
+        )
+    };
+    Err(NnError::invalid(
+        "__metadata__.spec",
+        format!(
+            "the file was written for a different network: expected {}, given {}",
+            describe(ours),
+            describe(theirs)
+        ),
+    ))
+}
+
+fn check_standardizer(model: &Model) -> Result<()> {
+    let Some(s) = &model.standardizer else {
+        return Ok(());
+    };
+    let n = model.spec.inputs();
+    if s.mean.len() != n || s.std.len() != n {
+        return Err(NnError::invalid(
+            "__metadata__.standardizer",
+            format!(
+                "{} means and {} stds for a model of {n} inputs",
+                s.mean.len(),
+                s.std.len()
+            ),
+        ));
+    }
+    if !s.mean.iter().chain(&s.std).all(|v| v.is_finite()) || s.std.iter().any(|&v| v <= 0.0) {
+        return Err(NnError::invalid(
+            "__metadata__.standardizer",
+            "values must be finite and every std > 0",
+        ));
+    }
+    Ok(())
+}
+
+fn default_labels(model: &mut Model) {
+    let k = model.spec.outputs();
+    let numbered = |prefix: &str| (0..k).map(|i| format!("{prefix}{i}")).collect();
+    let (task, labels) = match model.spec.output {
+        Head::Softmax => (Task::Classification, numbered("")),
+        Head::Sigmoid if k == 1 => (Task::Classification, vec!["0".into(), "1".into()]),
+        Head::Sigmoid => (Task::MultiLabel, numbered("")),
+        Head::Identity => (Task::Regression, numbered("y")),
+    };
+    model.task = Some(task);
+    model.labels = labels;
+}
+
+fn load_tensors(model: &mut Model, st: &SafeTensors) -> Result<()> {
+    let (slots, _) = layout(&model.spec);
+    let expected: Vec<&str> = slots.iter().map(|s| s.name.as_str()).collect();
+    let mut given = st.names();
+    given.sort();
+    if let Some(extra) = given.iter().find(|n| !expected.contains(n)) {
+        return Err(NnError::invalid(
+            *extra,
+            format!(
+                "unexpected tensor `{extra}`; a model of this spec has exactly: {}",
+                expected.join(", ")
+            ),
+        ));
+    }
+    let missing: Vec<&str> = expected
+        .iter()
+        .copied()
+        .filter(|n| !given.contains(n))
+        .collect();
+    if let Some(first) = missing.first() {
+        return Err(NnError::invalid(
+            *first,
+            format!(
+                "tensor `{first}` is missing (missing: {})",
+                missing.join(", ")
+            ),
+        ));
+    }
+    for slot in &slots {
+        let view = st
+            .tensor(&slot.name)
+            .map_err(|_| NnError::invalid(slot.name.clone(), "tensor is missing"))?;
+        if view.shape() != slot.shape.as_slice() {
+            return Err(NnError::Shape {
+                what: slot.name.clone(),
+                expected: slot.shape.clone(),
+                got: view.shape().to_vec(),
+            });
+        }
+        let name = slot.name.as_str();
+        match slot.source {
+            Source::BatchesTracked(l) => {
+                let batches = read_count(name, &view)?;
+                if let Some(s) = model.bn_stats[l].as_mut() {
+                    s.batches = batches;
+                }
+            }
+            Source::Param(i) => {
+                let values = read_floats(name, &view)?;
+                let p = &mut model.params[i];
+                if p.kind == ParamKind::Weight {
+                    // File [out, in] → ours [in, out].
+                    let (rows, cols) = p.shape;
+                    for r in 0..rows {
+                        for c in 0..cols {
+                            p.data[r * cols + c] = values[c * rows + r];
+                        }
+                    }
+                } else {
+                    p.data = values;
+                }
+            }
+            Source::RunningMean(l) => {
+                let values = read_floats(name, &view)?;
+                if let Some(s) = model.bn_stats[l].as_mut() {
+                    s.mean = values;
+                }
+            }
+            Source::RunningVar(l) => {
+                let values = read_floats(name, &view)?;
+                if let Some(i) = values.iter().position(|&v| v < 0.0) {
+                    return Err(NnError::invalid(
+                        name,
+                        format!(
+                            "element {i} is {}: a variance cannot be negative",
+                            values[i]
+                        ),
+                    ));
+                }
+                if let Some(s) = model.bn_stats[l].as_mut() {
+                    s.var = values;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The values of a float tensor as `f32`, converted from `F64`, `F16` or `BF16`; each must be
+/// finite in `f32`.
+fn read_floats(name: &str, view: &TensorView) -> Result<Vec<f32>> {
+    let data = view.data();
+    let values: Vec<f32> = match view.dtype() {
+        Dtype::F32 => data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::F64 => data
+            .chunks_exact(8)
+            .map(|b| {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(b);
+                f64::from_le_bytes(a) as f32
+            })
+            .collect(),
+        Dtype::F16 => data
+            .chunks_exact(2)
+            .map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]])))
+            .collect(),
+        Dtype::BF16 => data
+            .chunks_exact(2)
+            .map(|b| f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16))
+            .collect(),
+        other => {
+            return Err(NnError::invalid(
+                name,
+                format!(
+                    "tensor `{name}` has dtype {other}; expected F32 (F64, F16 and BF16 are \
+                     converted)"
+                ),
+            ))
+        }
+    };
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        let why = if view.dtype() == Dtype::F64 && !values[i].is_nan() {
+            "is beyond the range of F32".to_owned()
+        } else {
+            format!("is {}, not a finite number", values[i])
+        };
+        return Err(NnError::invalid(
+            name,
+            format!("tensor `{name}` element {i} {why}"),
+        ));
+    }
+    Ok(values)
+}
+
+/// `num_batches_tracked`: an `I64` scalar, not negative.
+fn read_count(name: &str, view: &TensorView) -> Result<u64> {
+    let bytes: Option<[u8; 8]> = view.data().try_into().ok();
+    match (view.dtype(), bytes) {
+        (Dtype::I64, Some(b)) => u64::try_from(i64::from_le_bytes(b)).map_err(|_| {
+            NnError::invalid(
+                name,
+                format!("tensor `{name}` is negative; it counts batches"),
+            )
+        }),
+        (dtype, _) => Err(NnError::invalid(
+            name,
+            format!("tensor `{name}` has dtype {dtype}; expected an I64 scalar"),
+        )),
+    }
+}
+
+/// IEEE 754 half precision to single, exactly.
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = u32::from(h >> 15) << 31;
+    let exp = u32::from((h >> 10) & 0x1f);
+    let man = u32::from(h & 0x3ff);
+    match (exp, man) {
+        (0, 0) => f32::from_bits(sign),
+        (0, _) => {
+            // Subnormal: man × 2^-24, exact in f32.
+            let v = man as f32 / 16_777_216.0;
+            if sign == 0 {
+                v
+            } else {
+                -v
+            }
+        }
+        (0x1f, _) => f32::from_bits(sign | 0x7f80_0000 | (man << 13)),
+        _ => f32::from_bits(sign | ((exp + 112) << 23) | (man << 13)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::serialize::to_safetensors;
+    use std::collections::BTreeMap;
+
+    fn spec() -> ModelSpec {
+        let mut s = ModelSpec::new(&[3, 4, 2], Activation::Prelu { init: 0.2 }, Head::Softmax);
+        s.batch_norm = true;
+        s
+    }
+
+    /// One tensor of a test file: name, dtype, shape, bytes.
+    type Tensor = (&'static str, &'static str, Vec<usize>, Vec<u8>);
+
+    /// A safetensors file of `(name, dtype, shape, bytes)`, with `meta` if given; written by
+    /// hand so that tests can make every kind of wrong file.
+    fn file(
+        tensors: &[(&str, &str, Vec<usize>, Vec<u8>)],
+        meta: Option<&[(&str, &str)]>,
+    ) -> Vec<u8> {
+        let mut header = serde_json::Map::new();
+        if let Some(meta) = meta {
+            let m: BTreeMap<&str, &str> = meta.iter().copied().collect();
+            header.insert("__metadata__".into(), serde_json::json!(m));
+        }
+        let mut offset = 0;
+        for (name, dtype, shape, bytes) in tensors {
+            header.insert(
+                (*name).into(),
+                serde_json::json!({"dtype": dtype, "shape": shape,
+                                   "data_offsets": [offset, offset + bytes.len()]}),
+            );
+            offset += bytes.len();
+        }
+        let text = serde_json::Value::Object(header).to_string();
+        let mut out = (text.len() as u64).to_le_bytes().to_vec();
+        out.extend_from_slice(text.as_bytes());
+        for t in tensors {
+            out.extend_from_slice(&t.3);
+        }
+        out
+    }
+
+    fn f32s(n: usize, v: f32) -> Vec<u8> {
+        (0..n)
+            .flat_map(|i| (v + i as f32 * 0.01).to_le_bytes())
+            .collect()
+    }
+
+    /// The tensors of `spec()` as PyTorch would name them, all F32.
+    fn torch_like() -> Vec<Tensor> {
+        vec![
+            ("0.weight", "F32", vec![4, 3], f32s(12, 0.1)),
+            ("0.bias", "F32", vec![4], f32s(4, 0.0)),
+            ("1.weight", "F32", vec![4], f32s(4, 1.0)),
+            ("1.bias", "F32", vec![4], f32s(4, 0.0)),
+            ("1.running_mean", "F32", vec![4], f32s(4, 0.5)),
+            ("1.running_var", "F32", vec![4], f32s(4, 2.0)),
+            (
+                "1.num_batches_tracked",
+                "I64",
+                vec![],
+                7i64.to_le_bytes().to_vec(),
+            ),
+            ("2.weight", "F32", vec![4], f32s(4, 0.25)),
+            ("3.weight", "F32", vec![2, 4], f32s(8, -0.3)),
+            ("3.bias", "F32", vec![2], f32s(2, 0.0)),
+        ]
+    }
+
+    fn field_of(err: NnError) -> (String, String) {
+        match err {
+            NnError::Invalid { field, message } => (field, message),
+            NnError::Shape {
+                what,
+                expected,
+                got,
+            } => (what, format!("{expected:?} {got:?}")),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_torch_style_file_without_metadata_imports_with_default_labels() {
+        let imported = import_safetensors(&spec(), &file(&torch_like(), None)).unwrap();
+        let m = imported.model;
+        assert!(!imported.with_metadata);
+        assert_eq!(m.standardizer, None);
+        assert_eq!(m.labels, ["0", "1"]);
+        assert_eq!(m.task, Some(Task::Classification));
+        // [out, in] in the file → [in, out] here: file element (o=1, i=2) is index 1*3+2.
+        assert_eq!(m.params[0].view()[[2, 1]], 0.1 + 5.0 * 0.01);
+        assert_eq!(m.bn_stats[0].as_ref().unwrap().batches, 7);
+        // `{"format": "pt"}` (safetensors.torch.save_file) is someone else's metadata.
+        let pt = import_safetensors(&spec(), &file(&torch_like(), Some(&[("format", "pt")])));
+        assert_eq!(pt.unwrap().model, m);
+    }
+
+    #[test]
+    fn our_own_file_imports_with_its_metadata_unchanged() {
+        let mut m = Model::new(spec(), 3).unwrap();
+        m.standardizer = Some(Standardizer {
+            mean: vec![1.0, 2.0, 3.0],
+            std: vec![0.5, 1.0, 2.0],
+        });
+        m.labels = vec!["cat".into(), "dog".into()];
+        m.task = Some(Task::Classification);
+        let imported = import_safetensors(&spec(), &to_safetensors(&m).unwrap()).unwrap();
+        assert!(imported.with_metadata);
+        assert_eq!(imported.model, m);
+
+        let mut other = spec();
+        other.layers[1] = 5;
+        let (field, message) =
+            field_of(import_safetensors(&other, &to_safetensors(&m).unwrap()).unwrap_err());
+        assert_eq!(field, "__metadata__.spec");
+        assert!(
+            message.contains("[3, 5, 2]") && message.contains("[3, 4, 2]"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn f64_f16_and_bf16_are_converted() {
+        let mut t = torch_like();
+        t[0] = (
+            "0.weight",
+            "F64",
+            vec![4, 3],
+            (0..12)
+                .flat_map(|i| (f64::from(i) * 0.5).to_le_bytes())
+                .collect(),
+        );
+        // 1.5 as F16 is 0x3e00; as BF16 0x3fc0.
+        t[2] = (
+            "1.weight",
+            "F16",
+            vec![4],
+            [0x3e00u16; 4]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
+        );
+        t[3] = (
+            "1.bias",
+            "BF16",
+            vec![4],
+            [0x3fc0u16; 4]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
+        );
+        let m = import_safetensors(&spec(), &file(&t, None)).unwrap().model;
+        assert_eq!(m.params[0].view()[[1, 0]], 0.5);
+        assert_eq!(m.params[2].data, [1.5; 4]);
+        assert_eq!(m.params[3].data, [1.5; 4]);
+        // Subnormal, infinity and negative halves.
+        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
+        assert_eq!(f16_to_f32(0x7c00), f32::INFINITY);
+        assert_eq!(f16_to_f32(0xc000), -2.0);
+        assert_eq!(f16_to_f32(0x7bff), 65504.0);
+    }
+
+    #[test]
+    fn each_wrong_tensor_is_named() {
+        let cases: Vec<(Vec<Tensor>, &str, &str)> = vec![
+            (torch_like()[1..].to_vec(), "0.weight", "missing"),
+            (
+                [
+                    torch_like(),
+                    vec![("4.weight", "F32", vec![1], f32s(1, 0.0))],
+                ]
+                .concat(),
+                "4.weight",
+                "unexpected",
+            ),
+            (
+                {
+                    let mut t = torch_like();
+                    t[0] = ("0.weight", "F32", vec![3, 4], f32s(12, 0.1));
+                    t
+                },
+                "0.weight",
+                "[4, 3] [3, 4]",
+            ),
+            (
+                {
+                    let mut t = torch_like();
+                    t[1] = ("0.bias", "I32", vec![4], vec![0; 16]);
+                    t
+                },
+                "0.bias",
+                "dtype I32",
+            ),
+            (
+                {
+                    let mut t = torch_like();
+                    t[1] = (
+                        "0.bias",
+                        "F32",
+                        vec![4],
+                        [0.0, f32::NAN, 0.0, 0.0]
+                            .iter()
+                            .flat_map(|v: &f32| v.to_le_bytes())
+                            .collect(),
+                    );
+                    t
+                },
+                "0.bias",
+                "element 1 is NaN",
+            ),
+            (
+                {
+                    let mut t = torch_like();
+                    t[1] = (
+                        "0.bias",
+                        "F64",
+                        vec![4],
+                        [0.0, 0.0, 1e300, 0.0]
+                            .iter()
+                            .flat_map(|v: &f64| v.to_le_bytes())
+                            .collect(),
+                    );
+                    t
+                },
+                "0.bias",
+                "beyond the range of F32",
+            ),
+            (
+                {
+                    let mut t = torch_like();
+                    t[5] = ("1.running_var", "F32", vec![4], f32s(4, -1.0));
+                    t
+                },
+                "1.running_var",
+                "negative",
+            ),
+        ];
+        for (tensors, name, says) in cases {
+            let (field, message) =
+                field_of(import_safetensors(&spec(), &file(&tensors, None)).unwrap_err());
+            assert_eq!(field, name, "{message}");
+            assert!(message.contains(says), "{name}: {message}");
+        }
+    }
+
+    #[test]
+    fn damaged_and_hostile_files_are_refused_without_panicking() {
+        let good = file(&torch_like(), None);
+        let mut absurd = good.clone();
+        absurd[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+        let mut huge_shape = torch_like();
+        huge_shape[0] = ("0.weight", "F32", vec![usize::MAX / 2, 3], f32s(12, 0.1));
+        let mut overlapping = good.clone();
+        let at = overlapping
+            .windows(22)
+            .position(|w| w == b"\"data_offsets\":[48,64]")
+            .expect("0.bias offsets");
+        overlapping[at..at + 22].copy_from_slice(b"\"data_offsets\":[40,56]");
+        for (bytes, says) in [
+            (good[..good.len() - 3].to_vec(), "truncated"),
+            (good[..5].to_vec(), "8-byte header length"),
+            (absurd, "header length says"),
+            (
+                b"PK\x03\x04 this is a zip file, not safetensors".to_vec(),
+                "not a safetensors file",
+            ),
+            (file(&huge_shape, None), "too large"),
+            (overlapping, "data_offsets"),
+        ] {
+            let (_, message) = field_of(import_safetensors(&spec(), &bytes).unwrap_err());
+            assert!(message.contains(says), "{says}: {message}");
+        }
+    }
+
+    #[test]
+    fn bad_metadata_is_named_by_its_key() {
+        let v9 = file(&torch_like(), Some(&[("format", "mlp-lab.model.v9")]));
+        let bad_std = file(
+            &torch_like(),
+            Some(&[
+                ("format", FORMAT),
+                ("standardizer", "{\"mean\":[0,0,0],\"std\":[1,0,1]}"),
+            ]),
+        );
+        let bad_labels = file(
+            &torch_like(),
+            Some(&[
+                ("format", FORMAT),
+                ("labels", "[\"a\",\"b\",\"c\"]"),
+                ("task", "\"classification\""),
+            ]),
+        );
+        for (bytes, key) in [
+            (v9, "__metadata__.format"),
+            (bad_std, "__metadata__.standardizer"),
+            (bad_labels, "__metadata__.labels"),
+        ] {
+            let (field, message) = field_of(import_safetensors(&spec(), &bytes).unwrap_err());
+            assert_eq!(field, key, "{message}");
+        }
+    }
+}
