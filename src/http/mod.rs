@@ -20,6 +20,7 @@ mod models;
 mod openapi;
 mod predict;
 pub mod routes;
+mod v2;
 pub mod views;
 
 use std::future::Future;

@@ -1,0 +1,414 @@
+//! Decoding an inference request: the JSON header, the binary tensor extension's bytes after
+//! it, and the one input tensor as a matrix the model takes.
+//!
+//! A body is `JSON` or, with `Inference-Header-Content-Length: n`, `n` bytes of JSON followed
+//! by the raw little-endian bytes of the inputs whose `parameters.binary_data_size` says so,
+//! in the order of `inputs`, without padding. `data` may be flat or nested row-major (only the
+//! number of values counts, as in Triton). FP32 and FP64 are accepted; every value becomes the
+//! `f32` that `/v1/.../predict` would make of it (a JSON number is read as the correctly
+//! rounded `f64` and rounded to `f32`; an FP64 element is rounded to `f32`), so both routes
+//! give the same numbers bit for bit.
+
+use std::fmt;
+
+use axum::http::HeaderMap;
+use ndarray::Array2;
+use serde::de::{DeserializeSeed, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value};
+
+use super::error::V2Error;
+use crate::config::Limit;
+use crate::http::error::ApiError;
+use crate::http::extract::from_json_slice;
+
+/// The header that gives the length of the JSON part of a body, both ways.
+pub const HEADER_LENGTH: &str = "inference-header-content-length";
+
+/// The name of the one input of every model.
+pub const INPUT: &str = "input";
+
+/// An inference request as sent: the JSON header of the protocol.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestJson {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    parameters: Option<Map<String, Value>>,
+    inputs: Vec<InputJson>,
+    #[serde(default)]
+    outputs: Option<Vec<OutputJson>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InputJson {
+    name: String,
+    shape: Vec<i64>,
+    datatype: String,
+    #[serde(default)]
+    parameters: Option<Map<String, Value>>,
+    #[serde(default)]
+    data: Option<TensorData>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutputJson {
+    name: String,
+    #[serde(default)]
+    parameters: Option<Map<String, Value>>,
+}
+
+/// A decoded request, checked against the model's input width and the row limit.
+#[derive(Debug)]
+pub struct InferRequest {
+    /// Echoed in the response.
+    pub id: Option<String>,
+    /// The input, `[rows, width]`, every value a finite `f32`.
+    pub input: Array2<f32>,
+    /// The outputs asked for by name, with their own `binary_data` if given; `None` for all.
+    pub outputs: Option<Vec<(String, Option<bool>)>>,
+    /// The request's `binary_data_output`: the default of every output.
+    pub binary_output: bool,
+}
+
+/// The JSON length from `Inference-Header-Content-Length`, if the header is there.
+///
+/// # Errors
+/// 400 when it is not a non-negative integer.
+pub fn header_length(headers: &HeaderMap) -> Result<Option<usize>, V2Error> {
+    let Some(value) = headers.get(HEADER_LENGTH) else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or_default().trim();
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(V2Error::bad_request(format!(
+            "Inference-Header-Content-Length must be the length in bytes of the JSON part of \
+             the body, got '{}'",
+            String::from_utf8_lossy(value.as_bytes())
+        )));
+    }
+    text.parse().map(Some).map_err(|_| {
+        V2Error::bad_request(format!(
+            "Inference-Header-Content-Length {text} is larger than any body"
+        ))
+    })
+}
+
+/// Decodes `body` for a model of `width` inputs taking at most `max_rows` rows.
+///
+/// # Errors
+/// 400 naming what is wrong: the JSON, the input's name, datatype or shape, the data's
+/// length, the binary part, a value that is not a finite `f32`, the row limit.
+pub fn decode(
+    body: &[u8],
+    json_length: Option<usize>,
+    width: usize,
+    max_rows: usize,
+) -> Result<InferRequest, V2Error> {
+    let (json, mut binary) = match json_length {
+        None => (body, &body[..0]),
+        Some(n) if n <= body.len() => body.split_at(n),
+        Some(n) => {
+            return Err(V2Error::bad_request(format!(
+                "Inference-Header-Content-Length is {n} but the body has only {} bytes",
+                body.len()
+            )))
+        }
+    };
+    let request: RequestJson = from_json_slice(json).map_err(V2Error::from)?;
+    let binary_output = flag(
+        request.parameters.as_ref(),
+        "binary_data_output",
+        "parameters",
+    )?;
+    let [input]: [InputJson; 1] = request.inputs.try_into().map_err(|inputs: Vec<_>| {
+        V2Error::bad_request(format!(
+            "the model takes one input, '{INPUT}'; the request has {}",
+            inputs.len()
+        ))
+    })?;
+    if input.name != INPUT {
+        return Err(V2Error::bad_request(format!(
+            "unknown input '{}': the model takes one input, '{INPUT}'",
+            input.name
+        )));
+    }
+    let element = match input.datatype.as_str() {
+        "FP32" => 4,
+        "FP64" => 8,
+        other => {
+            return Err(V2Error::bad_request(format!(
+                "datatype {other} of input '{INPUT}' is not supported: send FP32 (or FP64, which \
+                 is converted to FP32)"
+            )))
+        }
+    };
+    let rows = check_shape(&input.shape, width, max_rows)?;
+    let too_large = || {
+        V2Error::bad_request(format!(
+            "input '{INPUT}' shape {:?} is too large",
+            input.shape
+        ))
+    };
+    let count = rows.checked_mul(width).ok_or_else(too_large)?;
+    let want = count.checked_mul(element).ok_or_else(too_large)?;
+    let size = binary_size(input.parameters.as_ref())?;
+    let values = match (size, input.data) {
+        (Some(_), Some(_)) => {
+            return Err(V2Error::bad_request(format!(
+                "input '{INPUT}' has both `data` and parameters.binary_data_size; send one"
+            )))
+        }
+        (None, None) => {
+            return Err(V2Error::bad_request(format!(
+                "input '{INPUT}' has no `data` and no parameters.binary_data_size"
+            )))
+        }
+        (None, Some(TensorData(values))) if values.len() != count => {
+            return Err(V2Error::bad_request(format!(
+                "input '{INPUT}' has shape {:?}, which holds {count} values, but its data has {}",
+                input.shape,
+                values.len()
+            )))
+        }
+        (None, Some(TensorData(values))) => values,
+        (Some(size), None) => {
+            if size != want as u64 {
+                return Err(V2Error::bad_request(format!(
+                    "input '{INPUT}' has shape {:?} and datatype {}, which take {want} bytes, but \
+                     its binary_data_size is {size}",
+                    input.shape, input.datatype
+                )));
+            }
+            if binary.len() < want {
+                return Err(V2Error::bad_request(format!(
+                    "the binary data of input '{INPUT}' is truncated: it takes {want} bytes, the \
+                     body has {} after the JSON{}",
+                    binary.len(),
+                    if json_length.is_none() {
+                        " (without Inference-Header-Content-Length the whole body is JSON)"
+                    } else {
+                        ""
+                    }
+                )));
+            }
+            let (bytes, rest) = binary.split_at(want);
+            binary = rest;
+            little_endian(bytes, element)
+        }
+    };
+    if !binary.is_empty() {
+        return Err(V2Error::bad_request(format!(
+            "the body has {} bytes after the JSON and the binary data of the inputs",
+            binary.len()
+        )));
+    }
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        return Err(V2Error::bad_request(format!(
+            "input '{INPUT}', row {}, column {}: the value is not a finite 32-bit number",
+            i / width,
+            i % width
+        )));
+    }
+    let input = Array2::from_shape_vec((rows, width), values).map_err(ApiError::internal)?;
+    let outputs = request
+        .outputs
+        .map(|outputs| {
+            outputs
+                .into_iter()
+                .enumerate()
+                .map(|(i, o)| {
+                    let field = format!("outputs[{i}].parameters");
+                    let params = o.parameters.as_ref();
+                    if params.is_some_and(|p| p.contains_key("classification")) {
+                        return Err(V2Error::bad_request(format!(
+                            "output '{}': the classification extension is not supported; ask \
+                             for the `label` output of a classifier instead",
+                            o.name
+                        )));
+                    }
+                    let binary = params.is_some_and(|p| p.contains_key("binary_data"));
+                    let value = flag(params, "binary_data", &field)?;
+                    Ok((o.name, binary.then_some(value)))
+                })
+                .collect::<Result<Vec<_>, V2Error>>()
+        })
+        .transpose()?;
+    Ok(InferRequest {
+        id: request.id,
+        input,
+        outputs,
+        binary_output,
+    })
+}
+
+/// The number of rows of a shape `[rows, width]`.
+fn check_shape(shape: &[i64], width: usize, max_rows: usize) -> Result<usize, V2Error> {
+    let wrong = || {
+        V2Error::bad_request(format!(
+            "input '{INPUT}' has shape {shape:?}; the model takes shape [-1, {width}] (rows of \
+             {width} values)"
+        ))
+    };
+    let &[rows, columns] = shape else {
+        return Err(wrong());
+    };
+    if rows < 0 || usize::try_from(columns).ok() != Some(width) {
+        return Err(wrong());
+    }
+    if rows == 0 {
+        return Err(V2Error::bad_request(format!(
+            "input '{INPUT}' has no rows; send at least one"
+        )));
+    }
+    let rows = usize::try_from(rows).unwrap_or(usize::MAX);
+    if rows > max_rows {
+        return Err(ApiError::limit_exceeded(
+            "inputs[0].shape[0]",
+            Limit::PredictRows,
+            max_rows,
+            rows,
+        )
+        .into());
+    }
+    Ok(rows)
+}
+
+/// A boolean parameter, `false` when absent.
+fn flag(params: Option<&Map<String, Value>>, name: &str, field: &str) -> Result<bool, V2Error> {
+    match params.and_then(|p| p.get(name)) {
+        None => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(V2Error::bad_request(format!(
+            "{field}.{name} must be true or false, got {other}"
+        ))),
+    }
+}
+
+/// `parameters.binary_data_size` of an input, if given.
+fn binary_size(params: Option<&Map<String, Value>>) -> Result<Option<u64>, V2Error> {
+    match params.and_then(|p| p.get("binary_data_size")) {
+        None => Ok(None),
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+            V2Error::bad_request(format!(
+                "inputs[0].parameters.binary_data_size must be a non-negative integer, got {v}"
+            ))
+        }),
+    }
+}
+
+/// Raw little-endian FP32 (`element` 4) or FP64 (8) values as `f32`s.
+fn little_endian(bytes: &[u8], element: usize) -> Vec<f32> {
+    if element == 4 {
+        bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    } else {
+        bytes
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
+            .collect()
+    }
+}
+
+/// The numbers of `data`, flat or nested to any depth, in row-major order, as `f32`s rounded
+/// from their correctly rounded `f64` (as `/v1` reads them).
+#[derive(Debug)]
+struct TensorData(Vec<f32>);
+
+impl<'de> Deserialize<'de> for TensorData {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut values = Vec::new();
+        deserializer.deserialize_seq(Flatten(&mut values))?;
+        Ok(TensorData(values))
+    }
+}
+
+struct Flatten<'a>(&'a mut Vec<f32>);
+
+impl<'de> DeserializeSeed<'de> for Flatten<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Flatten<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("numbers, in a flat or nested array")
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
+        self.0.push(v as f32);
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
+        self.0.push(v as f64 as f32);
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+        self.0.push(v as f64 as f32);
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Flatten(&mut *self.0))?.is_some() {}
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(data: &str) -> String {
+        format!(
+            r#"{{"inputs": [{{"name": "input", "datatype": "FP32", "shape": [2, 2], "data": {data}}}]}}"#
+        )
+    }
+
+    #[test]
+    fn flat_and_nested_data_decode_to_the_same_row_major_matrix() {
+        let flat = decode(body("[1, 2.5, -3, 4e-1]").as_bytes(), None, 2, 10).unwrap();
+        let nested = decode(body("[[1, 2.5], [-3, 4e-1]]").as_bytes(), None, 2, 10).unwrap();
+        assert_eq!(flat.input, nested.input);
+        assert_eq!(flat.input.row(1).to_vec(), vec![-3.0, 0.4f32]);
+    }
+
+    #[test]
+    fn json_numbers_round_as_the_v1_predict_body_does() {
+        let text = "0.1000000000000000055511151231257827";
+        let got = decode(
+            body(&format!("[{text}, 1e-46, 16777217, 3]")).as_bytes(),
+            None,
+            2,
+            9,
+        )
+        .unwrap();
+        let want = serde_json::from_str::<f64>(text).unwrap() as f32;
+        assert_eq!(got.input[[0, 0]].to_bits(), want.to_bits());
+        assert_eq!(got.input[[1, 0]], 16_777_216.0);
+    }
+
+    #[test]
+    fn binary_inputs_come_after_the_json_in_little_endian() {
+        let json = r#"{"inputs":[{"name":"input","datatype":"FP64","shape":[1,2],"parameters":{"binary_data_size":16}}]}"#;
+        let mut bytes = json.as_bytes().to_vec();
+        bytes.extend(0.1f64.to_le_bytes());
+        bytes.extend((-2.0f64).to_le_bytes());
+        let got = decode(&bytes, Some(json.len()), 2, 10).unwrap();
+        assert_eq!(got.input.row(0).to_vec(), vec![0.1f64 as f32, -2.0]);
+        let extra = [bytes.as_slice(), &[0]].concat();
+        assert!(decode(&extra, Some(json.len()), 2, 10).is_err());
+        assert!(decode(&bytes[..bytes.len() - 1], Some(json.len()), 2, 10).is_err());
+    }
+}
