@@ -14,3 +14,4 @@ mod persistence;
 mod predict;
 mod routing;
 mod training;
+mod v2;
