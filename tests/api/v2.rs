@@ -520,3 +520,34 @@ async fn routing_errors_on_v2_paths_are_not_problem_json() {
         .await
         .contains("/v2/models/m/explain"));
 }
+
+#[test]
+fn openapi_yaml_describes_both_infer_bodies_and_the_error_shape() {
+    let doc: serde_norway::Value =
+        serde_norway::from_str(mlp_lab::http::OPENAPI_YAML).expect("valid YAML");
+    let body = &doc["components"]["requestBodies"]["V2Infer"]["content"];
+    let answer = &doc["components"]["responses"]["V2Infer"]["content"];
+    let error = &doc["components"]["schemas"]["V2Error"];
+
+    for content in [body, answer] {
+        assert!(content["application/json"].is_mapping());
+        assert!(content["application/octet-stream"].is_mapping());
+    }
+    assert_eq!(error["required"][0].as_str(), Some("error"));
+    for path in [
+        "/v2/models/{model}/infer",
+        "/v2/models/{model}/versions/{version}/infer",
+    ] {
+        let post = &doc["paths"][path]["post"];
+        assert_eq!(
+            post["requestBody"]["$ref"].as_str(),
+            Some("#/components/requestBodies/V2Infer"),
+            "{path}"
+        );
+        assert_eq!(
+            post["responses"]["default"]["$ref"].as_str(),
+            Some("#/components/responses/V2Error"),
+            "{path}"
+        );
+    }
+}

@@ -292,11 +292,20 @@ fn flag(params: Option<&Map<String, Value>>, name: &str, field: &str) -> Result<
 fn binary_size(params: Option<&Map<String, Value>>) -> Result<Option<u64>, V2Error> {
     match params.and_then(|p| p.get("binary_data_size")) {
         None => Ok(None),
-        Some(v) => v.as_u64().map(Some).ok_or_else(|| {
-            V2Error::bad_request(format!(
-                "inputs[0].parameters.binary_data_size must be a non-negative integer, got {v}"
-            ))
-        }),
+        // JSON Schema counts `8.0` as the integer 8; so does this.
+        Some(v) => v
+            .as_u64()
+            .or_else(|| {
+                v.as_f64()
+                    .filter(|f| f.fract() == 0.0 && (0.0..9.0e15).contains(f))
+                    .map(|f| f as u64)
+            })
+            .map(Some)
+            .ok_or_else(|| {
+                V2Error::bad_request(format!(
+                    "inputs[0].parameters.binary_data_size must be a non-negative integer, got {v}"
+                ))
+            }),
     }
 }
 
