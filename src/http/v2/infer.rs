@@ -111,28 +111,52 @@ pub fn decode(
     width: usize,
     max_rows: usize,
 ) -> Result<InferRequest, V2Error> {
-    let (json, mut binary) = match json_length {
-        None => (body, &body[..0]),
-        Some(n) if n <= body.len() => body.split_at(n),
-        Some(n) => {
-            return Err(V2Error::bad_request(format!(
-                "Inference-Header-Content-Length is {n} but the body has only {} bytes",
-                body.len()
-            )))
-        }
-    };
+    let (json, mut binary) = split(body, json_length)?;
     let request: RequestJson = from_json_slice(json).map_err(V2Error::from)?;
-    let binary_output = flag(
-        request.parameters.as_ref(),
-        "binary_data_output",
-        "parameters",
-    )?;
+    let params = request.parameters.as_ref();
+    let binary_output = flag(params, "binary_data_output", "parameters")?;
     let [input]: [InputJson; 1] = request.inputs.try_into().map_err(|inputs: Vec<_>| {
         V2Error::bad_request(format!(
             "the model takes one input, '{INPUT}'; the request has {}",
             inputs.len()
         ))
     })?;
+    let input = matrix(input, &mut binary, width, max_rows)?;
+    if !binary.is_empty() {
+        return Err(V2Error::bad_request(format!(
+            "the body has {} bytes after the JSON and the binary data of the inputs",
+            binary.len()
+        )));
+    }
+    let outputs = request.outputs.map(requested_outputs).transpose()?;
+    Ok(InferRequest {
+        id: request.id,
+        input,
+        outputs,
+        binary_output,
+    })
+}
+
+/// The JSON part of `body` and the binary part after it.
+fn split(body: &[u8], json_length: Option<usize>) -> Result<(&[u8], &[u8]), V2Error> {
+    match json_length {
+        None => Ok((body, &[])),
+        Some(n) if n <= body.len() => Ok(body.split_at(n)),
+        Some(n) => Err(V2Error::bad_request(format!(
+            "Inference-Header-Content-Length is {n} but the body has only {} bytes",
+            body.len()
+        ))),
+    }
+}
+
+/// The input as a `[rows, width]` matrix of finite values, from its `data` or from the front
+/// of `binary` (which is advanced past its bytes).
+fn matrix(
+    input: InputJson,
+    binary: &mut &[u8],
+    width: usize,
+    max_rows: usize,
+) -> Result<Array2<f32>, V2Error> {
     if input.name != INPUT {
         return Err(V2Error::bad_request(format!(
             "unknown input '{}': the model takes one input, '{INPUT}'",
@@ -149,15 +173,12 @@ pub fn decode(
             )))
         }
     };
-    let rows = check_shape(&input.shape, width, max_rows)?;
-    let too_large = || {
-        V2Error::bad_request(format!(
-            "input '{INPUT}' shape {:?} is too large",
-            input.shape
-        ))
-    };
+    let shape = &input.shape;
+    let rows = check_shape(shape, width, max_rows)?;
+    let too_large =
+        || V2Error::bad_request(format!("input '{INPUT}' shape {shape:?} is too large"));
     let count = rows.checked_mul(width).ok_or_else(too_large)?;
-    let want = count.checked_mul(element).ok_or_else(too_large)?;
+    let bytes = count.checked_mul(element).ok_or_else(too_large)?;
     let size = binary_size(input.parameters.as_ref())?;
     let data = input.data.as_deref().map(tensor_data).transpose()?;
     let values = match (size, data) {
@@ -173,43 +194,32 @@ pub fn decode(
         }
         (None, Some(values)) if values.len() != count => {
             return Err(V2Error::bad_request(format!(
-                "input '{INPUT}' has shape {:?}, which holds {count} values, but its data has {}",
-                input.shape,
+                "input '{INPUT}' has shape {shape:?}, which holds {count} values, but its data \
+                 has {}",
                 values.len()
             )))
         }
         (None, Some(values)) => values,
-        (Some(size), None) => {
-            if size != want as u64 {
-                return Err(V2Error::bad_request(format!(
-                    "input '{INPUT}' has shape {:?} and datatype {}, which take {want} bytes, but \
-                     its binary_data_size is {size}",
-                    input.shape, input.datatype
-                )));
-            }
-            if binary.len() < want {
-                return Err(V2Error::bad_request(format!(
-                    "the binary data of input '{INPUT}' is truncated: it takes {want} bytes, the \
-                     body has {} after the JSON{}",
-                    binary.len(),
-                    if json_length.is_none() {
-                        " (without Inference-Header-Content-Length the whole body is JSON)"
-                    } else {
-                        ""
-                    }
-                )));
-            }
-            let (bytes, rest) = binary.split_at(want);
-            binary = rest;
-            little_endian(bytes, element)
+        (Some(size), None) if size != bytes as u64 => {
+            return Err(V2Error::bad_request(format!(
+                "input '{INPUT}' has shape {shape:?} and datatype {}, which take {bytes} bytes, \
+                 but its binary_data_size is {size}",
+                input.datatype
+            )))
+        }
+        (Some(_), None) if binary.len() < bytes => {
+            return Err(V2Error::bad_request(format!(
+                "the binary data of input '{INPUT}' is truncated: it takes {bytes} bytes, the \
+                 body has {} after the JSON (is Inference-Header-Content-Length set?)",
+                binary.len(),
+            )))
+        }
+        (Some(_), None) => {
+            let (raw, rest) = binary.split_at(bytes);
+            *binary = rest;
+            little_endian(raw, element)
         }
     };
-    if !binary.is_empty() {
-        return Err(V2Error::bad_request(format!(
-            "the body has {} bytes after the JSON and the binary data of the inputs",
-            binary.len()
-        )));
-    }
     if let Some(i) = values.iter().position(|v| !v.is_finite()) {
         return Err(V2Error::bad_request(format!(
             "input '{INPUT}', row {}, column {}: the value is not a finite 32-bit number",
@@ -217,36 +227,28 @@ pub fn decode(
             i % width
         )));
     }
-    let input = Array2::from_shape_vec((rows, width), values).map_err(ApiError::internal)?;
-    let outputs = request
-        .outputs
-        .map(|outputs| {
-            outputs
-                .into_iter()
-                .enumerate()
-                .map(|(i, o)| {
-                    let field = format!("outputs[{i}].parameters");
-                    let params = o.parameters.as_ref();
-                    if params.is_some_and(|p| p.contains_key("classification")) {
-                        return Err(V2Error::bad_request(format!(
-                            "output '{}': the classification extension is not supported; ask \
-                             for the `label` output of a classifier instead",
-                            o.name
-                        )));
-                    }
-                    let binary = params.is_some_and(|p| p.contains_key("binary_data"));
-                    let value = flag(params, "binary_data", &field)?;
-                    Ok((o.name, binary.then_some(value)))
-                })
-                .collect::<Result<Vec<_>, V2Error>>()
+    Array2::from_shape_vec((rows, width), values).map_err(|e| ApiError::internal(e).into())
+}
+
+/// The outputs asked for, each with its own `binary_data` if it has one.
+fn requested_outputs(outputs: Vec<OutputJson>) -> Result<Vec<(String, Option<bool>)>, V2Error> {
+    outputs
+        .into_iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let params = o.parameters.as_ref();
+            if params.is_some_and(|p| p.contains_key("classification")) {
+                return Err(V2Error::bad_request(format!(
+                    "output '{}': the classification extension is not supported; ask for the \
+                     `label` output of a classifier instead",
+                    o.name
+                )));
+            }
+            let given = params.is_some_and(|p| p.contains_key("binary_data"));
+            let binary = flag(params, "binary_data", &format!("outputs[{i}].parameters"))?;
+            Ok((o.name, given.then_some(binary)))
         })
-        .transpose()?;
-    Ok(InferRequest {
-        id: request.id,
-        input,
-        outputs,
-        binary_output,
-    })
+        .collect()
 }
 
 /// The number of rows of a shape `[rows, width]`.
