@@ -21,8 +21,9 @@
 //! request that cannot be served, including a model that has no trained version yet (Triton's
 //! answer to a model that is not ready), 413 for a body over `--max-predict-body-bytes`.
 
+mod data;
 mod error;
-pub mod infer;
+mod infer;
 mod response;
 
 use std::sync::Arc;
