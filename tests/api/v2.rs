@@ -551,3 +551,71 @@ fn openapi_yaml_describes_both_infer_bodies_and_the_error_shape() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_regression_model_has_only_the_output_tensor() {
+    let app = TestApp::spawn().await;
+    let dataset = app
+        .dataset(json!({"generator": {"kind": "regression_plane", "samples": 40, "features": 3}}))
+        .await;
+    app.model(json!({"name": "plane", "layers": [3, 4, 1], "output": "identity"}))
+        .await;
+    let job = app
+        .job(json!({"model": "plane", "dataset": dataset, "epochs": 2}))
+        .await;
+    app.wait_for_job(&job, &["succeeded"], 30).await;
+    let inputs = json!([[0.5, -1.0, 2.0], [3.25, 0.0, -0.125]]);
+    let v1 = app
+        .post_ok(
+            "/v1/models/plane/predict",
+            &json!({ "inputs": inputs }),
+            200,
+        )
+        .await;
+
+    let metadata = ok_json(app.get("/v2/models/plane").await).await;
+    let answer = ok_json(
+        post(
+            &app,
+            "/v2/models/plane/infer",
+            &infer_body(inputs.clone(), json!([2, 3])),
+        )
+        .await,
+    )
+    .await;
+    let mut asks_label = infer_body(inputs, json!([2, 3]));
+    asks_label["outputs"] = json!([{"name": "label"}]);
+    let label = post(&app, "/v2/models/plane/infer", &asks_label).await;
+
+    assert_eq!(
+        metadata["outputs"],
+        json!([{"name": "output", "datatype": "FP32", "shape": [-1, 1]}])
+    );
+    let outputs = answer["outputs"].as_array().expect("outputs");
+    assert_eq!(outputs.len(), 1, "{answer}");
+    let want: Vec<Value> = v1["outputs"]
+        .as_array()
+        .expect("outputs")
+        .iter()
+        .flat_map(|r| r.as_array().expect("a row").clone())
+        .collect();
+    assert_eq!(
+        f32s(outputs[0]["data"].as_array().expect("data")),
+        f32s(&want)
+    );
+    assert!(assert_v2_error(label, 400)
+        .await
+        .contains("unknown output 'label'"));
+}
+
+#[tokio::test]
+async fn server_readiness_is_503_with_the_protocol_error_while_not_ready() {
+    let app = TestApp::spawn().await;
+    app.state.set_ready(false);
+
+    let ready = app.get("/v2/health/ready").await;
+    let live = app.get("/v2/health/live").await;
+
+    assert_v2_error(ready, 503).await;
+    assert_eq!(live.status(), 200);
+}
