@@ -45,9 +45,9 @@ impl OutputKind {
 pub struct Plan(Vec<(OutputKind, bool)>);
 
 impl Plan {
-    /// Every output of `available` (with `binary_output`) when `requested` is `None`, else
-    /// those asked for by name, each binary as its own `binary_data` says or else as
-    /// `binary_output` does.
+    /// Every output of `available` (with `binary_output`) when `requested` is `None` or empty
+    /// (the protocol: "if not specified all outputs … will be returned"), else those asked for
+    /// by name, each binary as its own `binary_data` says or else as `binary_output` does.
     ///
     /// # Errors
     /// 400 for an output the model does not have, or one asked for twice.
@@ -56,7 +56,7 @@ impl Plan {
         requested: Option<Vec<(String, Option<bool>)>>,
         binary_output: bool,
     ) -> Result<Self, V2Error> {
-        let Some(requested) = requested else {
+        let Some(requested) = requested.filter(|r| !r.is_empty()) else {
             return Ok(Plan(
                 available.into_iter().map(|k| (k, binary_output)).collect(),
             ));
@@ -209,4 +209,41 @@ pub fn encode(
         body,
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use OutputKind::{Label, Output};
+
+    fn plan(requested: Option<Vec<(&str, Option<bool>)>>, binary: bool) -> Result<Plan, V2Error> {
+        let requested = requested.map(|r| r.into_iter().map(|(n, b)| (n.to_owned(), b)).collect());
+        Plan::new(vec![Output, Label], requested, binary)
+    }
+
+    #[test]
+    fn no_or_an_empty_list_of_outputs_means_all_of_them() {
+        assert_eq!(
+            plan(None, true).unwrap().0,
+            vec![(Output, true), (Label, true)]
+        );
+        assert_eq!(
+            plan(Some(vec![]), false).unwrap().0,
+            vec![(Output, false), (Label, false)]
+        );
+    }
+
+    #[test]
+    fn an_output_s_own_binary_data_wins_over_the_request_s() {
+        let p = plan(Some(vec![("label", None), ("output", Some(false))]), true).unwrap();
+        assert_eq!(p.0, vec![(Label, true), (Output, false)]);
+        let p = plan(Some(vec![("output", Some(true))]), false).unwrap();
+        assert_eq!(p.0, vec![(Output, true)]);
+    }
+
+    #[test]
+    fn unknown_and_repeated_outputs_are_refused() {
+        assert!(plan(Some(vec![("scores", None)]), false).is_err());
+        assert!(plan(Some(vec![("output", None), ("output", Some(true))]), false).is_err());
+    }
 }
