@@ -15,13 +15,17 @@ use axum::http::{header, HeaderMap, Method, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::error::ApiError;
+use super::error::{ApiError, Problem, PROBLEM_JSON};
+use super::v2::{is_v2_path, V2Error};
 
 /// The longest request path echoed back in a 404, in bytes.
 const MAX_ECHOED_PATH: usize = 200;
 
 /// The longest bare error body read to become a problem's `detail`, in bytes.
 const MAX_BARE_DETAIL: usize = 4096;
+
+/// The longest problem+json body read to become a `/v2` error, in bytes.
+const MAX_PROBLEM_BYTES: usize = 64 * 1024;
 
 /// The fallback for unknown routes.
 pub(crate) async fn route_not_found(method: Method, uri: Uri) -> ApiError {
@@ -50,15 +54,22 @@ pub(crate) fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
     ApiError::internal(format!("handler panicked: {message}")).into_response()
 }
 
-/// Middleware: rewrites every 4xx/5xx response whose body is not JSON into problem+json.
+/// Middleware: rewrites every 4xx/5xx response whose body is not JSON into problem+json,
+/// and on `/v2` paths every error that is not `{"error": …}` into that shape.
 ///
-/// JSON error bodies pass untouched: ours are problem+json already, and the `/v2` routes
-/// answer `{"error": …}` as the Open Inference Protocol requires.
+/// JSON error bodies pass untouched: ours are problem+json already, and the `/v2` handlers
+/// answer `{"error": …}` as the Open Inference Protocol requires. On `/v2` paths the errors
+/// made before or around those handlers (unknown route, wrong method, body limit, timeout,
+/// panic, path rejection) are problem+json or bare, and become `{"error": detail}` with their
+/// status and headers (`Allow`, …) kept.
 pub async fn problem_json_only(request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let uri = request.uri().clone();
     let response = next.run(request).await;
     let status = response.status();
+    if is_v2_path(uri.path()) {
+        return v2_error_only(response, method, &uri).await;
+    }
     if !(status.is_client_error() || status.is_server_error()) || is_json(&response) {
         return response;
     }
@@ -74,6 +85,44 @@ pub async fn problem_json_only(request: Request, next: Next) -> Response {
     };
     let error = ApiError::from_bare_response(status, method, echoable_path(&uri), text);
     with_headers_of(error.into_response(), &parts.headers)
+}
+
+/// The `/v2` half of [`problem_json_only`].
+async fn v2_error_only(response: Response, method: Method, uri: &Uri) -> Response {
+    let status = response.status();
+    let is_error = status.is_client_error() || status.is_server_error();
+    if !is_error || media_type(response.headers()).as_deref() == Some("application/json") {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let problem = media_type(&parts.headers).as_deref() == Some(PROBLEM_JSON);
+    let readable = problem || (status.is_client_error() && is_text(&parts.headers));
+    let bytes = if readable {
+        body::to_bytes(body, MAX_PROBLEM_BYTES).await.ok()
+    } else {
+        None
+    };
+    let message = match bytes {
+        Some(bytes) if problem => serde_json::from_slice::<Problem>(&bytes)
+            .ok()
+            .map(|p| p.detail),
+        Some(bytes) => {
+            let text = String::from_utf8(bytes.to_vec()).ok();
+            let error =
+                ApiError::from_bare_response(status, method.clone(), echoable_path(uri), text);
+            Some(error.to_problem().detail)
+        }
+        None => None,
+    };
+    let message = message.unwrap_or_else(|| {
+        ApiError::from_bare_response(status, method, echoable_path(uri), None)
+            .to_problem()
+            .detail
+    });
+    with_headers_of(
+        V2Error::new(status, message).into_response(),
+        &parts.headers,
+    )
 }
 
 /// Whether the response's body is JSON (`application/json` or `application/*+json`).

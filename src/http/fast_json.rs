@@ -60,6 +60,20 @@ pub fn parse_predict(bytes: &[u8]) -> Option<FastPredict> {
     })
 }
 
+/// Decodes a JSON array of numbers, flat or nested to any depth (up to 32 levels), into its
+/// values in row-major order, each the `f32` that [`parse_predict`] (and serde_json + `as f32`)
+/// makes of it: the `data` of an Open Inference Protocol tensor. `None` for anything else (a
+/// value that is not a number, or not a finite `f32`), for the general path to report.
+pub fn parse_numbers(bytes: &[u8]) -> Option<Vec<f32>> {
+    let mut c = Cursor { b: bytes, i: 0 };
+    // A number takes at least two bytes with its separator; most take more.
+    let mut values = Vec::with_capacity(bytes.len() / 8);
+    c.ws();
+    c.nested(&mut values, 0)?;
+    c.ws();
+    (c.i == bytes.len()).then_some(values)
+}
+
 struct Cursor<'a> {
     b: &'a [u8],
     i: usize,
@@ -98,6 +112,32 @@ impl Cursor<'_> {
         self.eat(b':')?;
         self.ws();
         Some(key)
+    }
+
+    /// `[…]` of numbers and arrays like it, flattened into `out`.
+    fn nested(&mut self, out: &mut Vec<f32>, depth: usize) -> Option<()> {
+        if depth >= 32 {
+            return None;
+        }
+        self.eat(b'[')?;
+        self.ws();
+        if self.b.get(self.i) == Some(&b']') {
+            self.i += 1;
+            return Some(());
+        }
+        loop {
+            if self.b.get(self.i) == Some(&b'[') {
+                self.nested(out, depth + 1)?;
+            } else {
+                out.push(self.number()?);
+            }
+            self.ws();
+            match self.next()? {
+                b',' => self.ws(),
+                b']' => return Some(()),
+                _ => return None,
+            }
+        }
     }
 
     /// `[[n, …], …]` with rows of one width, flattened.
@@ -306,6 +346,35 @@ mod tests {
         for (t, g) in texts.iter().zip(&got.values) {
             let want = serde_json::from_str::<f64>(t).unwrap() as f32;
             assert_eq!(g.to_bits(), want.to_bits(), "{t}");
+        }
+    }
+
+    #[test]
+    fn tensor_data_flat_or_nested_decodes_in_row_major_order() {
+        let want = vec![1.0, -2.5, 0.1, 3e-7, 0.0, 7.0];
+        for text in [
+            "[1, -2.5, 0.1, 3e-7, 0, 7]",
+            " [[1, -2.5, 0.1], [3e-7, 0, 7]] ",
+            "[[[1], [-2.5]], [[0.1, 3e-7]], [0, [7]]]",
+        ] {
+            assert_eq!(parse_numbers(text.as_bytes()), Some(want.clone()), "{text}");
+        }
+        assert_eq!(parse_numbers(b"[]"), Some(vec![]));
+        assert_eq!(parse_numbers(b"[[], []]"), Some(vec![]));
+        let deep = format!("{}1{}", "[".repeat(40), "]".repeat(40));
+        for text in [
+            "[1, \"2\"]",
+            "[1, true]",
+            "[1, 1e39]",
+            "[1,]",
+            "[1 2]",
+            "[[1]",
+            "[1]]",
+            "1",
+            "",
+            deep.as_str(),
+        ] {
+            assert_eq!(parse_numbers(text.as_bytes()), None, "{text}");
         }
     }
 

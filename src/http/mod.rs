@@ -3,8 +3,9 @@
 //!
 //! Every response passes through, from the outside in: a request id (`x-request-id`, kept
 //! from the client or made up as a UUIDv7, and echoed), a tracing span carrying that id, the
-//! rewrite of bare error responses into problem+json, the request timeout, and the catching of
-//! panics. Each route group has its own body limit (see [`limit`]).
+//! rewrite of bare error responses into problem+json (into `{"error": …}` on the Open Inference
+//! Protocol's `/v2` paths, see `v2`), the request timeout, and the catching of panics. Each
+//! route group has its own body limit (see [`limit`]).
 
 mod datasets;
 pub mod error;
@@ -20,6 +21,7 @@ mod models;
 mod openapi;
 mod predict;
 pub mod routes;
+mod v2;
 pub mod views;
 mod weights;
 

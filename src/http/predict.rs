@@ -156,7 +156,7 @@ fn label(name: &str, numeric: bool) -> Value {
     Value::String(name.to_owned())
 }
 
-fn labels_of(model: &Model, outputs: &Array2<f32>, numeric: bool) -> Option<Vec<Value>> {
+pub(crate) fn labels_of(model: &Model, outputs: &Array2<f32>, numeric: bool) -> Option<Vec<Value>> {
     let names = &model.labels;
     let pick = |row: ArrayView1<f32>| -> Value {
         if row.len() == 1 {

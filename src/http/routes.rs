@@ -6,7 +6,7 @@ use axum::handler::Handler;
 use axum::http::Method;
 use axum::routing::{on, MethodFilter, MethodRouter};
 
-use super::{datasets, events, health, jobs, models, openapi, predict, weights, AppState};
+use super::{datasets, events, health, jobs, models, openapi, predict, v2, weights, AppState};
 
 /// Which body limit a route takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +62,31 @@ pub fn routes() -> Vec<Route> {
         route(M::GET, "/healthz", Default, health::healthz),
         route(M::GET, "/readyz", Default, health::readyz),
         route(M::GET, "/openapi.yaml", Default, openapi::openapi_yaml),
+        // The Open Inference Protocol (KServe v2); errors are `{"error": …}`.
+        route(M::GET, "/v2", Default, v2::server_metadata),
+        route(M::GET, "/v2/health/live", Default, v2::live),
+        route(M::GET, "/v2/health/ready", Default, v2::ready),
+        route(M::GET, "/v2/models/{model}", Default, v2::model_metadata),
+        route(M::GET, "/v2/models/{model}/ready", Default, v2::model_ready),
+        route(M::POST, "/v2/models/{model}/infer", Predict, v2::infer),
+        route(
+            M::GET,
+            "/v2/models/{model}/versions/{version}",
+            Default,
+            v2::version_metadata,
+        ),
+        route(
+            M::GET,
+            "/v2/models/{model}/versions/{version}/ready",
+            Default,
+            v2::version_ready,
+        ),
+        route(
+            M::POST,
+            "/v2/models/{model}/versions/{version}/infer",
+            Predict,
+            v2::infer_version,
+        ),
         route(M::POST, "/v1/datasets", DatasetUpload, datasets::create),
         route(M::GET, "/v1/datasets", Default, datasets::list),
         route(M::GET, "/v1/datasets/{id}", Default, datasets::show),

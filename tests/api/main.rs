@@ -14,4 +14,5 @@ mod persistence;
 mod predict;
 mod routing;
 mod training;
+mod v2;
 mod weights;

@@ -1,0 +1,314 @@
+//! The Open Inference Protocol (KServe v2, as Triton serves it over HTTP), so that Triton and
+//! KServe clients (`tritonclient.http`, say) can use mlp-lab's trained models.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /v2` | `{"name", "version", "extensions": ["binary_tensor_data"]}` |
+//! | `GET /v2/health/live`, `/v2/health/ready` | 200 `{"live": true}`, `{"ready": true}`; ready is 503 while starting or shutting down |
+//! | `GET /v2/models/{model}[/versions/{version}]` | model metadata: `name`, `versions`, `platform`, `inputs`, `outputs` |
+//! | `GET /v2/models/{model}[/versions/{version}]/ready` | 200 `{"name", "ready": true}` when there is a trained version to serve |
+//! | `POST /v2/models/{model}[/versions/{version}]/infer` | inference, JSON or binary both ways ([`infer`]) |
+//!
+//! `{model}` is a model's name or id; `{version}` is a version number (`"1"`); without it the
+//! latest version answers. Every model has one input, `input` (FP32, `[-1, d]`, raw features,
+//! standardized with the version's statistics like `/v1` inputs) and the output `output`
+//! (FP32, `[-1, k]`): exactly the `outputs` of `/v1/models/{model}/predict` (probabilities of
+//! softmax and sigmoid heads, values of identity heads). Versions trained for classification
+//! have a second output, `label` (BYTES, `[-1]`): the predicted class per row as the dataset
+//! named it, as `/v1` `labels`.
+//!
+//! Errors are `{"error": "…"}` ([`V2Error`]): 404 for an unknown model or version, 400 for a
+//! request that cannot be served, including a model that has no trained version yet (Triton's
+//! answer to a model that is not ready), 413 for a body over `--max-predict-body-bytes`.
+
+mod data;
+mod error;
+mod infer;
+mod response;
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::response::Response;
+use serde::Serialize;
+
+pub use error::{is_v2_path, V2Error};
+
+use super::extract::{read_body, AppJson, AppPath};
+use super::AppState;
+use crate::http::error::ApiError;
+use crate::nn::Task;
+use crate::registry::{ModelEntry, Version};
+use response::{OutputKind, Plan};
+
+/// Bodies up to this size are decoded on the async worker; larger ones on the blocking pool.
+const INLINE_BYTES: usize = 16 * 1024;
+
+/// Rows up to this count are predicted on the async worker, as `/v1` does.
+const INLINE_ROWS: usize = 64;
+
+/// The `platform` of every model's metadata.
+pub const PLATFORM: &str = "mlp-lab";
+
+/// `GET /v2`
+#[derive(Debug, Serialize)]
+pub struct ServerMetadata {
+    /// `mlp-lab`.
+    pub name: &'static str,
+    /// The server's version.
+    pub version: &'static str,
+    /// The protocol extensions supported.
+    pub extensions: Vec<&'static str>,
+}
+
+/// `GET /v2/health/live`
+#[derive(Debug, Serialize)]
+pub struct Live {
+    /// Always `true`: the answer is the proof.
+    pub live: bool,
+}
+
+/// `GET /v2/health/ready`
+#[derive(Debug, Serialize)]
+pub struct Ready {
+    /// Always `true` in a 200.
+    pub ready: bool,
+}
+
+/// `GET /v2/models/{model}[/versions/{version}]/ready`
+#[derive(Debug, Serialize)]
+pub struct ModelReady {
+    /// The model's name.
+    pub name: String,
+    /// Always `true` in a 200.
+    pub ready: bool,
+}
+
+/// One tensor of a model's metadata.
+#[derive(Debug, Serialize)]
+pub struct TensorMetadata {
+    /// Its name.
+    pub name: &'static str,
+    /// `FP32` or `BYTES`.
+    pub datatype: &'static str,
+    /// `-1` for any number of rows.
+    pub shape: Vec<i64>,
+}
+
+/// `GET /v2/models/{model}[/versions/{version}]`
+#[derive(Debug, Serialize)]
+pub struct ModelMetadata {
+    /// The model's name.
+    pub name: String,
+    /// The trained versions it describes, oldest first.
+    pub versions: Vec<String>,
+    /// [`PLATFORM`].
+    pub platform: &'static str,
+    /// `input`.
+    pub inputs: Vec<TensorMetadata>,
+    /// `output`, and `label` for classifiers.
+    pub outputs: Vec<TensorMetadata>,
+}
+
+/// `GET /v2`
+pub(crate) async fn server_metadata() -> AppJson<ServerMetadata> {
+    AppJson(ServerMetadata {
+        name: "mlp-lab",
+        version: env!("CARGO_PKG_VERSION"),
+        extensions: vec!["binary_tensor_data"],
+    })
+}
+
+/// `GET /v2/health/live`
+pub(crate) async fn live() -> AppJson<Live> {
+    AppJson(Live { live: true })
+}
+
+/// `GET /v2/health/ready`
+pub(crate) async fn ready(State(state): State<AppState>) -> Result<AppJson<Ready>, V2Error> {
+    if state.is_ready() {
+        Ok(AppJson(Ready { ready: true }))
+    } else {
+        Err(ApiError::unavailable("the service is starting or shutting down").into())
+    }
+}
+
+/// `GET /v2/models/{model}`
+pub(crate) async fn model_metadata(
+    State(state): State<AppState>,
+    AppPath(model): AppPath<String>,
+) -> Result<AppJson<ModelMetadata>, V2Error> {
+    let entry = state.registry.model(&model).map_err(ApiError::from)?;
+    let versions = entry
+        .versions
+        .iter()
+        .map(|v| v.info.version.to_string())
+        .collect();
+    let task = entry.versions.last().and_then(|v| v.model.task);
+    Ok(AppJson(metadata(&entry, versions, task)))
+}
+
+/// `GET /v2/models/{model}/versions/{version}`
+pub(crate) async fn version_metadata(
+    State(state): State<AppState>,
+    AppPath((model, version)): AppPath<(String, String)>,
+) -> Result<AppJson<ModelMetadata>, V2Error> {
+    let (entry, version) = find(&state, &model, Some(&version))?;
+    let versions = vec![version.info.version.to_string()];
+    Ok(AppJson(metadata(&entry, versions, version.model.task)))
+}
+
+/// `GET /v2/models/{model}/ready`
+pub(crate) async fn model_ready(
+    State(state): State<AppState>,
+    AppPath(model): AppPath<String>,
+) -> Result<AppJson<ModelReady>, V2Error> {
+    let (entry, _) = find(&state, &model, None)?;
+    Ok(AppJson(ModelReady {
+        name: entry.record.name.clone(),
+        ready: true,
+    }))
+}
+
+/// `GET /v2/models/{model}/versions/{version}/ready`
+pub(crate) async fn version_ready(
+    State(state): State<AppState>,
+    AppPath((model, version)): AppPath<(String, String)>,
+) -> Result<AppJson<ModelReady>, V2Error> {
+    let (entry, _) = find(&state, &model, Some(&version))?;
+    Ok(AppJson(ModelReady {
+        name: entry.record.name.clone(),
+        ready: true,
+    }))
+}
+
+/// `POST /v2/models/{model}/infer`
+pub(crate) async fn infer(
+    State(state): State<AppState>,
+    AppPath(model): AppPath<String>,
+    request: Request,
+) -> Result<Response, V2Error> {
+    run_infer(state, &model, None, request).await
+}
+
+/// `POST /v2/models/{model}/versions/{version}/infer`
+pub(crate) async fn infer_version(
+    State(state): State<AppState>,
+    AppPath((model, version)): AppPath<(String, String)>,
+    request: Request,
+) -> Result<Response, V2Error> {
+    run_infer(state, &model, Some(&version), request).await
+}
+
+/// Any `Content-Type` (or none, as `tritonclient` sends) is read as the protocol's body.
+async fn run_infer(
+    state: AppState,
+    model: &str,
+    version: Option<&str>,
+    request: Request,
+) -> Result<Response, V2Error> {
+    let (entry, version) = find(&state, model, version)?;
+    let json_length = infer::header_length(request.headers())?;
+    let body = read_body(request, &state).await?;
+    let width = version.model.spec.inputs();
+    let max_rows = state.config.limits.max_predict_rows;
+    let request = if body.len() <= INLINE_BYTES {
+        infer::decode(&body, json_length, width, max_rows)?
+    } else {
+        off_runtime(move || infer::decode(&body, json_length, width, max_rows)).await?
+    };
+    let plan = Plan::new(
+        outputs_of(version.model.task),
+        request.outputs,
+        request.binary_output,
+    )?;
+    let x = request.input;
+    let inline = x.nrows() <= INLINE_ROWS;
+    let id = request.id;
+    let answer = move || {
+        let outputs = version.model.predict(x.view()).map_err(ApiError::from)?;
+        response::encode(&entry, &version, id.as_deref(), &plan, &outputs)
+    };
+    if inline {
+        answer()
+    } else {
+        off_runtime(answer).await
+    }
+}
+
+/// The model `model` and its version `version` (the latest when `None`).
+fn find(
+    state: &AppState,
+    model: &str,
+    version: Option<&str>,
+) -> Result<(Arc<ModelEntry>, Arc<Version>), V2Error> {
+    let entry = state.registry.model(model).map_err(ApiError::from)?;
+    let found = match version {
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .and_then(|n| entry.version(Some(n)))
+            .ok_or_else(|| {
+                V2Error::not_found(format!(
+                    "model '{}' has no version '{v}'",
+                    entry.record.name
+                ))
+            })?,
+        None => entry.version(None).ok_or_else(|| {
+            V2Error::bad_request(format!(
+                "model '{}' has no trained version yet, so it is not ready; train it with POST \
+                 /v1/jobs",
+                entry.record.name
+            ))
+        })?,
+    };
+    let found = Arc::clone(found);
+    Ok((entry, found))
+}
+
+/// The outputs a version of this task has.
+fn outputs_of(task: Option<Task>) -> Vec<OutputKind> {
+    if task == Some(Task::Classification) {
+        vec![OutputKind::Output, OutputKind::Label]
+    } else {
+        vec![OutputKind::Output]
+    }
+}
+
+fn metadata(entry: &ModelEntry, versions: Vec<String>, task: Option<Task>) -> ModelMetadata {
+    let spec = &entry.record.spec;
+    let width = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    ModelMetadata {
+        name: entry.record.name.clone(),
+        versions,
+        platform: PLATFORM,
+        inputs: vec![TensorMetadata {
+            name: infer::INPUT,
+            datatype: "FP32",
+            shape: vec![-1, width(spec.inputs())],
+        }],
+        outputs: outputs_of(task)
+            .into_iter()
+            .map(|kind| TensorMetadata {
+                name: kind.name(),
+                datatype: kind.datatype(),
+                shape: match kind {
+                    OutputKind::Output => vec![-1, width(spec.outputs())],
+                    OutputKind::Label => vec![-1],
+                },
+            })
+            .collect(),
+    }
+}
+
+/// Runs `work` on the blocking pool, keeping the request's span.
+async fn off_runtime<T, F>(work: F) -> Result<T, V2Error>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, V2Error> + Send + 'static,
+{
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(work))
+        .await
+        .map_err(|e| V2Error::from(ApiError::internal(e)))?
+}
