@@ -20,11 +20,12 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match listener.local_addr() {
+    let addr = listener.local_addr();
+    match addr {
         Ok(addr) => {
             tracing::info!(%addr, data_dir = %config.data_dir.display(), ephemeral = config.ephemeral, "listening")
         }
-        Err(error) => tracing::warn!(%error, "listening on an unknown address"),
+        Err(ref error) => tracing::warn!(%error, "listening on an unknown address"),
     }
 
     let state = match AppState::new(config) {
@@ -34,6 +35,9 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    for warning in state.auth().warnings(addr.unwrap_or(state.config.addr)) {
+        tracing::warn!("{warning}");
+    }
     match serve(listener, state, shutdown_signal()).await {
         Ok(()) => {
             tracing::info!("stopped");
