@@ -5,9 +5,12 @@ use serde_json::json;
 
 use crate::helpers::{xor_dataset, TestApp};
 
+/// A sample: its metric name, its labels and its value.
+type Sample = (String, Vec<(String, String)>, f64);
+
 /// Checks one line of the text exposition format 0.0.4 and returns the sample's name, labels
 /// and value (`None` for a comment).
-fn parse_line(line: &str) -> Result<Option<(String, Vec<(String, String)>, f64)>, String> {
+fn parse_line(line: &str) -> Result<Option<Sample>, String> {
     if let Some(comment) = line.strip_prefix('#') {
         let mut words = comment.split_whitespace();
         return match (words.next(), words.next(), words.next()) {
@@ -81,8 +84,6 @@ fn parse_labels(mut body: &str) -> Option<Vec<(String, String)>> {
     }
     Some(labels)
 }
-
-type Sample = (String, Vec<(String, String)>, f64);
 
 async fn scrape(app: &TestApp) -> (String, Vec<Sample>) {
     let response = app.get("/metrics").await;
