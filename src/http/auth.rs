@@ -35,6 +35,15 @@ use crate::config::{AccessError, Config, Token};
 /// The realm of every challenge.
 const REALM: &str = "mlp-lab";
 
+const NO_TOKEN: &str = "this route needs a bearer token in the Authorization header \
+    (`Authorization: Bearer <token>`); a token in the query string is not read";
+const OTHER_SCHEME: &str =
+    "only the Bearer scheme is accepted: send `Authorization: Bearer <token>`";
+const MALFORMED: &str = "the Authorization header is not `Bearer <token>`";
+const WRONG_TOKEN: &str = "the bearer token is not valid for this route";
+const WRONG_SCOPE: &str =
+    "the inference token opens only predictions; this route needs the management token";
+
 /// Who may call a path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
@@ -152,18 +161,20 @@ impl Auth {
             return Ok(());
         }
         let token = match authorization {
-            Presented::Nothing => return Err(unauthorized(None, "this route needs a bearer token in the Authorization header (`Authorization: Bearer <token>`); a token in the query string is not read")),
-            Presented::OtherScheme => return Err(unauthorized(None, "only the Bearer scheme is accepted: send `Authorization: Bearer <token>`")),
-            Presented::Malformed => return Err(unauthorized(Some("invalid_token"), "the Authorization header is not `Bearer <token>`")),
+            Presented::Nothing => return Err(unauthorized(None, NO_TOKEN)),
+            Presented::OtherScheme => return Err(unauthorized(None, OTHER_SCHEME)),
+            Presented::Malformed => return Err(unauthorized(Some("invalid_token"), MALFORMED)),
             Presented::Bearer(token) => token,
         };
         match (scope, self.grant(token)) {
             (_, Grant::Management) | (Scope::Inference, Grant::Inference) => Ok(()),
             (Scope::Management, Grant::Inference) => Err(ApiError::Forbidden {
-                detail: "the inference token opens only predictions; this route needs the management token".to_owned(),
-                challenge: format!(r#"Bearer realm="{REALM}", error="insufficient_scope", scope="management""#),
+                detail: WRONG_SCOPE.to_owned(),
+                challenge: format!(
+                    r#"Bearer realm="{REALM}", error="insufficient_scope", scope="management""#
+                ),
             }),
-            _ => Err(unauthorized(Some("invalid_token"), "the bearer token is not valid for this route")),
+            _ => Err(unauthorized(Some("invalid_token"), WRONG_TOKEN)),
         }
     }
 
