@@ -292,6 +292,11 @@ async fn tokens_never_reach_the_log_even_at_trace_level() {
         .with_max_level(tracing::Level::TRACE)
         .with_writer(captured.clone())
         .finish();
+    // tracing caches whether a callsite is wanted, once, for all threads. While a single
+    // dispatcher is registered it asks the registering thread's default, so a callsite first
+    // reached by another test's thread (which has none) would be cached as unwanted; with a
+    // second live dispatcher it asks every dispatcher, this test's subscriber included.
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
     // This test's runtime has one thread, so the server's tasks log to this subscriber.
     let _guard = tracing::subscriber::set_default(subscriber);
     let app = guarded_app().await;
@@ -333,5 +338,72 @@ async fn tokens_never_reach_the_log_even_at_trace_level() {
     }
     for secret in [MANAGEMENT, INFERENCE, "not-the-Secret-99"] {
         assert!(!log.contains(secret), "{secret} was logged:\n{log}");
+    }
+}
+
+/// The contract, written out apart from the code that implements it.
+fn is_public(path: &str) -> bool {
+    ["/healthz", "/readyz", "/openapi.yaml", "/metrics"].contains(&path)
+}
+
+fn is_inference(path: &str) -> bool {
+    path == "/v2" || path.starts_with("/v2/") || path.ends_with("/predict")
+}
+
+/// Every route of the router, with its path parameters filled in.
+fn every_route() -> Vec<(Method, String)> {
+    mlp_lab::http::route_table()
+        .into_iter()
+        .map(|(method, template)| {
+            let path = template
+                .split('/')
+                .map(|segment| {
+                    if segment.starts_with('{') {
+                        "0190b0d6-0000-7000-8000-000000000000"
+                    } else {
+                        segment
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("/");
+            (method, path)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_route_but_the_public_ones_needs_a_token() {
+    let app = guarded_app().await;
+
+    for (method, path) in every_route() {
+        let response = send(&app, method.clone(), &path, None).await;
+
+        let status = response.status();
+        if is_public(&path) {
+            assert_eq!(status, StatusCode::OK, "{method} {path}");
+        } else {
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}");
+            assert!(!challenge(&response).is_empty(), "{method} {path}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_inference_token_opens_exactly_the_inference_routes() {
+    let app = guarded_app().await;
+    let bearer = format!("Bearer {INFERENCE}");
+
+    for (method, path) in every_route() {
+        let response = send(&app, method.clone(), &path, Some(&bearer)).await;
+
+        let status = response.status();
+        if is_public(&path) || is_inference(&path) {
+            assert!(
+                status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
+                "{method} {path}: {status}"
+            );
+        } else {
+            assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}");
+        }
     }
 }
