@@ -2,11 +2,10 @@
 //! It is the only layer that knows HTTP; handlers parse, call the layers below, and map.
 //!
 //! Every response passes through, from the outside in: a request id (`x-request-id`, kept
-//! from the client when it is short and plain, else made up as a UUIDv7, and echoed), a
-//! tracing span carrying that id (with `Authorization` marked sensitive), the request metrics
-//! ([`metrics`]), CORS when origins are configured ([`cors`]), the bearer-token check
-//! ([`auth`]), the rewrite of bare error responses into problem+json, the request timeout, and
-//! the catching of panics. Each route group has its own body limit (see [`limit`]).
+//! from the client or made up as a UUIDv7, and echoed), a tracing span carrying that id, the
+//! rewrite of bare error responses into problem+json, the request timeout, and the catching of
+//! panics. Each route group has its own body limit (see [`limit`]). The operational layers
+//! (metrics, CORS, tokens) are listed at `with_layers`.
 
 pub mod auth;
 mod cors;
@@ -178,6 +177,11 @@ pub fn with_service_layers(routes: Router, config: &Config) -> Router {
     with_layers(routes, config, Arc::new(Auth::open()), Metrics::new())
 }
 
+/// The layers, from the outside in: a client's `x-request-id` dropped unless it is short and
+/// plain, a request id set (a UUIDv7 when none is left), `Authorization` marked sensitive, the
+/// tracing span, the id copied to the response, the request metrics ([`metrics`]), CORS when
+/// origins are configured ([`cors`]), the bearer-token check ([`auth`]; after CORS so that
+/// preflights need no token), problem+json for bare errors, the timeout, panic catching.
 fn with_layers(routes: Router, config: &Config, auth: Arc<Auth>, metrics: Metrics) -> Router {
     // `Router::layer` wraps each route (and the fallbacks) after routing, so every layer here
     // sees the request's `MatchedPath`.

@@ -6,7 +6,7 @@ use axum::handler::Handler;
 use axum::http::Method;
 use axum::routing::{on, MethodFilter, MethodRouter};
 
-use super::{datasets, events, health, jobs, metrics, models, openapi, predict, AppState};
+use super::{datasets, events, health, jobs, models, openapi, predict, AppState};
 
 /// Which body limit a route takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,7 +60,7 @@ pub fn routes() -> Vec<Route> {
         route(M::GET, "/healthz", Default, health::healthz),
         route(M::GET, "/readyz", Default, health::readyz),
         route(M::GET, "/openapi.yaml", Default, openapi::openapi_yaml),
-        route(M::GET, "/metrics", Default, metrics::metrics),
+        route(M::GET, "/metrics", Default, super::metrics::metrics),
         route(M::POST, "/v1/datasets", DatasetUpload, datasets::create),
         route(M::GET, "/v1/datasets", Default, datasets::list),
         route(M::GET, "/v1/datasets/{id}", Default, datasets::show),
