@@ -4,8 +4,7 @@
 //! Every response passes through, from the outside in: a request id (`x-request-id`, kept
 //! from the client or made up as a UUIDv7, and echoed), a tracing span carrying that id, the
 //! rewrite of bare error responses into problem+json, the request timeout, and the catching of
-//! panics. Each route group has its own body limit (see [`limit`]). The operational layers
-//! (metrics, CORS, tokens) are listed at `with_layers`.
+//! panics. Each route group has its own body limit (see [`limit`]).
 
 pub mod auth;
 mod cors;

@@ -59,8 +59,8 @@ pub fn routes() -> Vec<Route> {
     vec![
         route(M::GET, "/healthz", Default, health::healthz),
         route(M::GET, "/readyz", Default, health::readyz),
-        route(M::GET, "/openapi.yaml", Default, openapi::openapi_yaml),
         route(M::GET, "/metrics", Default, super::metrics::metrics),
+        route(M::GET, "/openapi.yaml", Default, openapi::openapi_yaml),
         route(M::POST, "/v1/datasets", DatasetUpload, datasets::create),
         route(M::GET, "/v1/datasets", Default, datasets::list),
         route(M::GET, "/v1/datasets/{id}", Default, datasets::show),
