@@ -5,13 +5,25 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use mlp_lab::config::{Config, LogFormat};
-use mlp_lab::http::{serve, AppState};
+use mlp_lab::http::{serve, AppState, Auth};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
     init_tracing(config.log_format);
+    // Tokens first: an unreadable or empty one stops the server before it listens.
+    match Auth::from_config(&config) {
+        Ok(auth) => {
+            for warning in auth.warnings(config.addr) {
+                tracing::warn!("{warning}");
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot start");
+            return ExitCode::FAILURE;
+        }
+    }
 
     let listener = match tokio::net::TcpListener::bind(config.addr).await {
         Ok(listener) => listener,
@@ -20,12 +32,11 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let addr = listener.local_addr();
-    match addr {
+    match listener.local_addr() {
         Ok(addr) => {
             tracing::info!(%addr, data_dir = %config.data_dir.display(), ephemeral = config.ephemeral, "listening")
         }
-        Err(ref error) => tracing::warn!(%error, "listening on an unknown address"),
+        Err(error) => tracing::warn!(%error, "listening on an unknown address"),
     }
 
     let state = match AppState::new(config) {
@@ -35,9 +46,6 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    for warning in state.auth().warnings(addr.unwrap_or(state.config.addr)) {
-        tracing::warn!("{warning}");
-    }
     match serve(listener, state, shutdown_signal()).await {
         Ok(()) => {
             tracing::info!("stopped");

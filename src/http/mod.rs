@@ -134,12 +134,6 @@ impl AppState {
         self.ready.load(Ordering::Acquire)
     }
 
-    /// The tokens in force (digests only).
-    #[must_use]
-    pub fn auth(&self) -> &Auth {
-        &self.auth
-    }
-
     /// Sets what `/readyz` answers.
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Release);
@@ -237,33 +231,6 @@ pub async fn serve(
         .await
 }
 
-/// The longest request id taken from a client.
-const MAX_REQUEST_ID: usize = 128;
-
-/// Removes a client's `x-request-id` unless it is one value of at most [`MAX_REQUEST_ID`]
-/// letters, digits and `-_.:/+=@`, so that a log line never carries a client's kilobytes or
-/// quoting tricks; [`SetRequestIdLayer`] then makes a new one.
-fn drop_unusable_request_id(mut request: Request) -> Request {
-    let headers = request.headers_mut();
-    let mut values = headers.get_all(&REQUEST_ID_HEADER).iter();
-    let usable = match (values.next(), values.next()) {
-        (Some(value), None) => {
-            let bytes = value.as_bytes();
-            !bytes.is_empty()
-                && bytes.len() <= MAX_REQUEST_ID
-                && bytes
-                    .iter()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=@".contains(b))
-        }
-        (None, _) => true,
-        _ => false,
-    };
-    if !usable {
-        headers.remove(&REQUEST_ID_HEADER);
-    }
-    request
-}
-
 /// Request ids are UUIDv7, like every other id of the service, so they sort by time.
 #[derive(Clone, Copy, Debug, Default)]
 struct MakeRequestUuidV7;
@@ -295,4 +262,31 @@ fn request_span(request: &Request) -> tracing::Span {
         route = %route,
         request_id = %request_id,
     )
+}
+
+/// The longest request id taken from a client.
+const MAX_REQUEST_ID: usize = 128;
+
+/// Removes a client's `x-request-id` unless it is one value of at most [`MAX_REQUEST_ID`]
+/// letters, digits and `-_.:/+=@`, so that a log line never carries a client's kilobytes or
+/// quoting tricks; [`SetRequestIdLayer`] then makes a new one.
+fn drop_unusable_request_id(mut request: Request) -> Request {
+    let headers = request.headers_mut();
+    let mut values = headers.get_all(&REQUEST_ID_HEADER).iter();
+    let usable = match (values.next(), values.next()) {
+        (Some(value), None) => {
+            let bytes = value.as_bytes();
+            !bytes.is_empty()
+                && bytes.len() <= MAX_REQUEST_ID
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=@".contains(b))
+        }
+        (None, _) => true,
+        _ => false,
+    };
+    if !usable {
+        headers.remove(&REQUEST_ID_HEADER);
+    }
+    request
 }
