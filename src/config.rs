@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use clap::builder::RangedU64ValueParser;
 
+mod access;
+pub use access::{Access, AccessError, Token};
+
 /// Everything the service reads at start-up.
 #[derive(clap::Parser, Clone, Debug)]
 #[command(name = "mlp-lab", version, about)]
@@ -59,6 +62,10 @@ pub struct Config {
     /// Limits on what a single request may ask for.
     #[command(flatten, next_help_heading = "Limits")]
     pub limits: Limits,
+
+    /// Who may call what: bearer tokens and browser origins.
+    #[command(flatten, next_help_heading = "Access")]
+    pub access: Access,
 }
 
 impl Config {
@@ -75,6 +82,7 @@ impl Config {
             request_timeout_secs: 60,
             log_format: LogFormat::Text,
             limits: Limits::default(),
+            access: Access::default(),
         }
     }
 

@@ -5,13 +5,25 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use mlp_lab::config::{Config, LogFormat};
-use mlp_lab::http::{serve, AppState};
+use mlp_lab::http::{serve, AppState, Auth};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
     init_tracing(config.log_format);
+    // Tokens first: an unreadable or empty one stops the server before it listens.
+    match Auth::from_config(&config) {
+        Ok(auth) => {
+            for warning in auth.warnings(config.addr) {
+                tracing::warn!("{warning}");
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot start");
+            return ExitCode::FAILURE;
+        }
+    }
 
     let listener = match tokio::net::TcpListener::bind(config.addr).await {
         Ok(listener) => listener,

@@ -15,6 +15,8 @@
 //! | code                     | status | variant                                              |
 //! |--------------------------|--------|------------------------------------------------------|
 //! | `malformed_json`         | 400    | [`ApiError::MalformedJson`]                          |
+//! | `unauthorized`           | 401    | [`ApiError::Unauthorized`] (`WWW-Authenticate` set)  |
+//! | `forbidden`              | 403    | [`ApiError::Forbidden`] (`WWW-Authenticate` set)     |
 //! | `bad_request` (or other) | 400    | [`ApiError::BadRequest`]                             |
 //! | `not_found`              | 404    | [`ApiError::NotFound`], [`ApiError::InvalidPath`]    |
 //! | `route_not_found`        | 404    | [`ApiError::RouteNotFound`]                          |
@@ -190,6 +192,24 @@ pub enum ApiError {
         given: String,
     },
 
+    /// The route needs a bearer token and none, or a wrong one, was given (401).
+    #[error("unauthorized: {detail}")]
+    Unauthorized {
+        /// What was wrong with the credentials, for people.
+        detail: String,
+        /// The `WWW-Authenticate` challenge (RFC 6750).
+        challenge: String,
+    },
+
+    /// A valid token whose scope does not cover the route (403).
+    #[error("forbidden: {detail}")]
+    Forbidden {
+        /// Which scope the route needs.
+        detail: String,
+        /// The `WWW-Authenticate` challenge (RFC 6750 `insufficient_scope`).
+        challenge: String,
+    },
+
     /// The request took longer than the server waits (408).
     #[error("request timed out")]
     Timeout,
@@ -304,6 +324,8 @@ impl ApiError {
                 StatusCode::NOT_FOUND
             }
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::LimitExceeded { limit, .. } if limit.is_body_size() => {
@@ -330,6 +352,8 @@ impl ApiError {
             Self::RouteNotFound { .. } => "route_not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::QueueFull { .. } => "queue_full",
+            Self::Unauthorized { .. } => "unauthorized",
+            Self::Forbidden { .. } => "forbidden",
             Self::LimitExceeded { .. } => "limit_exceeded",
             Self::Timeout => "timeout",
             Self::Unavailable { .. } => "unavailable",
@@ -350,6 +374,8 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => "Method not allowed",
             Self::Conflict { .. } => "Conflict",
             Self::QueueFull { .. } => "Queue full",
+            Self::Unauthorized { .. } => "Unauthorized",
+            Self::Forbidden { .. } => "Forbidden",
             Self::LimitExceeded { .. } => "Limit exceeded",
             Self::Timeout => "Request timed out",
             Self::Unavailable { .. } => "Service unavailable",
@@ -373,6 +399,8 @@ impl ApiError {
             | Self::InvalidPath { detail }
             | Self::Conflict { detail, .. }
             | Self::Unavailable { detail }
+            | Self::Unauthorized { detail, .. }
+            | Self::Forbidden { detail, .. }
             | Self::Status { detail, .. } => detail.clone(),
             Self::UnsupportedMediaType { expected, given } => match given {
                 Some(given) => format!("expected a body of type {expected}, got {given}"),
@@ -537,11 +565,19 @@ impl IntoResponse for ApiError {
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        if let Self::QueueFull { retry_after } = self {
-            headers.insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(retry_after_secs(retry_after)),
-            );
+        match self {
+            Self::QueueFull { retry_after } => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(retry_after_secs(retry_after)),
+                );
+            }
+            Self::Unauthorized { challenge, .. } | Self::Forbidden { challenge, .. } => {
+                if let Ok(value) = HeaderValue::from_str(&challenge) {
+                    headers.insert(header::WWW_AUTHENTICATE, value);
+                }
+            }
+            _ => {}
         }
         response
     }
@@ -618,6 +654,22 @@ mod tests {
                 ApiError::limit_exceeded("", Limit::BodyBytes, "1MiB", "2MiB"),
                 413,
                 "limit_exceeded",
+            ),
+            (
+                ApiError::Unauthorized {
+                    detail: "no token".into(),
+                    challenge: "Bearer".into(),
+                },
+                401,
+                "unauthorized",
+            ),
+            (
+                ApiError::Forbidden {
+                    detail: "wrong scope".into(),
+                    challenge: "Bearer".into(),
+                },
+                403,
+                "forbidden",
             ),
             (ApiError::Timeout, 408, "timeout"),
             (ApiError::unavailable("starting"), 503, "unavailable"),

@@ -7,6 +7,8 @@
 //! Protocol's `/v2` paths, see `v2`), the request timeout, and the catching of panics. Each
 //! route group has its own body limit (see [`limit`]).
 
+pub mod auth;
+mod cors;
 mod datasets;
 pub mod error;
 mod error_map;
@@ -17,6 +19,7 @@ mod fast_json;
 mod health;
 mod jobs;
 pub mod limit;
+pub mod metrics;
 mod models;
 mod openapi;
 mod predict;
@@ -30,25 +33,28 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::extract::Request;
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::{middleware, Router};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 use uuid::Uuid;
 
-use crate::config::Config;
+use crate::config::{AccessError, Config};
 use crate::jobs::Jobs;
 use crate::registry::{FileStore, MemoryStore, Registry, RegistryError, Store};
+pub use auth::Auth;
 pub use error::{ApiError, FieldError, Problem};
 pub use extract::{AppJson, AppPath, AppQuery};
 pub use fallback::problem_json_only;
 pub use limit::{method_with_body_limit, with_body_limit, BodyLimit};
+pub use metrics::Metrics;
 pub use openapi::OPENAPI_YAML;
 pub use routes::{route_table, BodyGroup};
 
@@ -67,6 +73,9 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     /// The training queue and its jobs.
     pub jobs: Jobs,
+    /// This server's Prometheus metrics.
+    pub metrics: Metrics,
+    auth: Arc<Auth>,
     ready: Arc<AtomicBool>,
 }
 
@@ -85,6 +94,9 @@ pub enum StartError {
     /// What is stored cannot be loaded.
     #[error("cannot load the stored data: {0}")]
     Load(#[from] RegistryError),
+    /// The configured tokens cannot be used.
+    #[error(transparent)]
+    Access(#[from] AccessError),
 }
 
 impl AppState {
@@ -93,8 +105,10 @@ impl AppState {
     /// tokio runtime.
     ///
     /// # Errors
-    /// [`StartError`] when the data directory cannot be opened or read.
+    /// [`StartError`] when the data directory cannot be opened or read, or a token is
+    /// unusable.
     pub fn new(config: Config) -> Result<Self, StartError> {
+        let auth = Arc::new(Auth::from_config(&config)?);
         let store: Arc<dyn Store> = if config.ephemeral {
             Arc::new(MemoryStore::new())
         } else {
@@ -111,6 +125,8 @@ impl AppState {
             config: Arc::new(config),
             registry,
             jobs,
+            metrics: Metrics::new(),
+            auth,
             ready: Arc::new(AtomicBool::new(false)),
         })
     }
@@ -140,27 +156,51 @@ pub fn router(state: AppState) -> Router {
         };
         app = app.route(route.path, method_with_body_limit(route.endpoint, limit));
     }
-    with_service_layers(app.with_state(state.clone()), &state.config)
+    with_layers(
+        app.with_state(state.clone()),
+        &state.config,
+        Arc::clone(&state.auth),
+        state.metrics.clone(),
+    )
 }
 
 /// Adds what every response passes through to `routes`: the 404 and 405 fallbacks, request
-/// ids, tracing, problem+json for bare errors, the request timeout and panic catching.
+/// ids, tracing, metrics, CORS as configured, problem+json for bare errors, the request
+/// timeout and panic catching; every route open and the metrics thrown away.
 ///
 /// Public so that tests can wrap routes of their own in exactly what [`router`] uses. Call it
 /// once all routes are added: the 405 fallback applies to the routes that exist when it runs.
 pub fn with_service_layers(routes: Router, config: &Config) -> Router {
+    with_layers(routes, config, Arc::new(Auth::open()), Metrics::new())
+}
+
+/// The layers, from the outside in: a client's `x-request-id` dropped unless it is short and
+/// plain, a request id set (a UUIDv7 when none is left), `Authorization` marked sensitive, the
+/// tracing span, the id copied to the response, the request metrics ([`metrics`]), CORS when
+/// origins are configured ([`cors`]), the bearer-token check ([`auth`]; after CORS so that
+/// preflights need no token), problem+json for bare errors, the timeout, panic catching.
+fn with_layers(routes: Router, config: &Config, auth: Arc<Auth>, metrics: Metrics) -> Router {
+    // `Router::layer` wraps each route (and the fallbacks) after routing, so every layer here
+    // sees the request's `MatchedPath`.
     routes
         .fallback(fallback::route_not_found)
         .method_not_allowed_fallback(fallback::method_not_allowed)
         .layer(
             ServiceBuilder::new()
+                .map_request(drop_unusable_request_id)
                 .layer(SetRequestIdLayer::new(REQUEST_ID_HEADER, MakeRequestUuidV7))
+                .layer(SetSensitiveRequestHeadersLayer::new([
+                    header::AUTHORIZATION,
+                ]))
                 .layer(
                     TraceLayer::new_for_http()
                         .make_span_with(request_span)
                         .on_response(DefaultOnResponse::new().level(Level::INFO)),
                 )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID_HEADER))
+                .layer(middleware::from_fn_with_state(metrics, metrics::track))
+                .option_layer(cors::layer(&config.access.cors_origins))
+                .layer(middleware::from_fn_with_state(auth, auth::require_token))
                 .layer(middleware::from_fn(problem_json_only))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::REQUEST_TIMEOUT,
@@ -213,11 +253,44 @@ fn request_span(request: &Request) -> tracing::Span {
         .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
-    // The path only: a query string is the client's to keep out of our logs.
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or(metrics::UNMATCHED, axum::extract::MatchedPath::as_str);
+    // The path only: a query string is the client's to keep out of our logs. No header either:
+    // `Authorization` carries a token.
     tracing::info_span!(
         "request",
         method = %request.method(),
         path = %request.uri().path(),
+        route = %route,
         request_id = %request_id,
     )
+}
+
+/// The longest request id taken from a client.
+const MAX_REQUEST_ID: usize = 128;
+
+/// Removes a client's `x-request-id` unless it is one value of at most [`MAX_REQUEST_ID`]
+/// letters, digits and `-_.:/+=@`, so that a log line never carries a client's kilobytes or
+/// quoting tricks; [`SetRequestIdLayer`] then makes a new one.
+fn drop_unusable_request_id(mut request: Request) -> Request {
+    let headers = request.headers_mut();
+    let mut values = headers.get_all(&REQUEST_ID_HEADER).iter();
+    let usable = match (values.next(), values.next()) {
+        (Some(value), None) => {
+            let bytes = value.as_bytes();
+            !bytes.is_empty()
+                && bytes.len() <= MAX_REQUEST_ID
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=@".contains(b))
+        }
+        (None, _) => true,
+        _ => false,
+    };
+    if !usable {
+        headers.remove(&REQUEST_ID_HEADER);
+    }
+    request
 }

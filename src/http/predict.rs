@@ -227,6 +227,7 @@ pub(crate) async fn predict(
     } else {
         blocking(move || Ok(net.predict(x.view())?)).await?
     };
+    state.metrics.predicted_rows(outputs.nrows());
     let m = &version.model;
     Ok(AppJson(PredictResponse {
         model: entry.record.name.clone(),

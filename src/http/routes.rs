@@ -61,6 +61,7 @@ pub fn routes() -> Vec<Route> {
     vec![
         route(M::GET, "/healthz", Default, health::healthz),
         route(M::GET, "/readyz", Default, health::readyz),
+        route(M::GET, "/metrics", Default, super::metrics::metrics),
         route(M::GET, "/openapi.yaml", Default, openapi::openapi_yaml),
         // The Open Inference Protocol (KServe v2); errors are `{"error": …}`.
         route(M::GET, "/v2", Default, v2::server_metadata),

@@ -1,7 +1,9 @@
 //! The API, tested from the outside: one integration binary (one link, one compile) whose
 //! modules are the areas of the API.
 
+mod auth;
 mod conformance;
+mod cors;
 mod datasets;
 mod events;
 mod extractors;
@@ -9,6 +11,7 @@ mod health;
 mod helpers;
 mod jobs;
 mod models;
+mod observability;
 mod openapi;
 mod persistence;
 mod predict;

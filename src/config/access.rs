@@ -1,0 +1,281 @@
+//! Who may call what: the bearer tokens (from flags, environment variables or files) and the
+//! CORS origins, checked at start-up so that a bad value stops the server rather than opening it.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Bearer tokens and CORS origins. With no token every route is open; see [`crate::http::auth`]
+/// for which routes each token opens.
+///
+/// A token comes from its flag, its environment variable, or a file (for secrets mounted by
+/// an orchestrator); the values are hidden from `--help` and from `Debug`.
+#[derive(clap::Args, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Access {
+    /// Bearer token for the management routes (datasets, models, jobs, experiments); it also
+    /// opens the inference routes. Unset: the management routes are open.
+    #[arg(long, env = "MLP_LAB_MANAGEMENT_TOKEN", hide_env_values = true,
+          value_parser = Token::parse, conflicts_with = "management_token_file")]
+    pub management_token: Option<Token>,
+
+    /// File holding the management token (surrounding whitespace ignored).
+    #[arg(long, env = "MLP_LAB_MANAGEMENT_TOKEN_FILE")]
+    pub management_token_file: Option<PathBuf>,
+
+    /// Bearer token for the inference routes only (POST /v1/models/{m}/predict and /v2/…).
+    /// Unset: the inference routes are open.
+    #[arg(long, env = "MLP_LAB_INFERENCE_TOKEN", hide_env_values = true,
+          value_parser = Token::parse, conflicts_with = "inference_token_file")]
+    pub inference_token: Option<Token>,
+
+    /// File holding the inference token (surrounding whitespace ignored).
+    #[arg(long, env = "MLP_LAB_INFERENCE_TOKEN_FILE")]
+    pub inference_token_file: Option<PathBuf>,
+
+    /// Browser origin allowed to call the API (CORS), e.g. https://app.example.com; repeat the
+    /// flag or separate with commas. None: no CORS headers at all.
+    #[arg(long = "cors-origin", env = "MLP_LAB_CORS_ORIGINS", value_delimiter = ',',
+          value_parser = parse_origin)]
+    pub cors_origins: Vec<String>,
+}
+
+/// Why the configured tokens cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    /// A token file cannot be read.
+    #[error("cannot read the {scope} token file {path}: {source}")]
+    TokenFile {
+        /// `management` or `inference`.
+        scope: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A token is empty or holds characters a header cannot carry.
+    #[error("the {scope} token {origin} is unusable: {message}")]
+    BadToken {
+        /// `management` or `inference`.
+        scope: &'static str,
+        /// Where it came from, e.g. `file /run/secrets/token`.
+        origin: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Both tokens are the same, so the inference token would open every route.
+    #[error("the management and inference tokens are the same; give them different values")]
+    SameTokens,
+}
+
+impl Access {
+    /// The management and inference tokens in force, reading token files.
+    ///
+    /// # Errors
+    /// [`AccessError`] for an unreadable file, an empty or malformed token, or equal tokens.
+    pub fn tokens(&self) -> Result<(Option<Token>, Option<Token>), AccessError> {
+        let management = resolve(
+            "management",
+            self.management_token.as_ref(),
+            self.management_token_file.as_deref(),
+        )?;
+        let inference = resolve(
+            "inference",
+            self.inference_token.as_ref(),
+            self.inference_token_file.as_deref(),
+        )?;
+        if let (Some(m), Some(i)) = (&management, &inference) {
+            if m == i {
+                return Err(AccessError::SameTokens);
+            }
+        }
+        Ok((management, inference))
+    }
+}
+
+fn resolve(
+    scope: &'static str,
+    token: Option<&Token>,
+    file: Option<&std::path::Path>,
+) -> Result<Option<Token>, AccessError> {
+    if let Some(token) = token {
+        return Ok(Some(token.clone()));
+    }
+    let Some(path) = file else { return Ok(None) };
+    let text = std::fs::read_to_string(path).map_err(|source| AccessError::TokenFile {
+        scope,
+        path: path.to_owned(),
+        source,
+    })?;
+    Token::parse(text.trim())
+        .map(Some)
+        .map_err(|message| AccessError::BadToken {
+            scope,
+            origin: format!("in {}", path.display()),
+            message,
+        })
+}
+
+/// A bearer token: at least one visible ASCII character, no spaces. `Debug` hides it and it
+/// has no `Display`, so it cannot reach a log line by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    /// Checks `s` as a token.
+    ///
+    /// # Errors
+    /// What is wrong with it, for the start-up message.
+    pub fn parse(s: &str) -> Result<Token, String> {
+        if s.is_empty() {
+            return Err("a token must not be empty".to_owned());
+        }
+        if !s.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(
+                "a token may hold only visible ASCII characters, without spaces".to_owned(),
+            );
+        }
+        Ok(Token(s.to_owned()))
+    }
+
+    /// The secret itself, for hashing; never log it.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+/// An origin as browsers send it: `scheme://host[:port]`, http or https, nothing after.
+fn parse_origin(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s == "*" {
+        return Err("`*` is not allowed; list each origin that may call the API".to_owned());
+    }
+    let lower = s.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"))
+        .ok_or_else(|| format!("`{s}` is not an origin; write it as https://host[:port]"))?;
+    let valid_host = !rest.is_empty()
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+    if !valid_host {
+        return Err(format!(
+            "`{s}` is not an origin: after the scheme comes only host[:port] (no path, no \
+             trailing slash)"
+        ));
+    }
+    Ok(lower)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use clap::Parser;
+
+    #[test]
+    fn tokens_come_from_flags_or_files_and_stay_out_of_debug() {
+        let dir = std::env::temp_dir().join(format!("mlp-lab-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temp dir");
+        let file = dir.join("inference");
+        std::fs::write(&file, "from-a-file\n").expect("write the token file");
+        let config = Config::try_parse_from([
+            "mlp-lab",
+            "--management-token",
+            "s3cret-management",
+            "--inference-token-file",
+            file.to_str().expect("a UTF-8 path"),
+        ])
+        .expect("parses");
+        let (management, inference) = config.access.tokens().expect("usable tokens");
+        assert_eq!(
+            management.map(|t| t.expose().to_owned()).as_deref(),
+            Some("s3cret-management")
+        );
+        assert_eq!(
+            inference.map(|t| t.expose().to_owned()).as_deref(),
+            Some("from-a-file")
+        );
+        assert!(!format!("{config:?}").contains("s3cret"), "{config:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn empty_equal_or_unreadable_tokens_are_refused() {
+        assert!(Config::try_parse_from(["mlp-lab", "--management-token", ""]).is_err());
+        assert!(Config::try_parse_from(["mlp-lab", "--inference-token", "has space"]).is_err());
+        let same = Config::try_parse_from([
+            "mlp-lab",
+            "--management-token",
+            "abc",
+            "--inference-token",
+            "abc",
+        ])
+        .expect("parses");
+        assert!(matches!(same.access.tokens(), Err(AccessError::SameTokens)));
+        let missing = Config::try_parse_from([
+            "mlp-lab",
+            "--management-token-file",
+            "/nonexistent/mlp-lab/token",
+        ])
+        .expect("parses");
+        assert!(matches!(
+            missing.access.tokens(),
+            Err(AccessError::TokenFile { .. })
+        ));
+        let dir = std::env::temp_dir().join(format!("mlp-lab-empty-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temp dir");
+        let empty = dir.join("token");
+        std::fs::write(&empty, " \n").expect("write the token file");
+        let config = Config::try_parse_from([
+            "mlp-lab",
+            "--management-token-file",
+            empty.to_str().expect("a UTF-8 path"),
+        ])
+        .expect("parses");
+        assert!(matches!(
+            config.access.tokens(),
+            Err(AccessError::BadToken { .. })
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn cors_origins_are_listed_exactly_and_never_a_wildcard() {
+        let config = Config::try_parse_from([
+            "mlp-lab",
+            "--cors-origin",
+            "https://App.example.com,http://localhost:3000",
+            "--cors-origin",
+            "http://[::1]:8000",
+        ])
+        .expect("parses");
+        assert_eq!(
+            config.access.cors_origins,
+            [
+                "https://app.example.com",
+                "http://localhost:3000",
+                "http://[::1]:8000"
+            ]
+        );
+        for bad in [
+            "*",
+            "app.example.com",
+            "https://app.example.com/",
+            "https://a/b",
+            "",
+        ] {
+            assert!(
+                Config::try_parse_from(["mlp-lab", "--cors-origin", bad]).is_err(),
+                "{bad} parsed"
+            );
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! `GET /metrics`: Prometheus text exposition (format 0.0.4).
+//!
+//! Each server has its own [`prometheus::Registry`] in its [`AppState`], never the crate's
+//! global one, so servers started side by side (the integration tests start dozens in one
+//! process) count only their own requests. Counters and the latency histogram are updated as
+//! requests finish; gauges (jobs by state, queue, registry sizes) are read from the job runner
+//! and the registry when scraped, so they cannot drift from what the API lists.
+//!
+//! | metric                                   | type      | labels                  |
+//! |------------------------------------------|-----------|-------------------------|
+//! | `http_requests_total`                    | counter   | `route`, `method`, `status` |
+//! | `http_request_duration_seconds`          | histogram | `route`, `method`       |
+//! | `mlp_lab_jobs`                           | gauge     | `state`                 |
+//! | `mlp_lab_job_queue_length`               | gauge     |                         |
+//! | `mlp_lab_training_samples_per_second`    | gauge     | (sum over running jobs) |
+//! | `mlp_lab_predicted_rows_total`           | counter   |                         |
+//! | `mlp_lab_datasets`, `mlp_lab_models`, `mlp_lab_model_versions` | gauge |        |
+//!
+//! `route` is the route template (`/v1/models/{model}`), never the raw path, so ids cannot
+//! grow the number of series; requests that match no route count as `unmatched`, and methods
+//! outside the standard ones as `OTHER`.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use super::error::ApiError;
+use super::AppState;
+use crate::jobs::JobState;
+
+/// The route label of a request that matched no route.
+pub const UNMATCHED: &str = "unmatched";
+
+/// One server's metrics. Cloning is shallow (every metric is a handle).
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    jobs: IntGaugeVec,
+    queue: IntGauge,
+    samples_per_second: prometheus::Gauge,
+    predicted_rows: IntCounter,
+    datasets: IntGauge,
+    models: IntGauge,
+    versions: IntGauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric at zero.
+    ///
+    /// # Panics
+    /// Never: the names and labels are constants that the tests check.
+    #[must_use]
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests answered, by route template, method and status.",
+            ),
+            &["route", "method", "status"],
+        )
+        .expect("a valid counter");
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "Time from a request's arrival to its response's headers, by route template and method.",
+            ),
+            &["route", "method"],
+        )
+        .expect("a valid histogram");
+        let jobs = IntGaugeVec::new(
+            Opts::new("mlp_lab_jobs", "Training jobs by state."),
+            &["state"],
+        )
+        .expect("a valid gauge");
+        let queue = IntGauge::new(
+            "mlp_lab_job_queue_length",
+            "Training jobs waiting for a free slot.",
+        )
+        .expect("a valid gauge");
+        let samples_per_second = prometheus::Gauge::new(
+            "mlp_lab_training_samples_per_second",
+            "Training rows per second, summed over the running jobs (their last epoch's pace).",
+        )
+        .expect("a valid gauge");
+        let predicted_rows = IntCounter::new(
+            "mlp_lab_predicted_rows_total",
+            "Rows answered by successful prediction requests.",
+        )
+        .expect("a valid counter");
+        let datasets =
+            IntGauge::new("mlp_lab_datasets", "Datasets in the registry.").expect("a valid gauge");
+        let models =
+            IntGauge::new("mlp_lab_models", "Models in the registry.").expect("a valid gauge");
+        let versions = IntGauge::new(
+            "mlp_lab_model_versions",
+            "Trained versions, over all models.",
+        )
+        .expect("a valid gauge");
+        let collectors: [Box<dyn prometheus::core::Collector>; 9] = [
+            Box::new(requests.clone()),
+            Box::new(duration.clone()),
+            Box::new(jobs.clone()),
+            Box::new(queue.clone()),
+            Box::new(samples_per_second.clone()),
+            Box::new(predicted_rows.clone()),
+            Box::new(datasets.clone()),
+            Box::new(models.clone()),
+            Box::new(versions.clone()),
+        ];
+        for collector in collectors {
+            registry.register(collector).expect("distinct metric names");
+        }
+        Self {
+            registry,
+            requests,
+            duration,
+            jobs,
+            queue,
+            samples_per_second,
+            predicted_rows,
+            datasets,
+            models,
+            versions,
+        }
+    }
+
+    /// Counts `rows` answered by a prediction.
+    pub fn predicted_rows(&self, rows: usize) {
+        self.predicted_rows
+            .inc_by(u64::try_from(rows).unwrap_or(u64::MAX));
+    }
+
+    /// Counts one answered request.
+    fn observe(&self, route: &str, method: &Method, status: u16, seconds: f64) {
+        let method = method_label(method);
+        self.requests
+            .with_label_values(&[route, method, &status.to_string()])
+            .inc();
+        self.duration
+            .with_label_values(&[route, method])
+            .observe(seconds);
+    }
+
+    /// Reads the gauges from `state` and renders everything.
+    fn render(&self, state: &AppState) -> Result<String, prometheus::Error> {
+        let jobs = state.jobs.list(None, None, 0, usize::MAX).items;
+        for s in JobState::ALL {
+            let n = jobs.iter().filter(|j| j.state == s).count();
+            self.jobs
+                .with_label_values(&[s.name()])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+            if s == JobState::Queued {
+                self.queue.set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+        }
+        self.samples_per_second.set(
+            jobs.iter()
+                .filter(|j| j.state == JobState::Running)
+                .filter_map(|j| j.progress.samples_per_second)
+                .sum(),
+        );
+        let models = state.registry.models(0, usize::MAX).items;
+        let versions: usize = models.iter().map(|m| m.versions.len()).sum();
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.datasets
+            .set(count(state.registry.datasets(0, 0).total));
+        self.models.set(count(models.len()));
+        self.versions.set(count(versions));
+        TextEncoder::new().encode_to_string(&self.registry.gather())
+    }
+}
+
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
+}
+
+/// Middleware: counts each request by its route template and times it.
+pub async fn track(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| UNMATCHED.to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    metrics.observe(
+        &route,
+        &method,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+/// `GET /metrics`
+pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let text = state.metrics.render(&state).map_err(ApiError::internal)?;
+    let content_type = HeaderValue::from_static(prometheus::TEXT_FORMAT);
+    Ok(([(header::CONTENT_TYPE, content_type)], text).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn separate_servers_count_separately() {
+        let (a, b) = (Metrics::new(), Metrics::new());
+        a.observe("/v1/models", &Method::GET, 200, 0.01);
+        a.predicted_rows(3);
+        let text = TextEncoder::new()
+            .encode_to_string(&a.registry.gather())
+            .expect("renders");
+        assert!(
+            text.contains(r#"http_requests_total{method="GET",route="/v1/models",status="200"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("mlp_lab_predicted_rows_total 3"), "{text}");
+        let other = TextEncoder::new()
+            .encode_to_string(&b.registry.gather())
+            .expect("renders");
+        assert!(!other.contains("/v1/models"), "{other}");
+    }
+
+    #[test]
+    fn unusual_methods_share_one_label() {
+        let custom = Method::from_bytes(b"BREW").expect("a method");
+        assert_eq!(method_label(&custom), "OTHER");
+        assert_eq!(method_label(&Method::DELETE), "DELETE");
+    }
+}
