@@ -3,8 +3,8 @@
 //!
 //! | scope      | paths                                                         | opened by            |
 //! |------------|---------------------------------------------------------------|----------------------|
-//! | public     | `/healthz`, `/readyz`, `/openapi.yaml`, `/metrics`, `/`       | anyone               |
-//! | inference  | `/v1/models/{m}/predict`, `/v2` and everything under `/v2/`    | inference or management token |
+//! | public     | `/healthz`, `/readyz`, `/v2/health/{live,ready}`, `/openapi.yaml`, `/metrics`, `/` | anyone |
+//! | inference  | `/v1/models/{m}/predict`, `/v2` and the rest of `/v2/`        | inference or management token |
 //! | management | every other path (all of `/v1`, and unknown paths)            | management token     |
 //!
 //! A scope whose token is not configured is open. `/metrics` is public because it holds only
@@ -59,7 +59,9 @@ pub enum Scope {
 #[must_use]
 pub fn scope_of(path: &str) -> Scope {
     match path {
-        "/" | "/healthz" | "/readyz" | "/openapi.yaml" | "/metrics" => return Scope::Public,
+        // The protocol's liveness and readiness are probes, public like /healthz and /readyz.
+        "/" | "/healthz" | "/readyz" | "/openapi.yaml" | "/metrics" | "/v2/health/live"
+        | "/v2/health/ready" => return Scope::Public,
         "/v2" => return Scope::Inference,
         _ => {}
     }
@@ -301,7 +303,9 @@ mod tests {
             ("/v1/models/xor/predict", Scope::Inference),
             ("/v2", Scope::Inference),
             ("/v2/models/xor/versions/1/infer", Scope::Inference),
-            ("/v2/health/live", Scope::Inference),
+            ("/v2/health/live", Scope::Public),
+            ("/v2/health/ready", Scope::Public),
+            ("/v2/health/liveness", Scope::Inference),
             ("/v1/models/xor", Scope::Management),
             ("/v1/models//predict", Scope::Management),
             ("/v1/models/xor/predict/", Scope::Management),

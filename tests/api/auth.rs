@@ -204,7 +204,14 @@ async fn a_token_in_the_query_string_is_not_accepted() {
 async fn health_readiness_description_and_metrics_stay_public() {
     let app = guarded_app().await;
 
-    for path in ["/healthz", "/readyz", "/openapi.yaml", "/metrics"] {
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/v2/health/live",
+        "/v2/health/ready",
+        "/openapi.yaml",
+        "/metrics",
+    ] {
         let response = send(&app, Method::GET, path, None).await;
         assert_eq!(response.status(), StatusCode::OK, "{path}");
     }
@@ -343,7 +350,15 @@ async fn tokens_never_reach_the_log_even_at_trace_level() {
 
 /// The contract, written out apart from the code that implements it.
 fn is_public(path: &str) -> bool {
-    ["/healthz", "/readyz", "/openapi.yaml", "/metrics"].contains(&path)
+    [
+        "/healthz",
+        "/readyz",
+        "/v2/health/live",
+        "/v2/health/ready",
+        "/openapi.yaml",
+        "/metrics",
+    ]
+    .contains(&path)
 }
 
 fn is_inference(path: &str) -> bool {

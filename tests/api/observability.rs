@@ -216,12 +216,19 @@ async fn metrics_show_jobs_registry_sizes_and_predicted_rows() {
         200,
     )
     .await;
+    // The Open Inference Protocol's rows count too.
+    app.post_ok(
+        "/v2/models/m/infer",
+        &json!({"inputs": [{"name": "input", "datatype": "FP32", "shape": [2, 2], "data": [0, 0, 1, 0]}]}),
+        200,
+    )
+    .await;
 
     let (text, samples) = scrape(&app).await;
 
     assert_eq!(
         value(&samples, "mlp_lab_predicted_rows_total", &[]),
-        Some(3.0),
+        Some(5.0),
         "{text}"
     );
     assert_eq!(

@@ -225,8 +225,10 @@ async fn run_infer(
     let x = request.input;
     let inline = x.nrows() <= INLINE_ROWS;
     let id = request.id;
+    let metrics = state.metrics.clone();
     let answer = move || {
         let outputs = version.model.predict(x.view()).map_err(ApiError::from)?;
+        metrics.predicted_rows(outputs.nrows());
         response::encode(&entry, &version, id.as_deref(), &plan, &outputs)
     };
     if inline {
