@@ -15,6 +15,7 @@
 
 pub mod clock;
 pub mod csv;
+pub mod envelope;
 pub mod ingest;
 mod models;
 pub mod records;
