@@ -8,15 +8,17 @@
 //! nothing and sees nothing twice. Cancellation sets the job's state at once and raises its
 //! [`Interrupter`], which `nn::fit` checks between batches. Records are written through the
 //! registry's store at every state change and, while running, at most once a second (so a
-//! fast job's thousands of epochs do not become thousands of fsyncs); the final write holds
-//! the whole history.
+//! fast job's thousands of epochs do not become thousands of fsyncs, each rewriting a
+//! growing history); the final write holds the whole history. A `kill -9` therefore loses
+//! at most the epochs that ended in the last second before it (see `run::PERSIST_EVERY`);
+//! a graceful [`Jobs::shutdown`] loses none.
 
 mod persist;
 mod record;
 mod run;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
@@ -25,7 +27,9 @@ use uuid::Uuid;
 
 use crate::config::Limit;
 use crate::nn::{EpochRecord, Interrupter, NnError, TrainConfig};
-use crate::registry::{clock, DatasetEntry, ModelEntry, Page, Registry, RegistryError, Store};
+use crate::registry::{
+    clock, DatasetEntry, ModelEntry, Page, Registry, RegistryError, Store, Unavailable,
+};
 use persist::{key, persist};
 pub use record::{JobEvent, JobFailure, JobRecord, JobResult, JobState, Progress, WarmStart};
 
@@ -55,6 +59,41 @@ pub enum JobError {
         /// Its final state.
         state: JobState,
     },
+    /// The job's stored record cannot be loaded.
+    #[error("job {id} is unavailable: {reason}")]
+    Unavailable {
+        /// The job.
+        id: Uuid,
+        /// Why its record cannot be loaded.
+        reason: String,
+    },
+    /// A retry of a job that is still queued or running.
+    #[error("job {id} is still {}", state.name())]
+    NotFinished {
+        /// The job.
+        id: Uuid,
+        /// Its state.
+        state: JobState,
+    },
+    /// A retry of a job that succeeded.
+    #[error("job {id} succeeded (version {version})")]
+    Succeeded {
+        /// The job.
+        id: Uuid,
+        /// The version it made.
+        version: u32,
+    },
+    /// A retry whose model, dataset or warm-start version was deleted since.
+    #[error("the {what} '{id}' of the job was deleted")]
+    SourceDeleted {
+        /// `model`, `dataset` or `warm_start.version`.
+        what: &'static str,
+        /// Which.
+        id: String,
+    },
+    /// The service is shutting down and starts no more jobs.
+    #[error("the service is shutting down")]
+    ShuttingDown,
     /// The request is invalid or over a limit.
     #[error(transparent)]
     Registry(#[from] RegistryError),
@@ -89,6 +128,7 @@ struct Shared {
 /// One job: its record and history, its cancel flag and its event channel.
 #[derive(Debug)]
 pub struct Job {
+    id: Uuid,
     shared: Mutex<Shared>,
     interrupter: Interrupter,
     wake: Notify,
@@ -123,9 +163,15 @@ pub struct Subscription {
 #[derive(Debug)]
 struct Inner {
     jobs: RwLock<BTreeMap<Uuid, Arc<Job>>>,
+    /// Jobs whose stored record cannot be loaded.
+    unavailable: BTreeMap<Uuid, Unavailable>,
     queued: AtomicUsize,
     max_queued: usize,
     slots: Arc<Semaphore>,
+    /// The permits of `slots`: holding them all means no job is training.
+    running_slots: usize,
+    /// Set by [`Jobs::shutdown`]: no job starts after it.
+    closing: AtomicBool,
     registry: Arc<Registry>,
     store: Arc<dyn Store>,
     max_epochs: u64,
@@ -149,11 +195,17 @@ impl Jobs {
     ///
     /// # Errors
     /// [`JobError::NotFound`].
+    /// [`JobError::NotFound`], or [`JobError::Unavailable`] for a job whose stored record
+    /// cannot be loaded.
     pub fn get(&self, id: Uuid) -> Result<Arc<Job>, JobError> {
-        self.jobs()
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| JobError::NotFound(id.to_string()))
+        let found = self.jobs().get(&id).cloned();
+        found.ok_or_else(|| match self.inner.unavailable.get(&id) {
+            Some(u) => JobError::Unavailable {
+                id,
+                reason: u.reason.clone(),
+            },
+            None => JobError::NotFound(id.to_string()),
+        })
     }
 
     /// Checks `new` and queues it; the job starts as soon as a slot is free.
@@ -162,7 +214,15 @@ impl Jobs {
     /// [`JobError::QueueFull`], or [`JobError::Registry`] for an invalid configuration, a
     /// model that does not fit the data, or a missing warm-start version.
     pub async fn submit(&self, new: NewJob) -> Result<JobRecord, JobError> {
-        let work = self.check(new)?;
+        self.submit_as(new, None).await
+    }
+
+    async fn submit_as(&self, new: NewJob, retry_of: Option<Uuid>) -> Result<JobRecord, JobError> {
+        if self.inner.closing.load(Ordering::Acquire) {
+            return Err(JobError::ShuttingDown);
+        }
+        let mut work = self.check(new)?;
+        work.record.retry_of = retry_of;
         let max = self.inner.max_queued;
         self.inner
             .queued
@@ -173,6 +233,7 @@ impl Jobs {
         let record = work.record.clone();
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let job = Arc::new(Job {
+            id: record.id,
             shared: Mutex::new(Shared {
                 record: record.clone(),
                 history: Vec::new(),
@@ -199,13 +260,151 @@ impl Jobs {
             }
             .into());
         }
-        self.inner
-            .jobs
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(record.id, Arc::clone(&job));
-        tokio::spawn(run::drive(Arc::clone(&self.inner), job, work));
-        Ok(record)
+        {
+            // `closing` is set under this lock, so a job is either seen by shutdown or refused.
+            let mut jobs = self
+                .inner
+                .jobs
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !self.inner.closing.load(Ordering::Acquire) {
+                jobs.insert(record.id, Arc::clone(&job));
+                drop(jobs);
+                tokio::spawn(run::drive(Arc::clone(&self.inner), job, work));
+                return Ok(record);
+            }
+        }
+        self.inner.queued.fetch_sub(1, Ordering::AcqRel);
+        let store = Arc::clone(&self.inner.store);
+        let _ = tokio::task::spawn_blocking(move || store.delete(&key(record.id))).await;
+        Err(JobError::ShuttingDown)
+    }
+
+    /// Starts a job identical to the finished job `id` (same model, dataset, training
+    /// request and seed, warm start), which records `retry_of`. Jobs that failed, were
+    /// cancelled or were interrupted can be retried; a succeeded one cannot (its version
+    /// exists, and the same request and seed would make the same weights again).
+    ///
+    /// # Errors
+    /// [`JobError::NotFound`], [`JobError::NotFinished`], [`JobError::Succeeded`],
+    /// [`JobError::SourceDeleted`] when its model, dataset or warm-start version is gone,
+    /// and whatever [`Jobs::submit`] answers.
+    pub async fn retry(&self, id: Uuid) -> Result<JobRecord, JobError> {
+        let record = self.get(id)?.record();
+        match (record.state, &record.result) {
+            (JobState::Queued | JobState::Running, _) => {
+                return Err(JobError::NotFinished {
+                    id,
+                    state: record.state,
+                })
+            }
+            (JobState::Succeeded, result) => {
+                return Err(JobError::Succeeded {
+                    id,
+                    version: result.as_ref().map_or(0, |r| r.version),
+                })
+            }
+            _ => {}
+        }
+        let gone = |what: &'static str| {
+            move |error: RegistryError| match error {
+                RegistryError::NotFound { id, .. } => JobError::SourceDeleted { what, id },
+                other => other.into(),
+            }
+        };
+        let registry = &self.inner.registry;
+        let model = registry
+            .model(&record.model.to_string())
+            .map_err(gone("model"))?;
+        let dataset = registry.dataset(record.dataset).map_err(gone("dataset"))?;
+        if let Some(w) = record.warm_start {
+            if let Some(broken) = model.unavailable_version(w.version) {
+                return Err(RegistryError::Unavailable {
+                    what: "version",
+                    id: format!("{}/versions/{}", model.record.name, w.version),
+                    reason: broken.reason.clone(),
+                }
+                .into());
+            }
+            if model.version(Some(w.version)).is_none() {
+                return Err(JobError::SourceDeleted {
+                    what: "warm_start.version",
+                    id: format!("{}/versions/{}", model.record.name, w.version),
+                });
+            }
+        }
+        let new = NewJob {
+            model,
+            dataset,
+            config: record.request,
+            warm_start: record.warm_start,
+        };
+        self.submit_as(new, Some(id)).await
+    }
+
+    /// Stops the runner for a shutdown: no job starts after it; queued and running jobs
+    /// become `interrupted` with their history (a running one stops at its next batch) and
+    /// are written through. Returns once no job trains any more, or after `wait`.
+    pub async fn shutdown(&self, wait: Duration) {
+        let all: Vec<Arc<Job>> = {
+            let jobs = self
+                .inner
+                .jobs
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            self.inner.closing.store(true, Ordering::Release);
+            jobs.values().cloned().collect()
+        };
+        let mut stopped = Vec::new();
+        for job in all {
+            let mut shared = job.lock();
+            let state = shared.record.state;
+            if state.is_finished() {
+                continue;
+            }
+            if state == JobState::Queued {
+                self.inner.queued.fetch_sub(1, Ordering::AcqRel);
+            }
+            job.interrupter.stop();
+            let failure = JobFailure {
+                message: format!("the server shut down while the job was {}", state.name()),
+                epoch: shared.history.last().map(|r| r.epoch),
+                hint: Some(format!(
+                    "start it again with POST /v1/jobs/{}/retry",
+                    job.id
+                )),
+            };
+            run::finish(
+                &job,
+                &mut shared,
+                JobState::Interrupted,
+                None,
+                Some(failure),
+            );
+            drop(shared);
+            job.wake.notify_one();
+            stopped.push(job);
+        }
+        if !stopped.is_empty() {
+            tracing::info!(jobs = stopped.len(), "interrupting queued and running jobs");
+        }
+        let store = Arc::clone(&self.inner.store);
+        let _ = tokio::task::spawn_blocking(move || {
+            for job in stopped {
+                if let Err(error) = persist(&*store, &job) {
+                    tracing::error!(%error, job = %job.id, "cannot store an interrupted job");
+                }
+            }
+        })
+        .await;
+        let all_slots = u32::try_from(self.inner.running_slots).unwrap_or(u32::MAX);
+        let idle = tokio::time::timeout(wait, self.inner.slots.acquire_many(all_slots)).await;
+        if idle.is_err() {
+            tracing::warn!(
+                ?wait,
+                "jobs still training at shutdown; they may lose their last epochs"
+            );
+        }
     }
 
     fn check(&self, new: NewJob) -> Result<run::Work, JobError> {
@@ -284,6 +483,7 @@ impl Jobs {
             latest: None,
             result: None,
             error: None,
+            retry_of: None,
         };
         Ok(run::Work {
             record,

@@ -4,8 +4,11 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::records::{ModelEntry, ModelRecord, Version, VersionInfo};
-use super::{clock, page, to_json, Page, Registry, RegistryError};
+use super::envelope::sha256_hex;
+use super::records::{
+    ModelEntry, ModelRecord, ObjectKind, StoredVersion, UnavailableVersion, Version, VersionInfo,
+};
+use super::{clock, page, seal, stem, unavailable, Page, Registry, RegistryError};
 use crate::config::Limit;
 use crate::nn::serialize::{from_safetensors, to_safetensors};
 use crate::nn::{Model, ModelSpec, NetworkLimits};
@@ -36,7 +39,7 @@ fn model_key(id: Uuid) -> String {
     format!("models/{id}.json")
 }
 
-fn version_key(model: Uuid, version: u32, ext: &str) -> String {
+pub(super) fn version_key(model: Uuid, version: u32, ext: &str) -> String {
     format!("versions/{model}/{version:08}.{ext}")
 }
 
@@ -109,10 +112,11 @@ impl Registry {
             parameter_count,
             created_at: clock::now_rfc3339(),
         };
-        let bytes = to_json(&record)?;
+        let bytes = seal(ObjectKind::Model, &record)?;
         let entry = Arc::new(ModelEntry {
             record,
             versions: Vec::new(),
+            unavailable: Vec::new(),
         });
         let id = entry.record.id;
         {
@@ -136,16 +140,23 @@ impl Registry {
     ///
     /// # Errors
     /// [`RegistryError::NotFound`].
+    /// [`RegistryError::NotFound`], or [`RegistryError::Unavailable`] for the id of a model
+    /// whose record cannot be loaded.
     pub fn model(&self, id_or_name: &str) -> Result<Arc<ModelEntry>, RegistryError> {
-        let inner = self.read();
-        let id = Uuid::parse_str(id_or_name)
-            .ok()
-            .or_else(|| inner.names.get(id_or_name).copied());
-        id.and_then(|id| inner.models.get(&id).cloned())
-            .ok_or_else(|| RegistryError::NotFound {
+        let found = {
+            let inner = self.read();
+            let id = Uuid::parse_str(id_or_name)
+                .ok()
+                .or_else(|| inner.names.get(id_or_name).copied());
+            id.and_then(|id| inner.models.get(&id).cloned())
+        };
+        found.ok_or_else(|| match Uuid::parse_str(id_or_name) {
+            Ok(id) => self.missing("model", &model_key(id), id_or_name.to_owned()),
+            Err(_) => RegistryError::NotFound {
                 what: "model",
                 id: id_or_name.to_owned(),
-            })
+            },
+        })
     }
 
     /// A page of models, oldest first.
@@ -154,17 +165,30 @@ impl Registry {
         page(self.read().models.values().cloned(), offset, limit)
     }
 
-    /// The trained model of `version` (the latest when `None`) of a model: the `Arc` is
-    /// cloned out and the lock released before the caller computes anything.
+    /// The trained model of `version` (the latest that serves when `None`) of a model: the
+    /// `Arc` is cloned out and the lock released before the caller computes anything.
     ///
     /// # Errors
-    /// [`RegistryError::NotFound`] or [`RegistryError::NotTrained`].
+    /// [`RegistryError::NotFound`], [`RegistryError::NotTrained`], or
+    /// [`RegistryError::Unavailable`] for a version whose stored files cannot be loaded.
     pub fn version(
         &self,
         id_or_name: &str,
         version: Option<u32>,
     ) -> Result<(Arc<ModelEntry>, Arc<Version>), RegistryError> {
         let entry = self.model(id_or_name)?;
+        let broken = match version {
+            Some(v) => entry.unavailable_version(v),
+            None if entry.versions.is_empty() => entry.unavailable.last(),
+            None => None,
+        };
+        if let Some(broken) = broken {
+            return Err(RegistryError::Unavailable {
+                what: "version",
+                id: format!("{}/versions/{}", entry.record.name, broken.version),
+                reason: broken.reason.clone(),
+            });
+        }
         if entry.versions.is_empty() {
             return Err(RegistryError::NotTrained(entry.record.name.clone()));
         }
@@ -183,8 +207,20 @@ impl Registry {
     /// # Errors
     /// [`RegistryError::NotFound`] or a store failure (the record is then gone from memory
     /// and may remain on disk until the next delete).
-    pub fn delete_model(&self, id_or_name: &str) -> Result<Arc<ModelEntry>, RegistryError> {
-        let entry = self.model(id_or_name)?;
+    ///
+    /// The id of an unavailable model can be deleted too: that removes its files.
+    pub fn delete_model(&self, id_or_name: &str) -> Result<(), RegistryError> {
+        let entry = match self.model(id_or_name) {
+            Ok(entry) => entry,
+            Err(RegistryError::Unavailable { .. }) => {
+                let id = Uuid::parse_str(id_or_name).map_err(|_| RegistryError::NotFound {
+                    what: "model",
+                    id: id_or_name.to_owned(),
+                })?;
+                return self.delete_unavailable_model(id);
+            }
+            Err(error) => return Err(error),
+        };
         let id = entry.record.id;
         {
             let mut inner = self.write();
@@ -202,7 +238,17 @@ impl Registry {
         for key in self.store.list(&format!("versions/{id}/"))? {
             self.store.delete(&key)?;
         }
-        Ok(entry)
+        Ok(())
+    }
+
+    fn delete_unavailable_model(&self, id: Uuid) -> Result<(), RegistryError> {
+        let key = model_key(id);
+        self.store.delete(&key)?;
+        self.write().unavailable.remove(&key);
+        for key in self.store.list(&format!("versions/{id}/"))? {
+            self.store.delete(&key)?;
+        }
+        Ok(())
     }
 
     /// Adds a trained model as the next version of model `id` and writes it through
@@ -225,7 +271,8 @@ impl Registry {
             let mut inner = self.write();
             let current = inner.models.get(&id).ok_or_else(not_found)?;
             let mut next = ModelEntry::clone(current);
-            info.version = next.versions.last().map_or(1, |v| v.info.version + 1);
+            // Numbers of unavailable versions stay taken: their files are never overwritten.
+            info.version = next.last_version_number() + 1;
             info.created_at = clock::now_rfc3339();
             let version = Arc::new(Version {
                 info,
@@ -236,7 +283,12 @@ impl Registry {
             version
         };
         let v = version.info.version;
-        let written = to_json(&version.info).and_then(|record| {
+        let stored = StoredVersion {
+            info: version.info.clone(),
+            weights_sha256: sha256_hex(&weights),
+            weights_bytes: weights.len() as u64,
+        };
+        let written = seal(ObjectKind::Version, &stored).and_then(|record| {
             self.store
                 .put(&version_key(id, v, "safetensors"), &weights)?;
             self.store.put(&version_key(id, v, "json"), &record)?;
@@ -254,44 +306,150 @@ impl Registry {
         Ok(version)
     }
 
+    /// The record of every stored version that names the job that made it, by job: what a
+    /// job that stopped with the process made before it stopped.
+    #[must_use]
+    pub fn versions_by_job(&self) -> std::collections::HashMap<Uuid, VersionInfo> {
+        let inner = self.read();
+        let served = inner.models.values().flat_map(|e| {
+            let loaded = e.versions.iter().map(|v| &v.info);
+            loaded.chain(e.unavailable.iter().filter_map(|u| u.info.as_ref()))
+        });
+        served
+            .filter_map(|i| i.job.map(|job| (job, i.clone())))
+            .collect()
+    }
+
     pub(super) fn load_models(&self) -> Result<(), RegistryError> {
         for key in self.store.list("models/")? {
-            let Some(record) = self.read_json::<ModelRecord>(&key)? else {
+            if !key.ends_with(".json") {
                 continue;
-            };
-            let mut versions = Vec::new();
-            for vkey in self.store.list(&format!("versions/{}/", record.id))? {
-                if !vkey.ends_with(".json") {
+            }
+            let id = stem(&key).to_owned();
+            let record = self
+                .read_record::<ModelRecord>(ObjectKind::Model, &key)
+                .and_then(|record| match record {
+                    Some(r) if r.id.to_string() != id => Err(format!(
+                        "the record is of model {}, not of the {id} its file name says",
+                        r.id
+                    )),
+                    other => Ok(other),
+                });
+            let record = match record {
+                Ok(Some(record)) => record,
+                Ok(None) => continue,
+                Err(reason) => {
+                    let gone = unavailable(ObjectKind::Model, &id, &key, reason);
+                    self.write().unavailable.insert(key, gone);
                     continue;
                 }
-                let Some(info) = self.read_json::<VersionInfo>(&vkey)? else {
-                    continue;
-                };
-                let wkey = version_key(record.id, info.version, "safetensors");
-                let bytes = self
-                    .store
-                    .get(&wkey)?
-                    .ok_or_else(|| RegistryError::Corrupt {
-                        key: wkey.clone(),
-                        message: "the weights of a recorded version are missing".to_owned(),
-                    })?;
-                let model = from_safetensors(&bytes).map_err(|e| RegistryError::Corrupt {
-                    key: wkey,
-                    message: e.to_string(),
-                })?;
-                versions.push(Arc::new(Version {
-                    info,
-                    model: Arc::new(model),
-                }));
-            }
-            versions.sort_by_key(|v| v.info.version);
+            };
+            let (versions, broken) = self.load_versions(&record)?;
             let mut inner = self.write();
             inner.names.insert(record.name.clone(), record.id);
-            inner
-                .models
-                .insert(record.id, Arc::new(ModelEntry { record, versions }));
+            inner.models.insert(
+                record.id,
+                Arc::new(ModelEntry {
+                    record,
+                    versions,
+                    unavailable: broken,
+                }),
+            );
         }
         Ok(())
+    }
+
+    /// The versions of `record` that load, and those that do not with their reasons.
+    fn load_versions(
+        &self,
+        record: &ModelRecord,
+    ) -> Result<(Vec<Arc<Version>>, Vec<UnavailableVersion>), RegistryError> {
+        let mut versions = Vec::new();
+        let mut broken = Vec::new();
+        for vkey in self.store.list(&format!("versions/{}/", record.id))? {
+            if !vkey.ends_with(".json") {
+                continue;
+            }
+            let Ok(v) = stem(&vkey).parse::<u32>() else {
+                tracing::warn!(file = %vkey, "ignoring a file that names no version");
+                continue;
+            };
+            match self.load_version(record, &vkey, v) {
+                Ok(version) => versions.push(Arc::new(version)),
+                Err(broken_version) => {
+                    let (info, reason) = *broken_version;
+                    let id = format!("{}/{v}", record.id);
+                    let gone = unavailable(ObjectKind::Version, &id, &vkey, reason);
+                    broken.push(UnavailableVersion {
+                        version: v,
+                        info,
+                        reason: gone.reason,
+                    });
+                }
+            }
+        }
+        versions.sort_by_key(|v| v.info.version);
+        broken.sort_by_key(|u| u.version);
+        Ok((versions, broken))
+    }
+
+    /// Version `v` of `record` from `vkey` and its weights, checked against their hash; or
+    /// what is known of it and why it cannot be loaded.
+    fn load_version(
+        &self,
+        record: &ModelRecord,
+        vkey: &str,
+        v: u32,
+    ) -> Result<Version, Box<(Option<VersionInfo>, String)>> {
+        let stored = match self.read_record::<StoredVersion>(ObjectKind::Version, vkey) {
+            Ok(Some(stored)) => stored,
+            Ok(None) => {
+                return Err(Box::new((
+                    None,
+                    "the record vanished while loading".to_owned(),
+                )))
+            }
+            Err(reason) => return Err(Box::new((None, reason))),
+        };
+        let info = stored.info;
+        if info.version != v || info.model != record.id {
+            let reason = format!(
+                "the record is of version {} of model {}, not what its file name says",
+                info.version, info.model
+            );
+            return Err(Box::new((Some(info), reason)));
+        }
+        let wkey = version_key(record.id, v, "safetensors");
+        let bytes = match self.store.get(&wkey) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                return Err(Box::new((
+                    Some(info),
+                    "the weights file is missing".to_owned(),
+                )))
+            }
+            Err(error) => return Err(Box::new((Some(info), format!("weights: {error}")))),
+        };
+        let actual = sha256_hex(&bytes);
+        if actual != stored.weights_sha256 || bytes.len() as u64 != stored.weights_bytes {
+            let reason = format!(
+                "weights checksum mismatch: the record says {} bytes with sha256 {}, the file has {} bytes with sha256 {actual}",
+                stored.weights_bytes,
+                stored.weights_sha256,
+                bytes.len()
+            );
+            return Err(Box::new((Some(info), reason)));
+        }
+        match from_safetensors(&bytes) {
+            Ok(model) => Ok(Version {
+                info,
+                model: Arc::new(model),
+            }),
+            Err(error) => Err(Box::new((
+                Some(info),
+                format!("weights unreadable: {error}"),
+            ))),
+        }
     }
 }
 
