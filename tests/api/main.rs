@@ -2,6 +2,8 @@
 //! modules are the areas of the API.
 
 mod conformance;
+mod corruption;
+mod crash;
 mod datasets;
 mod events;
 mod extractors;
@@ -12,5 +14,8 @@ mod models;
 mod openapi;
 mod persistence;
 mod predict;
+mod process;
+mod restart;
+mod retry;
 mod routing;
 mod training;
