@@ -23,6 +23,7 @@ pub mod clock;
 pub mod csv;
 pub mod envelope;
 pub mod ingest;
+mod load;
 mod models;
 pub mod records;
 pub mod store;
