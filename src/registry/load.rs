@@ -29,7 +29,7 @@ impl Registry {
     }
 
     pub(super) fn load_models(&self) -> Result<(), RegistryError> {
-        for key in self.store.list("models/")? {
+        for key in self.store.list("models/")?.into_iter().rev() {
             if !key.ends_with(".json") {
                 continue;
             }
@@ -54,6 +54,18 @@ impl Registry {
             };
             let (versions, broken) = self.load_versions(&record)?;
             let mut inner = self.write();
+            // While a model's record was unreadable its name was free to take; should the
+            // file come back (repaired by hand), the newer model, which took the name and
+            // served meanwhile, keeps it: records load newest first (ids are UUIDv7).
+            if let Some(&holder) = inner.names.get(&record.name) {
+                let reason = format!(
+                    "its name '{}' is taken by model {holder}, created while this one was unavailable; rename one of them",
+                    record.name
+                );
+                let gone = unavailable(ObjectKind::Model, &id, &key, reason);
+                inner.unavailable.insert(key, gone);
+                continue;
+            }
             inner.names.insert(record.name.clone(), record.id);
             inner.models.insert(
                 record.id,

@@ -349,4 +349,34 @@ mod tests {
         assert_eq!(version.info.version, 1);
         assert_eq!(*version.model, *v.model);
     }
+
+    #[test]
+    fn a_repaired_model_whose_name_was_taken_meanwhile_is_unavailable_and_the_newer_keeps_it() {
+        let store: Arc<dyn crate::registry::Store> = Arc::new(MemoryStore::new());
+        let registry = Registry::new(Arc::clone(&store), Limits::default());
+        let spec = ModelSpec::new(&[2, 3, 1], Activation::Tanh, Head::Sigmoid);
+        let old = registry
+            .create_model("a".into(), spec.clone())
+            .expect("created");
+        let key = model_key(old.record.id);
+        let good = store.get(&key).expect("get").expect("stored");
+        store.put(&key, b"{\"format\":").expect("damage");
+        let reloaded = Registry::load(Arc::clone(&store), Limits::default()).expect("loads");
+        let new = reloaded
+            .create_model("a".into(), spec)
+            .expect("the name is free");
+        store.put(&key, &good).expect("repair");
+
+        let again = Registry::load(Arc::clone(&store), Limits::default()).expect("loads");
+
+        assert_eq!(again.model("a").expect("found").record.id, new.record.id);
+        let unavailable = again.unavailable();
+        assert_eq!(unavailable.len(), 1);
+        assert_eq!(unavailable[0].id, old.record.id.to_string());
+        assert!(
+            unavailable[0].reason.contains("taken by model"),
+            "{}",
+            unavailable[0].reason
+        );
+    }
 }
