@@ -43,6 +43,15 @@ impl Registry {
                     )),
                     other => Ok(other),
                 });
+            // A record is checked as a new spec would be, against the limits in force, so a
+            // hand-edited file cannot make the server build an absurd network.
+            let record = record.and_then(|record| match record {
+                Some(r) => match self.check_spec(&r.spec) {
+                    Ok(_) => Ok(Some(r)),
+                    Err(error) => Err(format!("its spec is refused: {error}")),
+                },
+                None => Ok(None),
+            });
             let record = match record {
                 Ok(Some(record)) => record,
                 Ok(None) => continue,
@@ -161,6 +170,10 @@ impl Registry {
             return Err(Box::new((Some(info), reason)));
         }
         match from_safetensors(&bytes) {
+            Ok(model) if model.spec != record.spec => Err(Box::new((
+                Some(info),
+                "the weights are of another architecture than the model's spec".to_owned(),
+            ))),
             Ok(model) => Ok(Version {
                 info,
                 model: Arc::new(model),
