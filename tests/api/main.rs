@@ -18,4 +18,5 @@ mod process;
 mod restart;
 mod retry;
 mod routing;
+mod shutdown;
 mod training;
