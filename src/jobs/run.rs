@@ -10,7 +10,8 @@ use crate::registry::{clock, DatasetEntry, VersionInfo};
 /// While running, a job's record is written at most this often (and at every state change).
 ///
 /// Each write rewrites the whole history, so writing every epoch would make a job of n tiny
-/// epochs cost O(n²) bytes and n fsyncs. The price: a `kill -9` loses the epochs that ended
+/// epochs cost O(n²) bytes and n fsyncs (a durable write takes ~11 ms on the development VM,
+/// an XOR epoch ~4 µs). The price: a `kill -9` loses the epochs that ended
 /// after the last write, i.e. those of the last second before the crash plus the one in
 /// progress (a job's history after a restart ends at most this long before the crash).
 pub(super) const PERSIST_EVERY: Duration = Duration::from_secs(1);
