@@ -24,6 +24,12 @@ struct Seeded {
     job: String,
 }
 
+impl Drop for Seeded {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 impl Seeded {
     fn path(&self, key: &str) -> PathBuf {
         self.dir.join(key)
