@@ -31,6 +31,11 @@ pub struct Config {
     #[arg(long, env = "MLP_LAB_EPHEMERAL", value_parser = clap::builder::BoolishValueParser::new())]
     pub ephemeral: bool,
 
+    /// Largest file under --data-dir that is read back at start-up (bytes; KiB, MiB and GiB
+    /// suffixes allowed). A larger file is not read: its object is listed as unavailable.
+    #[arg(long, env = "MLP_LAB_MAX_STORED_FILE_BYTES", default_value_t = ByteSize(1 << 30))]
+    pub max_stored_file_bytes: ByteSize,
+
     /// Training jobs that may run at once [default: the number of CPUs].
     #[arg(
         long,
@@ -77,6 +82,7 @@ impl Config {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: PathBuf::from("./data"),
             ephemeral: true,
+            max_stored_file_bytes: ByteSize(1 << 30),
             max_running_jobs: 2,
             max_queued_jobs: 1000,
             request_timeout_secs: 60,

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use mlp_lab::config::{Config, LogFormat};
-use mlp_lab::http::{serve, AppState, Auth};
+use mlp_lab::http::{serve_loading, Auth};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -39,20 +39,14 @@ async fn main() -> ExitCode {
         Err(error) => tracing::warn!(%error, "listening on an unknown address"),
     }
 
-    let state = match AppState::new(config) {
-        Ok(state) => state,
-        Err(error) => {
-            tracing::error!(%error, "cannot start");
-            return ExitCode::FAILURE;
-        }
-    };
-    match serve(listener, state, shutdown_signal()).await {
+    // Bound before loading, so /healthz answers and /readyz says 503 while the data loads.
+    match serve_loading(listener, config, shutdown_signal()).await {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS
         }
         Err(error) => {
-            tracing::error!(%error, "server failed");
+            tracing::error!(%error, "cannot serve");
             ExitCode::FAILURE
         }
     }

@@ -53,6 +53,9 @@ impl From<RegistryError> for ApiError {
                 max,
                 given,
             },
+            RegistryError::Unavailable { what, id, reason } => {
+                unavailable_object(what, &id, &reason)
+            }
             RegistryError::Nn(error) => error.into(),
             error @ (RegistryError::Store(_) | RegistryError::Corrupt { .. }) => {
                 ApiError::internal(error)
@@ -73,9 +76,45 @@ impl From<JobError> for ApiError {
                     state.name()
                 ),
             ),
+            JobError::Unavailable { id, reason } => unavailable_object("job", &id.to_string(), &reason),
+            JobError::NotFinished { id, state } => ApiError::conflict(
+                "job_not_finished",
+                format!(
+                    "job {id} is still {}; only a finished job can be retried",
+                    state.name()
+                ),
+            ),
+            JobError::Succeeded { id, version } => ApiError::conflict(
+                "job_succeeded",
+                format!(
+                    "job {id} succeeded and made version {version}; only a job that failed, was cancelled or was interrupted is retried (POST /v1/jobs with its `request` trains again)"
+                ),
+            ),
+            JobError::SourceDeleted { what, id } => ApiError::conflict(
+                match what {
+                    "model" => "model_deleted",
+                    "dataset" => "dataset_deleted",
+                    _ => "version_deleted",
+                },
+                format!("the job cannot be retried: its {what} '{id}' was deleted"),
+            ),
+            JobError::ShuttingDown => {
+                ApiError::unavailable("the service is shutting down and starts no more jobs")
+            }
             JobError::Registry(error) => error.into(),
         }
     }
+}
+
+/// A stored object that cannot be loaded (DESIGN.md "Storage"): 409, because the object
+/// exists but its state (its stored files) keeps it from serving, as a model without a
+/// trained version does; the reason names the problem (checksum, truncation, size, format)
+/// and never a path of the server.
+fn unavailable_object(what: &str, id: &str, reason: &str) -> ApiError {
+    ApiError::conflict(
+        "object_unavailable",
+        format!("{what} '{id}' is stored but unavailable: {reason}. Its file is kept as it is; GET /v1/storage/unavailable lists every such object"),
+    )
 }
 
 /// Runs CPU-heavy or blocking work (parsing a large upload, writing to the store, a large

@@ -181,6 +181,21 @@ pub(crate) async fn metrics(
     }))
 }
 
+/// `POST /v1/jobs/{id}/retry`: a new job identical to a finished one that did not succeed.
+pub(crate) async fn retry(
+    State(state): State<AppState>,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<Response, ApiError> {
+    let record = state.jobs.retry(id).await?;
+    let location = format!("/v1/jobs/{}", record.id);
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        AppJson(record),
+    )
+        .into_response())
+}
+
 /// `POST /v1/jobs/{id}/cancel`
 pub(crate) async fn cancel(
     State(state): State<AppState>,

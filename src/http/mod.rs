@@ -24,18 +24,21 @@ mod models;
 mod openapi;
 mod predict;
 pub mod routes;
+mod storage;
 mod v2;
 pub mod views;
 mod weights;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use axum::extract::Request;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::{middleware, Router};
-use tower::ServiceBuilder;
+use tower::{ServiceBuilder, ServiceExt};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
@@ -97,27 +100,47 @@ pub enum StartError {
     /// The configured tokens cannot be used.
     #[error(transparent)]
     Access(#[from] AccessError),
+    /// Loading stopped on an internal error (a panic, logged).
+    #[error("loading the stored data stopped on an internal error")]
+    LoadPanicked,
+    /// The server failed.
+    #[error("the server failed: {0}")]
+    Serve(#[source] std::io::Error),
 }
+
+/// How long a shutdown waits for running jobs to reach their next batch and be written.
+pub const JOB_STOP_WAIT: Duration = Duration::from_secs(30);
+
+/// What a client is told to wait while the service loads.
+pub const LOADING_RETRY_AFTER_SECS: u64 = 1;
 
 impl AppState {
     /// State for `config` with everything stored loaded back (nothing with `--ephemeral`),
     /// not yet ready; [`serve`] marks it ready when it starts accepting. Call it inside a
-    /// tokio runtime.
+    /// tokio runtime; it blocks while it reads the data directory.
+    ///
+    /// Leftover temporary files are swept first; an object whose files cannot be loaded is
+    /// unavailable (logged and listed), and does not stop the start.
     ///
     /// # Errors
-    /// [`StartError`] when the data directory cannot be opened or read, or a token is
+    /// [`StartError`] when the data directory cannot be opened or listed, or a token is
     /// unusable.
     pub fn new(config: Config) -> Result<Self, StartError> {
         let auth = Arc::new(Auth::from_config(&config)?);
         let store: Arc<dyn Store> = if config.ephemeral {
             Arc::new(MemoryStore::new())
         } else {
-            Arc::new(
+            let opened =
                 FileStore::open(&config.data_dir).map_err(|source| StartError::DataDir {
                     path: config.data_dir.clone(),
                     source,
-                })?,
-            )
+                })?;
+            tracing::info!(
+                swept_temporary_files = opened.swept(),
+                data_dir = %config.data_dir.display(),
+                "opened the data directory"
+            );
+            Arc::new(opened.with_max_file_bytes(config.max_stored_file_bytes.0))
         };
         let registry = Arc::new(Registry::load(store, config.limits.clone())?);
         let jobs = Jobs::load(&config, Arc::clone(&registry))?;
@@ -227,12 +250,125 @@ pub async fn serve(
     state.set_ready(true);
     let signal = async move {
         shutdown.await;
-        state.set_ready(false);
-        tracing::info!("shutting down: finishing the requests in flight");
+        stop(&state).await;
     };
     axum::serve(listener, app)
         .with_graceful_shutdown(signal)
         .await
+}
+
+/// The first half of a graceful shutdown: not ready any more, queued and running jobs
+/// interrupted and written through (so their event streams end too); then the server stops
+/// accepting and finishes the requests in flight.
+async fn stop(state: &AppState) {
+    state.set_ready(false);
+    tracing::info!("shutting down: interrupting jobs, then finishing the requests in flight");
+    state.jobs.shutdown(JOB_STOP_WAIT).await;
+}
+
+/// Serves on `listener` at once, while `config`'s data directory loads on a blocking
+/// thread: meanwhile `/healthz` and `/v2/health/live` answer 200, and `/readyz` and every
+/// other route 503 with `Retry-After` (in the `{"error"}` shape under `/v2`). Once loaded, serves the whole application (as [`serve`] does) until
+/// `shutdown` completes.
+///
+/// # Errors
+/// [`StartError`] when the data directory cannot be loaded (the listener is closed then),
+/// or the server fails.
+pub async fn serve_loading(
+    listener: tokio::net::TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let app: Arc<OnceLock<(AppState, Router)>> = Arc::new(OnceLock::new());
+    let front = Router::new().fallback({
+        let app = Arc::clone(&app);
+        move |request: Request| {
+            let loaded = app.get().map(|(_, router)| router.clone());
+            async move {
+                match loaded {
+                    Some(router) => match router.oneshot(request).await {
+                        Ok(response) => response,
+                        Err(never) => match never {},
+                    },
+                    None => while_loading(request.uri().path()),
+                }
+            }
+        }
+    });
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let signal = {
+        let app = Arc::clone(&app);
+        async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+            if let Some((state, _)) = app.get() {
+                stop(state).await;
+            }
+        }
+    };
+    let server = tokio::spawn(async move {
+        axum::serve(listener, front)
+            .with_graceful_shutdown(signal)
+            .await
+    });
+    let stopper = tokio::spawn({
+        let stop_tx = stop_tx.clone();
+        async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        }
+    });
+    let started = std::time::Instant::now();
+    let span = tracing::Span::current();
+    let loaded = tokio::task::spawn_blocking(move || span.in_scope(|| AppState::new(config)))
+        .await
+        .map_err(|_| StartError::LoadPanicked)
+        .and_then(|loaded| loaded);
+    let result = match loaded {
+        Ok(state) => {
+            let _ = app.set((state.clone(), router(state.clone())));
+            state.set_ready(true);
+            tracing::info!(
+                seconds = started.elapsed().as_secs_f64(),
+                unavailable = state.registry.unavailable().len() + state.jobs.unavailable().len(),
+                "loaded the stored data; ready"
+            );
+            Ok(())
+        }
+        Err(error) => {
+            let _ = stop_tx.send(true);
+            Err(error)
+        }
+    };
+    let served = server.await;
+    stopper.abort();
+    result?;
+    match served {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(StartError::Serve(error)),
+        Err(_) => Err(StartError::LoadPanicked),
+    }
+}
+
+/// The answer while loading: `/healthz` is alive, everything else is 503 with Retry-After.
+fn while_loading(path: &str) -> Response {
+    if path == "/healthz" {
+        return axum::Json(health::HealthStatus { status: "ok" }).into_response();
+    }
+    // The Open Inference Protocol's liveness probe, and its error shape on its own paths.
+    if path == "/v2/health/live" {
+        return axum::Json(v2::Live { live: true }).into_response();
+    }
+    let error = ApiError::unavailable("the service is loading its stored data; retry shortly");
+    let mut response = if v2::is_v2_path(path) {
+        v2::V2Error::from(error).into_response()
+    } else {
+        error.into_response()
+    };
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(LOADING_RETRY_AFTER_SECS),
+    );
+    response
 }
 
 /// Request ids are UUIDv7, like every other id of the service, so they sort by time.

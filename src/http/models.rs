@@ -10,9 +10,12 @@ use serde::Deserialize;
 use super::error::ApiError;
 use super::error_map::blocking;
 use super::extract::{AppJson, AppPath, AppQuery};
-use super::views::{created, page_bounds, ModelView, PageQuery, PageView, VersionView};
+use super::views::{
+    created, page_bounds, ModelView, PageQuery, PageView, VersionEntryView, VersionView,
+};
 use super::AppState;
 use crate::nn::{Activation, Head, Init, ModelSpec};
+use crate::registry::RegistryError;
 
 /// A model spec as clients write it (DESIGN.md "Model spec").
 #[derive(Debug, Deserialize)]
@@ -109,13 +112,19 @@ pub(crate) async fn show(
     Ok(AppJson(ModelView::new(&entry)))
 }
 
-/// `DELETE /v1/models/{model}`: cancels its queued and running jobs, then deletes it.
+/// `DELETE /v1/models/{model}`: cancels its queued and running jobs, then deletes it (an
+/// unavailable model's files too).
 pub(crate) async fn delete(
     State(state): State<AppState>,
     AppPath(model): AppPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    let entry = state.registry.model(&model)?;
-    state.jobs.cancel_model(entry.record.id).await;
+    match state.registry.model(&model) {
+        Ok(entry) => state.jobs.cancel_model(entry.record.id).await,
+        // A model whose record cannot be loaded has no jobs running; deleting it removes
+        // its files.
+        Err(RegistryError::Unavailable { .. }) => {}
+        Err(error) => return Err(error.into()),
+    }
     let registry = Arc::clone(&state.registry);
     blocking(move || Ok(registry.delete_model(&model)?)).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -128,8 +137,8 @@ pub struct VersionsView {
     pub model: uuid::Uuid,
     /// Its name.
     pub name: String,
-    /// Oldest first.
-    pub versions: Vec<VersionView>,
+    /// Oldest first, with those whose files cannot be loaded (`status: unavailable`).
+    pub versions: Vec<VersionEntryView>,
 }
 
 /// `GET /v1/models/{model}/versions`
@@ -141,18 +150,24 @@ pub(crate) async fn versions(
     Ok(AppJson(VersionsView {
         model: entry.record.id,
         name: entry.record.name.clone(),
-        versions: entry.versions.iter().map(VersionView::new).collect(),
+        versions: VersionEntryView::all(&entry),
     }))
 }
 
-/// `GET /v1/models/{model}/versions/{version}`
+/// `GET /v1/models/{model}/versions/{version}`: an unavailable version is shown with its
+/// status and reason (predicting with it is a 409 naming the reason).
 pub(crate) async fn version(
     State(state): State<AppState>,
     AppPath((model, version)): AppPath<(String, u32)>,
-) -> Result<AppJson<VersionView>, ApiError> {
+) -> Result<AppJson<VersionEntryView>, ApiError> {
     let entry = state.registry.model(&model)?;
-    let found = entry
-        .version(Some(version))
-        .ok_or_else(|| ApiError::not_found("version", format!("{model}/versions/{version}")))?;
-    Ok(AppJson(VersionView::new(found)))
+    if let Some(found) = entry.version(Some(version)) {
+        return Ok(AppJson(VersionEntryView::Known(Box::new(
+            VersionView::new(found),
+        ))));
+    }
+    entry
+        .unavailable_version(version)
+        .map(|u| AppJson(VersionEntryView::unavailable(u)))
+        .ok_or_else(|| ApiError::not_found("version", format!("{model}/versions/{version}")))
 }

@@ -6,7 +6,9 @@ use axum::handler::Handler;
 use axum::http::Method;
 use axum::routing::{on, MethodFilter, MethodRouter};
 
-use super::{datasets, events, health, jobs, models, openapi, predict, v2, weights, AppState};
+use super::{
+    datasets, events, health, jobs, models, openapi, predict, storage, v2, weights, AppState,
+};
 
 /// Which body limit a route takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,6 +140,13 @@ pub fn routes() -> Vec<Route> {
         route(M::GET, "/v1/jobs/{id}/metrics", Default, jobs::metrics),
         route(M::GET, "/v1/jobs/{id}/events", Default, events::events),
         route(M::POST, "/v1/jobs/{id}/cancel", Default, jobs::cancel),
+        route(M::POST, "/v1/jobs/{id}/retry", Default, jobs::retry),
+        route(
+            M::GET,
+            "/v1/storage/unavailable",
+            Default,
+            storage::unavailable,
+        ),
     ]
 }
 

@@ -13,7 +13,9 @@ use super::extract::AppJson;
 use crate::config::{Limit, Limits};
 use crate::nn::data::FeatureStats;
 use crate::nn::{Metrics, ModelSpec, Task};
-use crate::registry::{DatasetEntry, DatasetSource, ModelEntry, Version};
+use crate::registry::{
+    DatasetEntry, DatasetSource, ModelEntry, UnavailableVersion, Version, VersionInfo,
+};
 
 /// Default page size of listings.
 pub const DEFAULT_PAGE_SIZE: usize = 100;
@@ -185,11 +187,26 @@ pub enum VersionSource {
     Import,
 }
 
+/// Whether a version serves (TF Serving's AVAILABLE / UNAVAILABLE).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VersionStatus {
+    /// Loaded; predictions use it.
+    Available,
+    /// Its stored files cannot be loaded; `reason` says why.
+    Unavailable,
+}
+
 /// A version: trained, or imported.
 #[derive(Debug, Serialize)]
 pub struct VersionView {
     /// 1, 2, …
     pub version: u32,
+    /// `available`, or `unavailable` when its stored files cannot be loaded.
+    pub status: VersionStatus,
+    /// Why it is unavailable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// RFC 3339.
     pub created_at: String,
     /// `training` or `import`.
@@ -212,7 +229,10 @@ impl VersionView {
     /// The view of `v`.
     #[must_use]
     pub fn new(v: &Arc<Version>) -> Self {
-        let i = &v.info;
+        Self::of(&v.info, VersionStatus::Available, None)
+    }
+
+    fn of(i: &VersionInfo, status: VersionStatus, reason: Option<String>) -> Self {
         // Every trained version has its job; only an import has none.
         let source = if i.job.is_some() {
             VersionSource::Training
@@ -221,6 +241,8 @@ impl VersionView {
         };
         Self {
             version: i.version,
+            status,
+            reason,
             created_at: i.created_at.clone(),
             source,
             job: i.job,
@@ -234,6 +256,67 @@ impl VersionView {
                 test: i.test,
             }),
         }
+    }
+}
+
+/// An unavailable version whose record itself cannot be read: only its number (from the
+/// file name) and the reason are known.
+#[derive(Debug, Serialize)]
+pub struct BareVersionView {
+    /// From the file name.
+    pub version: u32,
+    /// Always `unavailable`.
+    pub status: VersionStatus,
+    /// Why.
+    pub reason: String,
+}
+
+/// A version as listed: every stored version, those that serve and those that do not.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum VersionEntryView {
+    /// With its record.
+    Known(Box<VersionView>),
+    /// Its record is unreadable.
+    Bare(BareVersionView),
+}
+
+impl VersionEntryView {
+    /// The view of an unavailable version.
+    #[must_use]
+    pub fn unavailable(u: &UnavailableVersion) -> Self {
+        match &u.info {
+            Some(info) => Self::Known(Box::new(VersionView::of(
+                info,
+                VersionStatus::Unavailable,
+                Some(u.reason.clone()),
+            ))),
+            None => Self::Bare(BareVersionView {
+                version: u.version,
+                status: VersionStatus::Unavailable,
+                reason: u.reason.clone(),
+            }),
+        }
+    }
+
+    fn number(&self) -> u32 {
+        match self {
+            Self::Known(v) => v.version,
+            Self::Bare(v) => v.version,
+        }
+    }
+
+    /// Every version of `entry`, serving or not, oldest first.
+    #[must_use]
+    pub fn all(entry: &ModelEntry) -> Vec<Self> {
+        let mut all: Vec<Self> = entry
+            .versions
+            .iter()
+            .map(|v| Self::Known(Box::new(VersionView::new(v))))
+            .chain(entry.unavailable.iter().map(Self::unavailable))
+            .collect();
+        all.sort_by_key(Self::number);
+        all
     }
 }
 
@@ -251,8 +334,8 @@ pub struct ModelView {
     pub spec: ModelSpec,
     /// Trainable parameters.
     pub parameter_count: u64,
-    /// Trained versions, oldest first.
-    pub versions: Vec<VersionView>,
+    /// Trained versions, oldest first, with those whose files cannot be loaded.
+    pub versions: Vec<VersionEntryView>,
 }
 
 impl ModelView {
@@ -266,7 +349,7 @@ impl ModelView {
             created_at: r.created_at.clone(),
             spec: r.spec.clone(),
             parameter_count: r.parameter_count,
-            versions: entry.versions.iter().map(VersionView::new).collect(),
+            versions: VersionEntryView::all(entry),
         }
     }
 }

@@ -8,15 +8,18 @@
 //! nothing and sees nothing twice. Cancellation sets the job's state at once and raises its
 //! [`Interrupter`], which `nn::fit` checks between batches. Records are written through the
 //! registry's store at every state change and, while running, at most once a second (so a
-//! fast job's thousands of epochs do not become thousands of fsyncs); the final write holds
-//! the whole history.
+//! fast job's thousands of epochs do not become thousands of fsyncs, each rewriting a
+//! growing history); the final write holds the whole history. A `kill -9` therefore loses
+//! at most the epochs that ended in the last second before it (see `run::PERSIST_EVERY`);
+//! a graceful [`Jobs::shutdown`] loses none.
 
+mod lifecycle;
 mod persist;
 mod record;
 mod run;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
@@ -25,7 +28,9 @@ use uuid::Uuid;
 
 use crate::config::Limit;
 use crate::nn::{EpochRecord, Interrupter, NnError, TrainConfig};
-use crate::registry::{clock, DatasetEntry, ModelEntry, Page, Registry, RegistryError, Store};
+use crate::registry::{
+    clock, DatasetEntry, ModelEntry, Page, Registry, RegistryError, Store, Unavailable,
+};
 use persist::{key, persist};
 pub use record::{JobEvent, JobFailure, JobRecord, JobResult, JobState, Progress, WarmStart};
 
@@ -55,6 +60,41 @@ pub enum JobError {
         /// Its final state.
         state: JobState,
     },
+    /// The job's stored record cannot be loaded.
+    #[error("job {id} is unavailable: {reason}")]
+    Unavailable {
+        /// The job.
+        id: Uuid,
+        /// Why its record cannot be loaded.
+        reason: String,
+    },
+    /// A retry of a job that is still queued or running.
+    #[error("job {id} is still {}", state.name())]
+    NotFinished {
+        /// The job.
+        id: Uuid,
+        /// Its state.
+        state: JobState,
+    },
+    /// A retry of a job that succeeded.
+    #[error("job {id} succeeded (version {version})")]
+    Succeeded {
+        /// The job.
+        id: Uuid,
+        /// The version it made.
+        version: u32,
+    },
+    /// A retry whose model, dataset or warm-start version was deleted since.
+    #[error("the {what} '{id}' of the job was deleted")]
+    SourceDeleted {
+        /// `model`, `dataset` or `warm_start.version`.
+        what: &'static str,
+        /// Which.
+        id: String,
+    },
+    /// The service is shutting down and starts no more jobs.
+    #[error("the service is shutting down")]
+    ShuttingDown,
     /// The request is invalid or over a limit.
     #[error(transparent)]
     Registry(#[from] RegistryError),
@@ -89,6 +129,7 @@ struct Shared {
 /// One job: its record and history, its cancel flag and its event channel.
 #[derive(Debug)]
 pub struct Job {
+    id: Uuid,
     shared: Mutex<Shared>,
     interrupter: Interrupter,
     wake: Notify,
@@ -123,9 +164,15 @@ pub struct Subscription {
 #[derive(Debug)]
 struct Inner {
     jobs: RwLock<BTreeMap<Uuid, Arc<Job>>>,
+    /// Jobs whose stored record cannot be loaded.
+    unavailable: BTreeMap<Uuid, Unavailable>,
     queued: AtomicUsize,
     max_queued: usize,
     slots: Arc<Semaphore>,
+    /// The permits of `slots`: holding them all means no job is training.
+    running_slots: usize,
+    /// Set by [`Jobs::shutdown`]: no job starts after it.
+    closing: AtomicBool,
     registry: Arc<Registry>,
     store: Arc<dyn Store>,
     max_epochs: u64,
@@ -149,11 +196,17 @@ impl Jobs {
     ///
     /// # Errors
     /// [`JobError::NotFound`].
+    /// [`JobError::NotFound`], or [`JobError::Unavailable`] for a job whose stored record
+    /// cannot be loaded.
     pub fn get(&self, id: Uuid) -> Result<Arc<Job>, JobError> {
-        self.jobs()
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| JobError::NotFound(id.to_string()))
+        let found = self.jobs().get(&id).cloned();
+        found.ok_or_else(|| match self.inner.unavailable.get(&id) {
+            Some(u) => JobError::Unavailable {
+                id,
+                reason: u.reason.clone(),
+            },
+            None => JobError::NotFound(id.to_string()),
+        })
     }
 
     /// Checks `new` and queues it; the job starts as soon as a slot is free.
@@ -162,7 +215,19 @@ impl Jobs {
     /// [`JobError::QueueFull`], or [`JobError::Registry`] for an invalid configuration, a
     /// model that does not fit the data, or a missing warm-start version.
     pub async fn submit(&self, new: NewJob) -> Result<JobRecord, JobError> {
-        let work = self.check(new)?;
+        self.submit_as(new, None).await
+    }
+
+    pub(super) async fn submit_as(
+        &self,
+        new: NewJob,
+        retry_of: Option<Uuid>,
+    ) -> Result<JobRecord, JobError> {
+        if self.inner.closing.load(Ordering::Acquire) {
+            return Err(JobError::ShuttingDown);
+        }
+        let mut work = self.check(new)?;
+        work.record.retry_of = retry_of;
         let max = self.inner.max_queued;
         self.inner
             .queued
@@ -173,6 +238,7 @@ impl Jobs {
         let record = work.record.clone();
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let job = Arc::new(Job {
+            id: record.id,
             shared: Mutex::new(Shared {
                 record: record.clone(),
                 history: Vec::new(),
@@ -199,13 +265,24 @@ impl Jobs {
             }
             .into());
         }
-        self.inner
-            .jobs
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(record.id, Arc::clone(&job));
-        tokio::spawn(run::drive(Arc::clone(&self.inner), job, work));
-        Ok(record)
+        {
+            // `closing` is set under this lock, so a job is either seen by shutdown or refused.
+            let mut jobs = self
+                .inner
+                .jobs
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !self.inner.closing.load(Ordering::Acquire) {
+                jobs.insert(record.id, Arc::clone(&job));
+                drop(jobs);
+                tokio::spawn(run::drive(Arc::clone(&self.inner), job, work));
+                return Ok(record);
+            }
+        }
+        self.inner.queued.fetch_sub(1, Ordering::AcqRel);
+        let store = Arc::clone(&self.inner.store);
+        let _ = tokio::task::spawn_blocking(move || store.delete(&key(record.id))).await;
+        Err(JobError::ShuttingDown)
     }
 
     fn check(&self, new: NewJob) -> Result<run::Work, JobError> {
@@ -291,6 +368,7 @@ impl Jobs {
             latest: None,
             result: None,
             error: None,
+            retry_of: None,
         };
         Ok(run::Work {
             record,

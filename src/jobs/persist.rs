@@ -1,8 +1,10 @@
-//! Jobs in the store: `jobs/<id>.json` holds a job's record and whole history. On start
-//! they are loaded back; those that were queued or running become `interrupted`.
+//! Jobs in the store: `jobs/<id>.json` holds a job's record and whole history, in a
+//! checksummed envelope. On start they are loaded back; those that were queued or running
+//! become `interrupted` (or `succeeded`, when the version they made was stored before the
+//! process died), and a record that cannot be read makes its job unavailable.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::AtomicUsize;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
@@ -10,10 +12,13 @@ use tokio::sync::{broadcast, Notify, Semaphore};
 use uuid::Uuid;
 
 use super::record::StoredJob;
-use super::{Inner, Job, JobFailure, JobState, Jobs, Shared, EVENT_BUFFER};
+use super::{Inner, Job, JobFailure, JobResult, JobState, Jobs, Shared, EVENT_BUFFER};
 use crate::config::Config;
 use crate::nn::Interrupter;
-use crate::registry::{clock, to_json, Registry, RegistryError, Store};
+use crate::registry::{
+    clock, seal, stem, unavailable, ObjectKind, Registry, RegistryError, Store, Unavailable,
+    VersionInfo,
+};
 
 /// The store key of job `id`.
 pub(super) fn key(id: Uuid) -> String {
@@ -22,54 +27,124 @@ pub(super) fn key(id: Uuid) -> String {
 
 /// Writes a job through; the snapshot is taken under its lock, the write happens outside it.
 pub(super) fn persist(store: &dyn Store, job: &Job) -> Result<(), RegistryError> {
-    let stored = {
+    let bytes = {
         let shared = job.lock();
-        StoredJob {
-            record: shared.record.clone(),
-            history: shared.history.clone(),
-        }
+        sealed(&shared)?
     };
-    store.put(&key(stored.record.id), &to_json(&stored)?)?;
+    store.put(&key(job.id), &bytes)?;
     Ok(())
+}
+
+fn sealed(shared: &Shared) -> Result<Vec<u8>, RegistryError> {
+    // Serialized from borrows: no copy of a long history is made under the lock.
+    #[derive(serde::Serialize)]
+    struct Borrowed<'a> {
+        record: &'a super::JobRecord,
+        history: &'a [crate::nn::EpochRecord],
+    }
+    seal(
+        ObjectKind::Job,
+        &Borrowed {
+            record: &shared.record,
+            history: &shared.history,
+        },
+    )
 }
 
 /// Writes a job through from its locked state: readers of this job wait for the write (used
 /// for the final state, which must be durable before anyone can see it).
 pub(super) fn persist_locked(store: &dyn Store, shared: &Shared) -> Result<(), RegistryError> {
-    let stored = StoredJob {
-        record: shared.record.clone(),
-        history: shared.history.clone(),
-    };
-    store.put(&key(stored.record.id), &to_json(&stored)?)?;
+    store.put(&key(shared.record.id), &sealed(shared)?)?;
     Ok(())
+}
+
+/// What a job that stopped with the process becomes: `succeeded` when its version was
+/// stored (only the job's final write was lost), `interrupted` otherwise.
+fn recover(stored: &mut StoredJob, made: Option<&VersionInfo>) {
+    let was = stored.record.state;
+    let record = &mut stored.record;
+    record.finished_at = Some(clock::now_rfc3339());
+    if let Some(i) = made {
+        record.state = JobState::Succeeded;
+        record.progress.epoch = i.epochs_run;
+        record.progress.fraction = if record.progress.epochs == 0 {
+            0.0
+        } else {
+            (i.epochs_run as f64 / record.progress.epochs as f64).min(1.0)
+        };
+        record.progress.eta_seconds = Some(0.0);
+        record.result = Some(JobResult {
+            version: i.version,
+            best_epoch: i.best_epoch,
+            stopped_early: i.stopped_early,
+            epochs_run: i.epochs_run,
+            train: i.train,
+            validation: i.validation,
+            test: i.test,
+        });
+        record.error = None;
+        return;
+    }
+    record.state = JobState::Interrupted;
+    record.error = Some(JobFailure {
+        message: format!("the server stopped while the job was {}", was.name()),
+        epoch: stored.history.last().map(|r| r.epoch),
+        hint: Some(format!(
+            "start it again with POST /v1/jobs/{}/retry",
+            record.id
+        )),
+    });
 }
 
 impl Jobs {
     /// A runner for `config`'s limits, training into `registry`, with the jobs of its store
-    /// loaded back (those that were queued or running become `interrupted`).
+    /// loaded back (those that were queued or running become `interrupted`, and those whose
+    /// record cannot be read are unavailable).
     ///
     /// # Errors
-    /// [`RegistryError`] when the store cannot be read.
+    /// [`RegistryError`] when the store cannot be listed.
     pub fn load(config: &Config, registry: Arc<Registry>) -> Result<Self, RegistryError> {
         let store = registry.store();
+        let made: HashMap<Uuid, VersionInfo> = registry.versions_by_job();
         let mut jobs = BTreeMap::new();
+        let mut broken = BTreeMap::new();
         for k in store.list("jobs/")? {
-            let Some(mut stored) = registry.read_json::<StoredJob>(&k)? else {
+            if !k.ends_with(".json") {
                 continue;
-            };
-            let was = stored.record.state;
-            if !was.is_finished() {
-                stored.record.state = JobState::Interrupted;
-                stored.record.finished_at = Some(clock::now_rfc3339());
-                stored.record.error = Some(JobFailure {
-                    message: format!("the server stopped while the job was {}", was.name()),
-                    epoch: stored.history.last().map(|r| r.epoch),
-                    hint: Some("submit the job again".to_owned()),
+            }
+            let id = stem(&k).to_owned();
+            let read = registry
+                .read_record::<StoredJob>(ObjectKind::Job, &k)
+                .and_then(|stored| match stored {
+                    Some(s) if s.record.id.to_string() != id => Err(format!(
+                        "the record is of job {}, not of the {id} its file name says",
+                        s.record.id
+                    )),
+                    other => Ok(other),
                 });
-                store.put(&k, &to_json(&stored)?)?;
+            let mut stored = match read {
+                Ok(Some(stored)) => stored,
+                Ok(None) => continue,
+                Err(reason) => {
+                    let gone = unavailable(ObjectKind::Job, &id, &k, reason);
+                    if let Ok(uuid) = Uuid::parse_str(&id) {
+                        broken.insert(uuid, gone);
+                    }
+                    continue;
+                }
+            };
+            if !stored.record.state.is_finished() {
+                let made = made.get(&stored.record.id);
+                recover(&mut stored, made);
+                let rewritten = seal(ObjectKind::Job, &stored).and_then(|b| Ok(store.put(&k, &b)?));
+                if let Err(error) = rewritten {
+                    // It is interrupted in memory all the same, and again at the next start.
+                    tracing::error!(%error, job = %id, "cannot store an interrupted job");
+                }
             }
             let (events, _) = broadcast::channel(EVENT_BUFFER);
             let job = Job {
+                id: stored.record.id,
                 shared: Mutex::new(Shared {
                     record: stored.record,
                     history: stored.history,
@@ -79,18 +154,28 @@ impl Jobs {
                 wake: Notify::new(),
                 events,
             };
-            jobs.insert(job.record().id, Arc::new(job));
+            jobs.insert(job.id, Arc::new(job));
         }
+        let running = config.max_running_jobs.max(1);
         Ok(Self {
             inner: Arc::new(Inner {
                 jobs: RwLock::new(jobs),
+                unavailable: broken,
                 queued: AtomicUsize::new(0),
                 max_queued: config.max_queued_jobs,
-                slots: Arc::new(Semaphore::new(config.max_running_jobs.max(1))),
+                slots: Arc::new(Semaphore::new(running)),
+                running_slots: running,
+                closing: AtomicBool::new(false),
                 registry,
                 store,
                 max_epochs: config.limits.max_epochs,
             }),
         })
+    }
+
+    /// The jobs whose stored record cannot be loaded.
+    #[must_use]
+    pub fn unavailable(&self) -> Vec<Unavailable> {
+        self.inner.unavailable.values().cloned().collect()
     }
 }

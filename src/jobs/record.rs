@@ -20,7 +20,7 @@ pub enum JobState {
     Failed,
     /// Stopped by a client.
     Cancelled,
-    /// Queued or running when the process stopped.
+    /// Queued or running when the process stopped or shut down.
     Interrupted,
 }
 
@@ -139,6 +139,9 @@ pub struct JobRecord {
     pub result: Option<JobResult>,
     /// On failure, cancellation or interruption.
     pub error: Option<JobFailure>,
+    /// The job this one retries (`POST /v1/jobs/{id}/retry`).
+    #[serde(default)]
+    pub retry_of: Option<Uuid>,
 }
 
 /// A job as stored: the record and its whole history.

@@ -10,12 +10,20 @@
 //!
 //! Keys: `datasets/<id>.json`, `models/<id>.json`, `versions/<model id>/<v>.json` and
 //! `versions/<model id>/<v>.safetensors` (weights are written before their record, and a
-//! version is loaded only when its record exists). The store methods are blocking: call the
-//! writing methods from a blocking thread.
+//! version is loaded only when its record exists). Every JSON record is written in a
+//! checksummed [`envelope`]; a version's record holds the SHA-256 of its weights. The store
+//! methods are blocking: call the writing methods from a blocking thread.
+//!
+//! Loading never fails on one bad object: a file that is truncated, corrupt (checksum), of
+//! an unknown format version or over `--max-stored-file-bytes` makes that object
+//! [`Unavailable`] with the reason (logged, listed, and answered for its id), its file is
+//! left in place, and everything else loads and serves.
 
 pub mod clock;
 pub mod csv;
+pub mod envelope;
 pub mod ingest;
+mod load;
 mod models;
 pub mod records;
 pub mod store;
@@ -32,7 +40,8 @@ use crate::nn::NnError;
 pub use ingest::Ingested;
 use records::DatasetFile;
 pub use records::{
-    DatasetEntry, DatasetInfo, DatasetSource, ModelEntry, ModelRecord, Version, VersionInfo,
+    DatasetEntry, DatasetInfo, DatasetSource, ModelEntry, ModelRecord, ObjectKind, Unavailable,
+    UnavailableVersion, Version, VersionInfo,
 };
 pub use store::{FileStore, MemoryStore, Store, StoreError};
 
@@ -79,6 +88,16 @@ pub enum RegistryError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The object exists in the store but cannot be loaded.
+    #[error("{what} '{id}' is unavailable: {reason}")]
+    Unavailable {
+        /// `dataset`, `model`, `version` or `job`.
+        what: &'static str,
+        /// What was asked for.
+        id: String,
+        /// Why it cannot be loaded.
+        reason: String,
+    },
     /// A stored record cannot be read back.
     #[error("stored record `{key}` is unreadable: {message}")]
     Corrupt {
@@ -119,6 +138,12 @@ struct Inner {
     datasets: BTreeMap<Uuid, Arc<DatasetEntry>>,
     models: BTreeMap<Uuid, Arc<ModelEntry>>,
     names: HashMap<String, Uuid>,
+    /// Datasets and models that could not be loaded, by key.
+    unavailable: BTreeMap<String, Unavailable>,
+}
+
+fn dataset_key(id: Uuid) -> String {
+    format!("datasets/{id}.json")
 }
 
 /// The registry. Share it as `Arc<Registry>`.
@@ -146,11 +171,38 @@ fn page<T: Clone>(all: impl ExactSizeIterator<Item = T>, offset: usize, limit: u
     }
 }
 
-pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, RegistryError> {
-    serde_json::to_vec(value).map_err(|e| RegistryError::Corrupt {
+/// `value` as a checksummed record of `kind` ([`envelope::seal`]).
+pub(crate) fn seal<T: serde::Serialize>(
+    kind: ObjectKind,
+    value: &T,
+) -> Result<Vec<u8>, RegistryError> {
+    envelope::seal(kind.name(), value).map_err(|e| RegistryError::Corrupt {
         key: "(new record)".to_owned(),
         message: e.to_string(),
     })
+}
+
+/// The last path segment of `key` without its extension: the id its file name gives.
+pub(crate) fn stem(key: &str) -> &str {
+    let name = key.rsplit('/').next().unwrap_or(key);
+    name.split_once('.').map_or(name, |(stem, _)| stem)
+}
+
+/// Logs an object that cannot be loaded and says what is known of it.
+pub(crate) fn unavailable(kind: ObjectKind, id: &str, key: &str, reason: String) -> Unavailable {
+    tracing::error!(
+        kind = kind.name(),
+        id,
+        file = key,
+        %reason,
+        "a stored object cannot be loaded: it is unavailable and its file is left in place"
+    );
+    Unavailable {
+        kind,
+        id: id.to_owned(),
+        file: key.to_owned(),
+        reason,
+    }
 }
 
 impl Registry {
@@ -200,36 +252,85 @@ impl Registry {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
+    /// The checksummed record of `kind` under `key`: `Ok(None)` when there is none, and the
+    /// reason it cannot be read otherwise (too large, unreadable, corrupt, unknown format).
+    pub(crate) fn read_record<T: serde::de::DeserializeOwned>(
         &self,
+        kind: ObjectKind,
         key: &str,
-    ) -> Result<Option<T>, RegistryError> {
-        let Some(bytes) = self.store.get(key)? else {
-            return Ok(None);
+    ) -> Result<Option<T>, String> {
+        let bytes = match self.store.get(key) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(None),
+            Err(StoreError::TooLarge { size, max, .. }) => {
+                return Err(format!("oversized: the file has {size} bytes, over the limit of {max} (raise it with --max-stored-file-bytes / MLP_LAB_MAX_STORED_FILE_BYTES)"))
+            }
+            Err(StoreError::Io { source, .. }) => return Err(format!("cannot be read: {source}")),
+            Err(error) => return Err(error.to_string()),
         };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| RegistryError::Corrupt {
-                key: key.to_owned(),
-                message: e.to_string(),
-            })
+        envelope::open(kind.name(), &bytes).map(Some)
     }
 
     fn load_datasets(&self) -> Result<(), RegistryError> {
         for key in self.store.list("datasets/")? {
-            let Some(file) = self.read_json::<DatasetFile>(&key)? else {
+            if !key.ends_with(".json") {
                 continue;
-            };
-            let (info, data) = file
-                .into_dataset()
-                .map_err(|message| RegistryError::Corrupt {
-                    key: key.clone(),
-                    message,
-                })?;
-            let entry = Arc::new(DatasetEntry::new(info, data));
-            self.write().datasets.insert(entry.info.id, entry);
+            }
+            let id = stem(&key).to_owned();
+            let loaded = self
+                .read_record::<DatasetFile>(ObjectKind::Dataset, &key)
+                .and_then(|file| file.map(DatasetFile::into_dataset).transpose())
+                .and_then(|found| match found {
+                    Some((info, _)) if info.id.to_string() != id => Err(format!(
+                        "the record is of dataset {}, not of the {id} its file name says",
+                        info.id
+                    )),
+                    other => Ok(other),
+                });
+            match loaded {
+                Ok(Some((info, data))) => {
+                    let entry = Arc::new(DatasetEntry::new(info, data));
+                    self.write().datasets.insert(entry.info.id, entry);
+                }
+                Ok(None) => {}
+                Err(reason) => {
+                    let gone = unavailable(ObjectKind::Dataset, &id, &key, reason);
+                    self.write().unavailable.insert(key, gone);
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Every stored dataset and model (with its versions) that could not be loaded, by file.
+    #[must_use]
+    pub fn unavailable(&self) -> Vec<Unavailable> {
+        let inner = self.read();
+        let mut all: Vec<Unavailable> = inner.unavailable.values().cloned().collect();
+        for entry in inner.models.values() {
+            let id = entry.record.id;
+            all.extend(entry.unavailable.iter().map(|u| Unavailable {
+                kind: ObjectKind::Version,
+                id: format!("{id}/{}", u.version),
+                file: models::version_key(id, u.version, "json"),
+                reason: u.reason.clone(),
+            }));
+        }
+        all.sort_by(|a, b| a.file.cmp(&b.file));
+        all
+    }
+
+    /// The error for an id that is not loaded: [`RegistryError::Unavailable`] when its file
+    /// is stored but unreadable, [`RegistryError::NotFound`] otherwise.
+    fn missing(&self, what: &'static str, key: &str, id: String) -> RegistryError {
+        match self.read().unavailable.get(key) {
+            Some(u) => RegistryError::Unavailable {
+                what,
+                id,
+                reason: u.reason.clone(),
+            },
+            None => RegistryError::NotFound { what, id },
+        }
     }
 
     /// Adds a dataset and writes it through.
@@ -249,9 +350,11 @@ impl Registry {
             source,
             numeric_labels: ingested.numeric_labels,
         };
-        let bytes = to_json(&DatasetFile::new(&info, &ingested.data))?;
-        self.store
-            .put(&format!("datasets/{}.json", info.id), &bytes)?;
+        let bytes = seal(
+            ObjectKind::Dataset,
+            &DatasetFile::new(&info, &ingested.data),
+        )?;
+        self.store.put(&dataset_key(info.id), &bytes)?;
         let entry = Arc::new(DatasetEntry::new(info, ingested.data));
         self.write()
             .datasets
@@ -264,14 +367,8 @@ impl Registry {
     /// # Errors
     /// [`RegistryError::NotFound`].
     pub fn dataset(&self, id: Uuid) -> Result<Arc<DatasetEntry>, RegistryError> {
-        self.read()
-            .datasets
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| RegistryError::NotFound {
-                what: "dataset",
-                id: id.to_string(),
-            })
+        let found = self.read().datasets.get(&id).cloned();
+        found.ok_or_else(|| self.missing("dataset", &dataset_key(id), id.to_string()))
     }
 
     /// A page of datasets, oldest first.
@@ -284,16 +381,26 @@ impl Registry {
     ///
     /// # Errors
     /// [`RegistryError::NotFound`], or [`RegistryError::Store`] (the dataset is then kept).
+    ///
+    /// An unavailable dataset can be deleted too: that is how its file is removed.
     pub fn delete_dataset(&self, id: Uuid) -> Result<(), RegistryError> {
-        let entry = self
-            .write()
-            .datasets
-            .remove(&id)
-            .ok_or_else(|| RegistryError::NotFound {
-                what: "dataset",
-                id: id.to_string(),
-            })?;
-        if let Err(error) = self.store.delete(&format!("datasets/{id}.json")) {
+        let key = dataset_key(id);
+        let removed = self.write().datasets.remove(&id);
+        let Some(entry) = removed else {
+            let gone = self.write().unavailable.remove(&key);
+            let Some(gone) = gone else {
+                return Err(RegistryError::NotFound {
+                    what: "dataset",
+                    id: id.to_string(),
+                });
+            };
+            if let Err(error) = self.store.delete(&key) {
+                self.write().unavailable.insert(key, gone);
+                return Err(error.into());
+            }
+            return Ok(());
+        };
+        if let Err(error) = self.store.delete(&key) {
             self.write().datasets.insert(id, entry);
             return Err(error.into());
         }

@@ -4,10 +4,11 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::records::{ModelEntry, ModelRecord, Version, VersionInfo};
-use super::{clock, page, to_json, Page, Registry, RegistryError};
+use super::envelope::sha256_hex;
+use super::records::{ModelEntry, ModelRecord, ObjectKind, StoredVersion, Version, VersionInfo};
+use super::{clock, page, seal, Page, Registry, RegistryError};
 use crate::config::Limit;
-use crate::nn::serialize::{from_safetensors, to_safetensors};
+use crate::nn::serialize::to_safetensors;
 use crate::nn::{Model, ModelSpec, NetworkLimits};
 
 /// Longest model name, in bytes.
@@ -36,7 +37,7 @@ fn model_key(id: Uuid) -> String {
     format!("models/{id}.json")
 }
 
-fn version_key(model: Uuid, version: u32, ext: &str) -> String {
+pub(super) fn version_key(model: Uuid, version: u32, ext: &str) -> String {
     format!("versions/{model}/{version:08}.{ext}")
 }
 
@@ -109,10 +110,11 @@ impl Registry {
             parameter_count,
             created_at: clock::now_rfc3339(),
         };
-        let bytes = to_json(&record)?;
+        let bytes = seal(ObjectKind::Model, &record)?;
         let entry = Arc::new(ModelEntry {
             record,
             versions: Vec::new(),
+            unavailable: Vec::new(),
         });
         let id = entry.record.id;
         {
@@ -136,16 +138,23 @@ impl Registry {
     ///
     /// # Errors
     /// [`RegistryError::NotFound`].
+    /// [`RegistryError::NotFound`], or [`RegistryError::Unavailable`] for the id of a model
+    /// whose record cannot be loaded.
     pub fn model(&self, id_or_name: &str) -> Result<Arc<ModelEntry>, RegistryError> {
-        let inner = self.read();
-        let id = Uuid::parse_str(id_or_name)
-            .ok()
-            .or_else(|| inner.names.get(id_or_name).copied());
-        id.and_then(|id| inner.models.get(&id).cloned())
-            .ok_or_else(|| RegistryError::NotFound {
+        let found = {
+            let inner = self.read();
+            let id = Uuid::parse_str(id_or_name)
+                .ok()
+                .or_else(|| inner.names.get(id_or_name).copied());
+            id.and_then(|id| inner.models.get(&id).cloned())
+        };
+        found.ok_or_else(|| match Uuid::parse_str(id_or_name) {
+            Ok(id) => self.missing("model", &model_key(id), id_or_name.to_owned()),
+            Err(_) => RegistryError::NotFound {
                 what: "model",
                 id: id_or_name.to_owned(),
-            })
+            },
+        })
     }
 
     /// A page of models, oldest first.
@@ -154,17 +163,30 @@ impl Registry {
         page(self.read().models.values().cloned(), offset, limit)
     }
 
-    /// The trained model of `version` (the latest when `None`) of a model: the `Arc` is
-    /// cloned out and the lock released before the caller computes anything.
+    /// The trained model of `version` (the latest that serves when `None`) of a model: the
+    /// `Arc` is cloned out and the lock released before the caller computes anything.
     ///
     /// # Errors
-    /// [`RegistryError::NotFound`] or [`RegistryError::NotTrained`].
+    /// [`RegistryError::NotFound`], [`RegistryError::NotTrained`], or
+    /// [`RegistryError::Unavailable`] for a version whose stored files cannot be loaded.
     pub fn version(
         &self,
         id_or_name: &str,
         version: Option<u32>,
     ) -> Result<(Arc<ModelEntry>, Arc<Version>), RegistryError> {
         let entry = self.model(id_or_name)?;
+        let broken = match version {
+            Some(v) => entry.unavailable_version(v),
+            None if entry.versions.is_empty() => entry.unavailable.last(),
+            None => None,
+        };
+        if let Some(broken) = broken {
+            return Err(RegistryError::Unavailable {
+                what: "version",
+                id: format!("{}/versions/{}", entry.record.name, broken.version),
+                reason: broken.reason.clone(),
+            });
+        }
         if entry.versions.is_empty() {
             return Err(RegistryError::NotTrained(entry.record.name.clone()));
         }
@@ -183,8 +205,20 @@ impl Registry {
     /// # Errors
     /// [`RegistryError::NotFound`] or a store failure (the record is then gone from memory
     /// and may remain on disk until the next delete).
-    pub fn delete_model(&self, id_or_name: &str) -> Result<Arc<ModelEntry>, RegistryError> {
-        let entry = self.model(id_or_name)?;
+    ///
+    /// The id of an unavailable model can be deleted too: that removes its files.
+    pub fn delete_model(&self, id_or_name: &str) -> Result<(), RegistryError> {
+        let entry = match self.model(id_or_name) {
+            Ok(entry) => entry,
+            Err(RegistryError::Unavailable { .. }) => {
+                let id = Uuid::parse_str(id_or_name).map_err(|_| RegistryError::NotFound {
+                    what: "model",
+                    id: id_or_name.to_owned(),
+                })?;
+                return self.delete_unavailable_model(id);
+            }
+            Err(error) => return Err(error),
+        };
         let id = entry.record.id;
         {
             let mut inner = self.write();
@@ -202,7 +236,17 @@ impl Registry {
         for key in self.store.list(&format!("versions/{id}/"))? {
             self.store.delete(&key)?;
         }
-        Ok(entry)
+        Ok(())
+    }
+
+    fn delete_unavailable_model(&self, id: Uuid) -> Result<(), RegistryError> {
+        let key = model_key(id);
+        self.store.delete(&key)?;
+        self.write().unavailable.remove(&key);
+        for key in self.store.list(&format!("versions/{id}/"))? {
+            self.store.delete(&key)?;
+        }
+        Ok(())
     }
 
     /// Adds a trained model as the next version of model `id` and writes it through
@@ -225,7 +269,8 @@ impl Registry {
             let mut inner = self.write();
             let current = inner.models.get(&id).ok_or_else(not_found)?;
             let mut next = ModelEntry::clone(current);
-            info.version = next.versions.last().map_or(1, |v| v.info.version + 1);
+            // Numbers of unavailable versions stay taken: their files are never overwritten.
+            info.version = next.last_version_number() + 1;
             info.created_at = clock::now_rfc3339();
             let version = Arc::new(Version {
                 info,
@@ -236,7 +281,12 @@ impl Registry {
             version
         };
         let v = version.info.version;
-        let written = to_json(&version.info).and_then(|record| {
+        let stored = StoredVersion {
+            info: version.info.clone(),
+            weights_sha256: sha256_hex(&weights),
+            weights_bytes: weights.len() as u64,
+        };
+        let written = seal(ObjectKind::Version, &stored).and_then(|record| {
             self.store
                 .put(&version_key(id, v, "safetensors"), &weights)?;
             self.store.put(&version_key(id, v, "json"), &record)?;
@@ -252,46 +302,6 @@ impl Registry {
             return Err(error);
         }
         Ok(version)
-    }
-
-    pub(super) fn load_models(&self) -> Result<(), RegistryError> {
-        for key in self.store.list("models/")? {
-            let Some(record) = self.read_json::<ModelRecord>(&key)? else {
-                continue;
-            };
-            let mut versions = Vec::new();
-            for vkey in self.store.list(&format!("versions/{}/", record.id))? {
-                if !vkey.ends_with(".json") {
-                    continue;
-                }
-                let Some(info) = self.read_json::<VersionInfo>(&vkey)? else {
-                    continue;
-                };
-                let wkey = version_key(record.id, info.version, "safetensors");
-                let bytes = self
-                    .store
-                    .get(&wkey)?
-                    .ok_or_else(|| RegistryError::Corrupt {
-                        key: wkey.clone(),
-                        message: "the weights of a recorded version are missing".to_owned(),
-                    })?;
-                let model = from_safetensors(&bytes).map_err(|e| RegistryError::Corrupt {
-                    key: wkey,
-                    message: e.to_string(),
-                })?;
-                versions.push(Arc::new(Version {
-                    info,
-                    model: Arc::new(model),
-                }));
-            }
-            versions.sort_by_key(|v| v.info.version);
-            let mut inner = self.write();
-            inner.names.insert(record.name.clone(), record.id);
-            inner
-                .models
-                .insert(record.id, Arc::new(ModelEntry { record, versions }));
-        }
-        Ok(())
     }
 }
 
@@ -338,5 +348,35 @@ mod tests {
         let (_, version) = reloaded.version("xor", None).expect("has a version");
         assert_eq!(version.info.version, 1);
         assert_eq!(*version.model, *v.model);
+    }
+
+    #[test]
+    fn a_repaired_model_whose_name_was_taken_meanwhile_is_unavailable_and_the_newer_keeps_it() {
+        let store: Arc<dyn crate::registry::Store> = Arc::new(MemoryStore::new());
+        let registry = Registry::new(Arc::clone(&store), Limits::default());
+        let spec = ModelSpec::new(&[2, 3, 1], Activation::Tanh, Head::Sigmoid);
+        let old = registry
+            .create_model("a".into(), spec.clone())
+            .expect("created");
+        let key = model_key(old.record.id);
+        let good = store.get(&key).expect("get").expect("stored");
+        store.put(&key, b"{\"format\":").expect("damage");
+        let reloaded = Registry::load(Arc::clone(&store), Limits::default()).expect("loads");
+        let new = reloaded
+            .create_model("a".into(), spec)
+            .expect("the name is free");
+        store.put(&key, &good).expect("repair");
+
+        let again = Registry::load(Arc::clone(&store), Limits::default()).expect("loads");
+
+        assert_eq!(again.model("a").expect("found").record.id, new.record.id);
+        let unavailable = again.unavailable();
+        assert_eq!(unavailable.len(), 1);
+        assert_eq!(unavailable[0].id, old.record.id.to_string());
+        assert!(
+            unavailable[0].reason.contains("taken by model"),
+            "{}",
+            unavailable[0].reason
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! What the registry keeps and writes: dataset, model and version records, and the JSON form
-//! of a dataset (`nn::Dataset` itself is not serde: its arrays are written flat, row-major).
+//! of a dataset (`nn::Dataset` itself is not serde: its arrays are written flat, row-major);
+//! and what it knows of stored objects it could not load ([`Unavailable`]).
 
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
@@ -117,16 +118,101 @@ pub struct Version {
     pub model: std::sync::Arc<Model>,
 }
 
+/// A version's record as stored: the facts and the hash of its weights file, which is
+/// checked before the weights are parsed.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct StoredVersion {
+    #[serde(flatten)]
+    pub info: VersionInfo,
+    /// Hex SHA-256 of `<v>.safetensors`.
+    pub weights_sha256: String,
+    /// Its length in bytes.
+    pub weights_bytes: u64,
+}
+
+/// A version whose files are stored but cannot be served: TF Serving's UNAVAILABLE.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UnavailableVersion {
+    /// Its number (from the file name when the record itself is unreadable).
+    pub version: u32,
+    /// The record, when it could be read (the weights could not).
+    pub info: Option<VersionInfo>,
+    /// Why it cannot be served.
+    pub reason: String,
+}
+
 /// A model in memory: its record and its versions, oldest first.
 #[derive(Clone, Debug)]
 pub struct ModelEntry {
     /// The record.
     pub record: ModelRecord,
-    /// Trained versions, in order.
+    /// Trained versions that serve, in order.
     pub versions: Vec<std::sync::Arc<Version>>,
+    /// Versions whose stored files could not be loaded, in order. Their numbers stay taken.
+    pub unavailable: Vec<UnavailableVersion>,
+}
+
+/// What kind of object a stored file holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectKind {
+    /// `datasets/<id>.json`
+    Dataset,
+    /// `models/<id>.json`
+    Model,
+    /// `versions/<model id>/<v>.json` and `.safetensors`
+    Version,
+    /// `jobs/<id>.json`
+    Job,
+}
+
+impl ObjectKind {
+    /// The name as in JSON and error messages.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            ObjectKind::Dataset => "dataset",
+            ObjectKind::Model => "model",
+            ObjectKind::Version => "version",
+            ObjectKind::Job => "job",
+        }
+    }
+}
+
+/// A stored object that could not be loaded: its file stays where it is (nothing a user
+/// stored is ever deleted automatically), and the API answers for its id with the reason.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Unavailable {
+    /// What it is.
+    pub kind: ObjectKind,
+    /// Its id as the file name gives it (`<model id>/<v>` for a version).
+    pub id: String,
+    /// The file, relative to the data directory.
+    pub file: String,
+    /// Why it cannot be loaded.
+    pub reason: String,
 }
 
 impl ModelEntry {
+    /// The highest version number taken, by a serving or an unavailable version.
+    #[must_use]
+    pub fn last_version_number(&self) -> u32 {
+        let served = self.versions.last().map_or(0, |v| v.info.version);
+        let broken = self
+            .unavailable
+            .iter()
+            .map(|u| u.version)
+            .max()
+            .unwrap_or(0);
+        served.max(broken)
+    }
+
+    /// The unavailable version `v`, if it is one.
+    #[must_use]
+    pub fn unavailable_version(&self, v: u32) -> Option<&UnavailableVersion> {
+        self.unavailable.iter().find(|u| u.version == v)
+    }
+
     /// Version `v`, or the latest when `None`.
     #[must_use]
     pub fn version(&self, v: Option<u32>) -> Option<&std::sync::Arc<Version>> {

@@ -5,7 +5,13 @@
 //! `object_store` crate) is one more implementation, not a rewrite. Two exist:
 //! [`MemoryStore`] for `--ephemeral`, and [`FileStore`] under `--data-dir`, whose every write
 //! goes to a temporary file, is fsynced, renamed into place, and the directory fsynced, so a
-//! crash leaves the old value or the new one, never half of one.
+//! crash leaves the old value or the new one, never half of one. A crash does leave the
+//! temporary file of the interrupted write (`.<name>.tmp-<uuid>`): [`FileStore::open`] sweeps
+//! them, and [`Store::list`] never shows them.
+//!
+//! A store may be given a cap on the size of a value it reads ([`StoreError::TooLarge`]),
+//! checked before the value is read into memory, so a runaway file cannot exhaust memory at
+//! start-up.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -28,6 +34,16 @@ pub enum StoreError {
         #[source]
         source: io::Error,
     },
+    /// The stored value is larger than the store reads.
+    #[error("{size} bytes, over the limit of {max} bytes for a stored file (raise it with --max-stored-file-bytes / MLP_LAB_MAX_STORED_FILE_BYTES)")]
+    TooLarge {
+        /// The key.
+        key: String,
+        /// Its size.
+        size: u64,
+        /// The cap.
+        max: u64,
+    },
 }
 
 /// A durable key–value store. Implementations are shared between threads.
@@ -41,7 +57,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The value under `key`, if any.
     ///
     /// # Errors
-    /// [`StoreError`] when the key is invalid or the read fails.
+    /// [`StoreError`] when the key is invalid or the read fails, and
+    /// [`StoreError::TooLarge`] (without reading it) when the value is over the store's cap.
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// Removes `key`; removing a missing key is not an error.
@@ -74,6 +91,17 @@ fn check_key(key: &str) -> Result<(), StoreError> {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     values: Mutex<BTreeMap<String, Vec<u8>>>,
+}
+
+fn check_size(key: &str, size: u64, max: Option<u64>) -> Result<(), StoreError> {
+    match max {
+        Some(max) if size > max => Err(StoreError::TooLarge {
+            key: key.to_owned(),
+            size,
+            max,
+        }),
+        _ => Ok(()),
+    }
 }
 
 impl MemoryStore {
@@ -123,17 +151,49 @@ impl Store for MemoryStore {
 #[derive(Debug)]
 pub struct FileStore {
     root: PathBuf,
+    max_file_bytes: Option<u64>,
+    swept: usize,
+}
+
+/// Whether `name` is the temporary file of a write ([`FileStore::put`] names them so).
+fn is_temporary(name: &str) -> bool {
+    name.starts_with('.') && name.contains(".tmp-")
 }
 
 impl FileStore {
-    /// A store under `root`, created if missing.
+    /// A store under `root`, created if missing, with the temporary files of writes that a
+    /// crash interrupted removed (they were never acknowledged; see [`Self::swept`]).
     ///
     /// # Errors
-    /// The I/O error when the directory cannot be created.
+    /// The I/O error when the directory cannot be created or swept.
     pub fn open(root: impl Into<PathBuf>) -> io::Result<Self> {
         let root = root.into();
         fs::create_dir_all(&root)?;
-        Ok(Self { root })
+        let swept = sweep(&root)?;
+        if swept > 0 {
+            tracing::warn!(
+                files = swept,
+                "removed temporary files left by writes that did not finish"
+            );
+        }
+        Ok(Self {
+            root,
+            max_file_bytes: None,
+            swept,
+        })
+    }
+
+    /// The same store, refusing to read files larger than `max` bytes.
+    #[must_use]
+    pub fn with_max_file_bytes(mut self, max: u64) -> Self {
+        self.max_file_bytes = Some(max);
+        self
+    }
+
+    /// How many temporary files [`Self::open`] removed.
+    #[must_use]
+    pub fn swept(&self) -> usize {
+        self.swept
     }
 
     fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
@@ -157,6 +217,28 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     #[cfg(not(unix))]
     let _ = dir;
     Ok(())
+}
+
+/// Removes every temporary file under `root`; returns how many.
+fn sweep(root: &Path) -> io::Result<usize> {
+    let mut removed = 0;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            if entry.file_type()?.is_dir() {
+                stack.push(entry.path());
+            } else if is_temporary(&name.to_string_lossy()) {
+                fs::remove_file(entry.path())?;
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            sync_dir(&dir)?;
+        }
+    }
+    Ok(removed)
 }
 
 impl Store for FileStore {
@@ -184,11 +266,23 @@ impl Store for FileStore {
     }
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        match fs::read(self.path(key)?) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(error) => Err(io_error(key)(error)),
-        }
+        use std::io::Read;
+        let mut file = match fs::File::open(self.path(key)?) {
+            Ok(file) => file,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(io_error(key)(error)),
+        };
+        let size = file.metadata().map_err(io_error(key))?.len();
+        check_size(key, size, self.max_file_bytes)?;
+        // Read no more than the cap even if the file grows meanwhile.
+        let cap = self.max_file_bytes.unwrap_or(u64::MAX);
+        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        (&mut file)
+            .take(cap.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(io_error(key))?;
+        check_size(key, bytes.len() as u64, self.max_file_bytes)?;
+        Ok(Some(bytes))
     }
 
     fn delete(&self, key: &str) -> Result<(), StoreError> {
@@ -214,7 +308,7 @@ impl Store for FileStore {
                 let path = entry.path();
                 let name = entry.file_name();
                 if name.to_string_lossy().starts_with('.') {
-                    continue; // temporary files of interrupted writes
+                    continue; // temporary files of interrupted writes, and hidden files
                 }
                 if entry.file_type().map_err(io_error(prefix))?.is_dir() {
                     stack.push(path);
@@ -268,6 +362,30 @@ mod tests {
             reopened.get("b/1.json").expect("get"),
             Some(b"other".to_vec())
         );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn opening_sweeps_temporary_files_and_a_cap_refuses_large_files_unread() {
+        let dir = std::env::temp_dir().join(format!("mlp-lab-store-{}", uuid::Uuid::now_v7()));
+        fs::create_dir_all(dir.join("a")).expect("mkdir");
+        fs::write(dir.join("a/.1.json.tmp-0190"), b"half").expect("tmp");
+        fs::write(dir.join(".x.tmp-1"), b"half").expect("tmp");
+        fs::write(dir.join("a/.hidden"), b"kept").expect("hidden");
+        fs::write(dir.join("a/1.json"), b"0123456789").expect("value");
+        let store = FileStore::open(&dir).expect("open").with_max_file_bytes(9);
+        assert_eq!(store.swept(), 2);
+        assert!(!dir.join("a/.1.json.tmp-0190").exists());
+        assert!(dir.join("a/.hidden").exists(), "only temporary files go");
+        assert!(matches!(
+            store.get("a/1.json"),
+            Err(StoreError::TooLarge {
+                size: 10,
+                max: 9,
+                ..
+            })
+        ));
+        assert_eq!(store.list("a/").expect("list"), ["a/1.json"]);
         let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -3,7 +3,9 @@
 
 mod auth;
 mod conformance;
+mod corruption;
 mod cors;
+mod crash;
 mod datasets;
 mod events;
 mod extractors;
@@ -15,7 +17,11 @@ mod observability;
 mod openapi;
 mod persistence;
 mod predict;
+mod process;
+mod restart;
+mod retry;
 mod routing;
+mod shutdown;
 mod training;
 mod v2;
 mod weights;

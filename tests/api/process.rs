@@ -1,0 +1,204 @@
+//! `ServerProcess`: the real `mlp-lab` binary on a free port and a data directory, for what
+//! only a process can show: `kill -9`, SIGTERM, and serving while it loads.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::helpers::client;
+
+/// A running `mlp-lab` process, killed when dropped.
+pub struct ServerProcess {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub address: String,
+    pub client: reqwest::Client,
+}
+
+/// A fresh directory under the system's temporary directory.
+pub fn temp_dir(what: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mlp-lab-{what}-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).expect("create a temporary directory");
+    dir
+}
+
+impl ServerProcess {
+    /// Starts the binary on `127.0.0.1:0` over `data_dir` and returns once it listens
+    /// (it may still be loading: see [`Self::wait_ready`]).
+    pub async fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mlp-lab"))
+            .args([
+                "--addr",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .args(extra)
+            .env_clear()
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the mlp-lab binary");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        // Reads the log for the address, then keeps draining it so the server never blocks
+        // on a full pipe. TEST_LOG=1 echoes it.
+        std::thread::spawn(move || {
+            let echo = std::env::var_os("TEST_LOG").is_some();
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if echo {
+                    eprintln!("{line}");
+                }
+                let Ok(log) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
+                if log["fields"]["message"] == "listening" {
+                    if let Some(addr) = log["fields"]["addr"].as_str() {
+                        let _ = tx.send(addr.to_owned());
+                    }
+                }
+            }
+        });
+        let addr = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(20)))
+            .await
+            .expect("join")
+            .expect("the server logs its address within 20 s");
+        Self {
+            child,
+            address: format!("http://{addr}"),
+            client: client(),
+        }
+    }
+
+    /// Starts the binary and waits until `/readyz` answers 200.
+    pub async fn start_ready(data_dir: &Path, extra: &[&str]) -> Self {
+        let server = Self::start(data_dir, extra).await;
+        server.wait_ready().await;
+        server
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// Polls `/readyz` until it answers 200; panics after 20 s.
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = self.client.get(self.url("/readyz")).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "not ready within 20 s");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// GETs `path`, asserting 200, and returns the JSON answer.
+    pub async fn get_ok(&self, path: &str) -> serde_json::Value {
+        let response = self.get(path).await;
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("a body");
+        assert_eq!(status, 200, "GET {path}: {text}");
+        serde_json::from_str(&text).expect("JSON")
+    }
+
+    /// POSTs `body`, asserting `status`, and returns the JSON answer.
+    pub async fn post_ok(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        status: u16,
+    ) -> serde_json::Value {
+        let response = self
+            .client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent");
+        let actual = response.status().as_u16();
+        let text = response.text().await.expect("a body");
+        assert_eq!(actual, status, "POST {path}: {text}");
+        serde_json::from_str(&text).expect("JSON")
+    }
+
+    /// Polls a job until it is in one of `states`; panics after `secs`.
+    pub async fn wait_for_job(&self, id: &str, states: &[&str], secs: u64) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let job = self.get_ok(&format!("/v1/jobs/{id}")).await;
+            if states.contains(&job["state"].as_str().unwrap_or_default()) {
+                return job;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job not {states:?} within {secs} s: {job}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// `kill -9`, and waits for the process to be gone.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill(); // SIGKILL on Unix
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, and waits (at most 30 s) for the process to exit.
+    pub async fn terminate(mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "no exit within 30 s of SIGTERM");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every file under `dir` whose name marks it as the temporary file of a write.
+pub fn temporary_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("read_dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if entry.file_name().to_string_lossy().contains(".tmp-") {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
