@@ -226,6 +226,29 @@ async fn a_flipped_byte_in_weights_makes_that_version_unavailable_and_the_latest
     );
     let latest: Value = predicts(&app, "m", None).await.json().await.expect("JSON");
     assert_eq!(latest["version"], 1, "the latest version that serves");
+    // The Open Inference Protocol says the same: version 2 is not ready, the model is.
+    let ready = app
+        .client
+        .get(app.url("/v2/models/m/versions/2/ready"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(ready.status(), 400);
+    let error: Value = ready.json().await.expect("JSON");
+    assert!(
+        error["error"]
+            .as_str()
+            .expect("an error")
+            .contains("weights checksum mismatch"),
+        "{error}"
+    );
+    let ready = app
+        .client
+        .get(app.url("/v2/models/m/ready"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(ready.status(), 200);
 
     let job = app
         .job(json!({"model": "m", "dataset": seeded.small, "epochs": 2}))

@@ -245,6 +245,22 @@ fn find(
     version: Option<&str>,
 ) -> Result<(Arc<ModelEntry>, Arc<Version>), V2Error> {
     let entry = state.registry.model(model).map_err(ApiError::from)?;
+    // A version whose stored files could not be loaded is not ready (400, as for a model not
+    // trained yet), with the reason; the latest is the latest that serves.
+    let broken = match version {
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .and_then(|n| entry.unavailable_version(n)),
+        None if entry.versions.is_empty() => entry.unavailable.last(),
+        None => None,
+    };
+    if let Some(broken) = broken {
+        return Err(V2Error::bad_request(format!(
+            "version {} of model '{}' is not ready: its stored files cannot be loaded ({})",
+            broken.version, entry.record.name, broken.reason
+        )));
+    }
     let found = match version {
         Some(v) => v
             .parse::<u32>()
