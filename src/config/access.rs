@@ -14,7 +14,7 @@ pub struct Access {
     /// Bearer token for the management routes (datasets, models, jobs, experiments); it also
     /// opens the inference routes. Unset: the management routes are open.
     #[arg(long, env = "MLP_LAB_MANAGEMENT_TOKEN", hide_env_values = true,
-          value_parser = Token::parse, conflicts_with = "management_token_file")]
+          value_parser = Token::unchecked, conflicts_with = "management_token_file")]
     pub management_token: Option<Token>,
 
     /// File holding the management token (surrounding whitespace ignored).
@@ -24,7 +24,7 @@ pub struct Access {
     /// Bearer token for the inference routes only (POST /v1/models/{m}/predict and /v2/…).
     /// Unset: the inference routes are open.
     #[arg(long, env = "MLP_LAB_INFERENCE_TOKEN", hide_env_values = true,
-          value_parser = Token::parse, conflicts_with = "inference_token_file")]
+          value_parser = Token::unchecked, conflicts_with = "inference_token_file")]
     pub inference_token: Option<Token>,
 
     /// File holding the inference token (surrounding whitespace ignored).
@@ -98,7 +98,17 @@ fn resolve(
     file: Option<&std::path::Path>,
 ) -> Result<Option<Token>, AccessError> {
     if let Some(token) = token {
-        return Ok(Some(token.clone()));
+        // Checked here rather than by clap, whose errors quote the refused value.
+        return Token::parse(token.expose())
+            .map(Some)
+            .map_err(|message| AccessError::BadToken {
+                scope,
+                origin: format!(
+                    "from --{scope}-token or MLP_LAB_{}_TOKEN",
+                    scope.to_ascii_uppercase()
+                ),
+                message,
+            });
     }
     let Some(path) = file else { return Ok(None) };
     let text = std::fs::read_to_string(path).map_err(|source| AccessError::TokenFile {
@@ -135,6 +145,16 @@ impl Token {
             );
         }
         Ok(Token(s.to_owned()))
+    }
+
+    /// For clap: the value with surrounding whitespace trimmed (as from a file), not yet
+    /// checked. [`Access::tokens`] checks it: a refusal from clap would quote the secret in its
+    /// error message.
+    ///
+    /// # Errors
+    /// Never.
+    pub fn unchecked(s: &str) -> Result<Token, std::convert::Infallible> {
+        Ok(Token(s.trim().to_owned()))
     }
 
     /// The secret itself, for hashing; never log it.
@@ -209,8 +229,24 @@ mod tests {
 
     #[test]
     fn empty_equal_or_unreadable_tokens_are_refused() {
-        assert!(Config::try_parse_from(["mlp-lab", "--management-token", ""]).is_err());
-        assert!(Config::try_parse_from(["mlp-lab", "--inference-token", "has space"]).is_err());
+        for (flag, value) in [
+            ("--management-token", ""),
+            ("--management-token", " \n"),
+            ("--inference-token", "has space"),
+            ("--inference-token", "s3cret\u{7f}"),
+        ] {
+            let config = Config::try_parse_from(["mlp-lab", flag, value]).expect("parses");
+            let refused = config.access.tokens().expect_err("refused");
+            assert!(matches!(refused, AccessError::BadToken { .. }), "{refused}");
+            // The refusal is logged at start-up: it must not quote the secret.
+            assert!(!refused.to_string().contains("s3cret"), "{refused}");
+            assert!(!refused.to_string().contains("has space"), "{refused}");
+        }
+        // A trailing newline (a secret mounted from a file into the variable) is trimmed.
+        let config =
+            Config::try_parse_from(["mlp-lab", "--management-token", "abc\n"]).expect("parses");
+        let (management, _) = config.access.tokens().expect("usable");
+        assert_eq!(management.expect("set").expose(), "abc");
         let same = Config::try_parse_from([
             "mlp-lab",
             "--management-token",

@@ -18,7 +18,9 @@
 //!   standardization) and outputs are named by index — classes `"0"`…`"k-1"` for a softmax
 //!   head, `"0"`/`"1"` for a one-output sigmoid head, labels `"0"`…`"k-1"` for a multi-output
 //!   sigmoid head, `y0`… for an identity head.
-//! - **hostile headers**: the `safetensors` crate checks the header length against the body,
+//! - **hostile headers**: the header length is checked against the body and against what a
+//!   file for the spec can need (see `max_header_bytes`: parsing JSON costs many times its
+//!   size), then the `safetensors` crate checks the header length against the body,
 //!   that the offsets are contiguous, in range and cover the data exactly, and computes sizes
 //!   with checked arithmetic; nothing is allocated before those checks, beyond the body itself.
 
@@ -48,7 +50,7 @@ pub struct Imported {
 /// [`NnError::Invalid`] naming the tensor or metadata key, or [`NnError::Shape`] naming the
 /// tensor with the expected and the given shape.
 pub fn import_safetensors(spec: &ModelSpec, bytes: &[u8]) -> Result<Imported> {
-    check_header_length(bytes)?;
+    check_header_length(bytes, max_header_bytes(spec))?;
     let st = SafeTensors::deserialize(bytes).map_err(header_error)?;
     let (_, header) = SafeTensors::read_metadata(bytes).map_err(header_error)?;
     let mut model = Model::new(spec.clone(), 0)?;
@@ -70,8 +72,20 @@ fn body_error(message: impl Into<String>) -> NnError {
     NnError::invalid("", message)
 }
 
-/// The first 8 bytes say how long the JSON header is; say plainly when that cannot be true.
-fn check_header_length(bytes: &[u8]) -> Result<()> {
+/// The longest JSON header a file for `spec` can need: a few hundred bytes per tensor entry,
+/// the spec, and per input (standardizer mean and std) and per output (labels) some dozens of
+/// bytes — 1 MiB plus 512 bytes per input and output and per tensor is far more than that.
+/// The bound matters: parsing a JSON header takes many times its size in memory, so without
+/// it a 100 MB header of `[0,0,0,…]` would cost gigabytes before any check could refuse it.
+fn max_header_bytes(spec: &ModelSpec) -> u64 {
+    let (slots, _) = layout(spec);
+    let items = spec.inputs() as u64 + spec.outputs() as u64 + slots.len() as u64;
+    (1 << 20) + 512 * items
+}
+
+/// The first 8 bytes say how long the JSON header is; say plainly when that cannot be true or
+/// is more than a file for this spec can need (`max`).
+fn check_header_length(bytes: &[u8], max: u64) -> Result<()> {
     let Some(prefix) = bytes.get(..8) else {
         return Err(body_error(format!(
             "not a safetensors file: {} bytes, but a file starts with an 8-byte header length",
@@ -85,6 +99,12 @@ fn check_header_length(bytes: &[u8]) -> Result<()> {
     if n > rest {
         return Err(body_error(format!(
             "not a safetensors file: the header length says {n} bytes, but only {rest} follow it"
+        )));
+    }
+    if n > max {
+        return Err(body_error(format!(
+            "the JSON header is {n} bytes, more than the {max} a file for this model's spec can \
+             need"
         )));
     }
     Ok(())
@@ -138,27 +158,33 @@ fn apply_metadata(model: &mut Model, meta: &HashMap<String, String>) -> Result<b
         let field = format!("__metadata__.{key}");
         move |e: serde_json::Error| NnError::invalid(field, format!("{e} in {value}"))
     };
-    if let Some(v) = parse("spec")? {
-        let theirs: ModelSpec = serde_json::from_value(v.clone()).map_err(typed("spec", v))?;
-        check_same_network(&model.spec, &theirs)?;
-    }
+    // What mlp-lab writes always has these three; without them the file is not what its
+    // format says, and guessing would answer predictions without labels.
+    let required = |key: &str| -> Result<serde_json::Value> {
+        parse(key)?.ok_or_else(|| {
+            NnError::invalid(
+                format!("__metadata__.{key}"),
+                format!("missing: a file of format `{FORMAT}` carries spec, labels and task"),
+            )
+        })
+    };
+    let v = required("spec")?;
+    let theirs: ModelSpec = serde_json::from_value(v.clone()).map_err(typed("spec", v))?;
+    check_same_network(&model.spec, &theirs)?;
     if let Some(v) = parse("standardizer")? {
         model.standardizer = serde_json::from_value::<Option<Standardizer>>(v.clone())
             .map_err(typed("standardizer", v))?;
         check_standardizer(model)?;
     }
-    if let Some(v) = parse("labels")? {
-        model.labels = serde_json::from_value(v.clone()).map_err(typed("labels", v))?;
-    }
-    if let Some(v) = parse("task")? {
-        model.task = serde_json::from_value(v.clone()).map_err(typed("task", v))?;
-    }
-    if let Some(task) = model.task {
-        let spec = &model.spec;
-        spec.output
-            .check_task(spec.outputs(), task, model.labels.len())
-            .map_err(|m| NnError::invalid("__metadata__.labels", m))?;
-    }
+    let v = required("labels")?;
+    model.labels = serde_json::from_value(v.clone()).map_err(typed("labels", v))?;
+    let v = required("task")?;
+    let task: Task = serde_json::from_value(v.clone()).map_err(typed("task", v))?;
+    model.task = Some(task);
+    let spec = &model.spec;
+    spec.output
+        .check_task(spec.outputs(), task, model.labels.len())
+        .map_err(|m| NnError::invalid("__metadata__.labels", m))?;
     Ok(true)
 }
 
@@ -677,7 +703,15 @@ mod tests {
             .position(|w| w == b"\"data_offsets\":[48,64]")
             .expect("0.bias offsets");
         overlapping[at..at + 22].copy_from_slice(b"\"data_offsets\":[40,56]");
+        // A header far longer than any file for this spec needs (here 2 MiB of JSON array):
+        // refused before it is parsed.
+        let long = 2usize << 20;
+        let mut bloated = (long as u64).to_le_bytes().to_vec();
+        bloated.extend_from_slice(b"{\"a\":[");
+        bloated.resize(8 + long - 2, b'0');
+        bloated.extend_from_slice(b"]}");
         for (bytes, says) in [
+            (bloated, "more than the"),
             (good[..good.len() - 3].to_vec(), "truncated"),
             (good[..5].to_vec(), "8-byte header length"),
             (absurd, "header length says"),
@@ -695,29 +729,47 @@ mod tests {
 
     #[test]
     fn bad_metadata_is_named_by_its_key() {
-        let v9 = file(&torch_like(), Some(&[("format", "mlp-lab.model.v9")]));
-        let bad_std = file(
-            &torch_like(),
-            Some(&[
+        let spec_json = serde_json::to_string(&spec()).expect("a spec");
+        // Good mlp-lab metadata for spec() (2 classes), with `change` applied (an empty value
+        // leaves the key out).
+        let meta = |change: (&'static str, &'static str)| {
+            let mut keys: Vec<(&str, &str)> = vec![
                 ("format", FORMAT),
-                ("standardizer", "{\"mean\":[0,0,0],\"std\":[1,0,1]}"),
-            ]),
-        );
-        let bad_labels = file(
-            &torch_like(),
-            Some(&[
-                ("format", FORMAT),
-                ("labels", "[\"a\",\"b\",\"c\"]"),
+                ("spec", spec_json.as_str()),
+                ("labels", "[\"a\",\"b\"]"),
                 ("task", "\"classification\""),
-            ]),
-        );
-        for (bytes, key) in [
-            (v9, "__metadata__.format"),
-            (bad_std, "__metadata__.standardizer"),
-            (bad_labels, "__metadata__.labels"),
+            ];
+            keys.retain(|(k, _)| *k != change.0);
+            if !change.1.is_empty() {
+                keys.push(change);
+            }
+            file(&torch_like(), Some(&keys))
+        };
+        assert!(import_safetensors(&spec(), &meta(("standardizer", "null"))).is_ok());
+        for (bytes, key, says) in [
+            (
+                meta(("format", "mlp-lab.model.v9")),
+                "__metadata__.format",
+                "unknown format",
+            ),
+            (
+                meta(("standardizer", "{\"mean\":[0,0,0],\"std\":[1,0,1]}")),
+                "__metadata__.standardizer",
+                "",
+            ),
+            (
+                meta(("labels", "[\"a\",\"b\",\"c\"]")),
+                "__metadata__.labels",
+                "classes",
+            ),
+            (meta(("spec", "")), "__metadata__.spec", "missing"),
+            (meta(("labels", "")), "__metadata__.labels", "missing"),
+            (meta(("task", "")), "__metadata__.task", "missing"),
+            (meta(("task", "null")), "__metadata__.task", ""),
         ] {
             let (field, message) = field_of(import_safetensors(&spec(), &bytes).unwrap_err());
             assert_eq!(field, key, "{message}");
+            assert!(message.contains(says), "{key}: {message}");
         }
     }
 }
