@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::persist::persist;
+use super::persist::persist_locked;
 use super::{run, Job, JobError, JobFailure, JobRecord, JobState, Jobs, NewJob};
 use crate::registry::RegistryError;
 
@@ -37,6 +37,13 @@ impl Jobs {
                 })
             }
             _ => {}
+        }
+        if let Some(made) = self.inner.registry.versions_by_job().get(&id) {
+            // Stopped while its version was being stored: it did make one.
+            return Err(JobError::Succeeded {
+                id,
+                version: made.version,
+            });
         }
         let gone = |what: &'static str| {
             move |error: RegistryError| match error {
@@ -123,7 +130,12 @@ impl Jobs {
         let store = Arc::clone(&self.inner.store);
         let _ = tokio::task::spawn_blocking(move || {
             for job in stopped {
-                if let Err(error) = persist(&*store, &job) {
+                // Under the job's lock, as the training thread writes its final state: the
+                // writes are ordered, so a job whose version was stored meanwhile (and which
+                // the training thread turns back to `succeeded`) is never overwritten by this
+                // older `interrupted` snapshot.
+                let shared = job.lock();
+                if let Err(error) = persist_locked(&*store, &shared) {
                     tracing::error!(%error, job = %job.id, "cannot store an interrupted job");
                 }
             }

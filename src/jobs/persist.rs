@@ -133,8 +133,11 @@ impl Jobs {
                     continue;
                 }
             };
-            if !stored.record.state.is_finished() {
-                let made = made.get(&stored.record.id);
+            let made = made.get(&stored.record.id);
+            // Not finished, or written as stopped although its version was stored (a
+            // shutdown or cancel racing the version's write, from an older build).
+            let stale = stored.record.state != JobState::Succeeded && made.is_some();
+            if !stored.record.state.is_finished() || stale {
                 recover(&mut stored, made);
                 let rewritten = seal(ObjectKind::Job, &stored).and_then(|b| Ok(store.put(&k, &b)?));
                 if let Err(error) = rewritten {

@@ -198,10 +198,17 @@ fn train(inner: &Inner, job: &Job, work: Work) {
     // the final state (by polling) before it is durable; the event goes out after the write.
     {
         let mut shared = job.lock();
-        if state == JobState::Succeeded && shared.record.state == JobState::Interrupted {
-            // A shutdown came while the version was being written: the version exists, so
-            // the job succeeded (as a restart after a crash at this point would also say).
+        if state == JobState::Succeeded
+            && matches!(
+                shared.record.state,
+                JobState::Interrupted | JobState::Cancelled
+            )
+        {
+            // A shutdown or a cancel came while the version was being written: the version
+            // exists, so the job succeeded (as a restart after a crash at this point would
+            // also say).
             shared.record.state = JobState::Running;
+            shared.record.error = None;
         }
         let changed = finish_silently(&mut shared, state, result, error);
         if changed || state == JobState::Cancelled {

@@ -194,6 +194,20 @@ fn write_safetensors(
 
 /// Reads a model file written by [`to_safetensors`].
 pub fn from_safetensors(bytes: &[u8]) -> Result<Model> {
+    read_model(bytes, None)
+}
+
+/// As [`from_safetensors`], for a file that must hold a network of `spec`: the spec in its
+/// metadata is compared before anything is built from it, so a file edited to describe a
+/// huge network is refused without allocating it.
+///
+/// # Errors
+/// As [`from_safetensors`], and [`NnError::Format`] when the file's spec is not `spec`.
+pub fn from_safetensors_of(bytes: &[u8], spec: &ModelSpec) -> Result<Model> {
+    read_model(bytes, Some(spec))
+}
+
+fn read_model(bytes: &[u8], expected: Option<&ModelSpec>) -> Result<Model> {
     let (_, header) =
         SafeTensors::read_metadata(bytes).map_err(|e| NnError::Format(format!("header: {e}")))?;
     let meta = header
@@ -213,6 +227,11 @@ pub fn from_safetensors(bytes: &[u8]) -> Result<Model> {
     let parse_err =
         |key: &str, e: serde_json::Error| NnError::Format(format!("metadata `{key}`: {e}"));
     let spec: ModelSpec = serde_json::from_str(get("spec")?).map_err(|e| parse_err("spec", e))?;
+    if expected.is_some_and(|expected| *expected != spec) {
+        return Err(NnError::Format(
+            "the weights are of another architecture than the model's spec".into(),
+        ));
+    }
     let mut model = Model::new(spec, 0).map_err(|e| NnError::Format(format!("spec: {e}")))?;
     model.labels = serde_json::from_str(get("labels")?).map_err(|e| parse_err("labels", e))?;
     model.task =

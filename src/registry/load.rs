@@ -11,7 +11,7 @@ use super::records::{
     ModelEntry, ModelRecord, ObjectKind, StoredVersion, UnavailableVersion, Version, VersionInfo,
 };
 use super::{stem, unavailable, Registry, RegistryError};
-use crate::nn::serialize::from_safetensors;
+use crate::nn::serialize::from_safetensors_of;
 
 impl Registry {
     /// The record of every stored version that names the job that made it, by job: what a
@@ -169,7 +169,7 @@ impl Registry {
             );
             return Err(Box::new((Some(info), reason)));
         }
-        match from_safetensors(&bytes) {
+        match from_safetensors_of(&bytes, &record.spec) {
             Ok(model) if model.spec != record.spec => Err(Box::new((
                 Some(info),
                 "the weights are of another architecture than the model's spec".to_owned(),

@@ -140,6 +140,9 @@ struct Inner {
     names: HashMap<String, Uuid>,
     /// Datasets and models that could not be loaded, by key.
     unavailable: BTreeMap<String, Unavailable>,
+    /// Per model, the highest version number handed to a version still being written: it
+    /// is served only once its files are stored, and no other version may take its number.
+    reserved_versions: HashMap<Uuid, u32>,
 }
 
 fn dataset_key(id: Uuid) -> String {

@@ -265,24 +265,33 @@ impl Registry {
             what: "model",
             id: id.to_string(),
         };
-        let version = {
+        // The number is reserved under the lock; the files are written without it; only
+        // then is the version published, so nothing is served (or answered with this
+        // version number) that a crash could lose.
+        let v = {
             let mut inner = self.write();
             let current = inner.models.get(&id).ok_or_else(not_found)?;
-            let mut next = ModelEntry::clone(current);
             // Numbers of unavailable versions stay taken: their files are never overwritten.
-            info.version = next.last_version_number() + 1;
-            info.created_at = clock::now_rfc3339();
-            let version = Arc::new(Version {
-                info,
-                model: Arc::new(model),
-            });
-            next.versions.push(Arc::clone(&version));
-            inner.models.insert(id, Arc::new(next));
-            version
+            // A stored file name can claim any number; never wrap past the last one.
+            let taken = current
+                .last_version_number()
+                .max(inner.reserved_versions.get(&id).copied().unwrap_or(0));
+            let v = taken.checked_add(1).ok_or_else(|| {
+                RegistryError::invalid(
+                    "version",
+                    format!(
+                        "model '{}' has used every version number",
+                        current.record.name
+                    ),
+                )
+            })?;
+            inner.reserved_versions.insert(id, v);
+            v
         };
-        let v = version.info.version;
+        info.version = v;
+        info.created_at = clock::now_rfc3339();
         let stored = StoredVersion {
-            info: version.info.clone(),
+            info: info.clone(),
             weights_sha256: sha256_hex(&weights),
             weights_bytes: weights.len() as u64,
         };
@@ -292,15 +301,30 @@ impl Registry {
             self.store.put(&version_key(id, v, "json"), &record)?;
             Ok(())
         });
-        if let Err(error) = written {
-            let mut inner = self.write();
-            if let Some(current) = inner.models.get(&id) {
-                let mut next = ModelEntry::clone(current);
-                next.versions.retain(|x| x.info.version != v);
-                inner.models.insert(id, Arc::new(next));
-            }
-            return Err(error);
+        let mut inner = self.write();
+        if inner.reserved_versions.get(&id) == Some(&v) {
+            inner.reserved_versions.remove(&id);
         }
+        written?;
+        let Some(current) = inner.models.get(&id) else {
+            // Deleted while the files were written: they go too.
+            drop(inner);
+            let _ = self.store.delete(&version_key(id, v, "json"));
+            let _ = self.store.delete(&version_key(id, v, "safetensors"));
+            return Err(not_found());
+        };
+        let mut next = ModelEntry::clone(current);
+        let version = Arc::new(Version {
+            info,
+            model: Arc::new(model),
+        });
+        // Versions stay in number order whichever write finished first.
+        let at = next
+            .versions
+            .partition_point(|x| x.info.version < version.info.version);
+        next.versions.insert(at, Arc::clone(&version));
+        inner.models.insert(id, Arc::new(next));
+        drop(inner);
         Ok(version)
     }
 }
@@ -378,5 +402,91 @@ mod tests {
             "{}",
             unavailable[0].reason
         );
+    }
+
+    /// A store whose writes of version records wait until the test lets them go.
+    #[derive(Debug)]
+    struct GatedStore {
+        inner: MemoryStore,
+        entered: std::sync::mpsc::SyncSender<()>,
+        release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+    }
+
+    impl crate::registry::Store for GatedStore {
+        fn put(&self, key: &str, bytes: &[u8]) -> Result<(), crate::registry::StoreError> {
+            if key.starts_with("versions/") && key.ends_with(".json") {
+                self.entered.send(()).expect("the test waits");
+                self.release.lock().expect("lock").recv().expect("released");
+            }
+            self.inner.put(key, bytes)
+        }
+        fn get(&self, key: &str) -> Result<Option<Vec<u8>>, crate::registry::StoreError> {
+            self.inner.get(key)
+        }
+        fn delete(&self, key: &str) -> Result<(), crate::registry::StoreError> {
+            self.inner.delete(key)
+        }
+        fn list(&self, prefix: &str) -> Result<Vec<String>, crate::registry::StoreError> {
+            self.inner.list(prefix)
+        }
+    }
+
+    #[test]
+    fn a_version_is_served_only_once_its_files_are_stored_and_numbers_are_not_shared() {
+        let (entered_tx, entered) = std::sync::mpsc::sync_channel(2);
+        let (release, release_rx) = std::sync::mpsc::channel();
+        let store = Arc::new(GatedStore {
+            inner: MemoryStore::new(),
+            entered: entered_tx,
+            release: std::sync::Mutex::new(release_rx),
+        });
+        let registry = Arc::new(Registry::new(store, Limits::default()));
+        let spec = ModelSpec::new(&[2, 3, 1], Activation::Tanh, Head::Sigmoid);
+        let id = registry
+            .create_model("xor".into(), spec.clone())
+            .expect("created")
+            .record
+            .id;
+        let info = VersionInfo {
+            model: id,
+            version: 0,
+            job: None,
+            dataset: None,
+            created_at: String::new(),
+            best_epoch: 0,
+            epochs_run: 0,
+            stopped_early: false,
+            train: crate::nn::Metrics::default(),
+            validation: None,
+            test: None,
+            numeric_labels: true,
+        };
+        let add = |seed: u64| {
+            let registry = Arc::clone(&registry);
+            let (model, info) = (Model::new(spec.clone(), seed).expect("model"), info.clone());
+            std::thread::spawn(move || registry.add_version(id, model, info))
+        };
+
+        let first = add(1);
+        entered.recv().expect("the first is writing its record");
+        assert!(
+            matches!(
+                registry.version("xor", None),
+                Err(RegistryError::NotTrained(_))
+            ),
+            "nothing is served while its record is being written"
+        );
+        let second = add(2);
+        entered.recv().expect("the second is writing its record");
+        release.send(()).expect("one");
+        release.send(()).expect("two");
+        let mut numbers =
+            [first, second].map(|t| t.join().expect("no panic").expect("added").info.version);
+        numbers.sort_unstable();
+
+        assert_eq!(numbers, [1, 2]);
+        let entry = registry.model("xor").expect("found");
+        let listed: Vec<u32> = entry.versions.iter().map(|v| v.info.version).collect();
+        assert_eq!(listed, [1, 2], "in number order");
     }
 }

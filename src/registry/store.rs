@@ -219,23 +219,38 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Removes every temporary file under `root`; returns how many.
+/// Removes every temporary file under `root`; returns how many. A directory that cannot be
+/// read (a volume's `lost+found`, say) or a file that cannot be removed is logged and
+/// skipped: leftovers must not stop the service from starting.
 fn sweep(root: &Path) -> io::Result<usize> {
     let mut removed = 0;
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        for entry in fs::read_dir(&dir)? {
-            let entry = entry?;
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(error) if dir == root => return Err(error),
+            Err(error) => {
+                tracing::warn!(dir = %dir.display(), %error, "cannot look for temporary files here");
+                continue;
+            }
+        };
+        let mut here = 0;
+        for entry in entries.flatten() {
             let name = entry.file_name();
-            if entry.file_type()?.is_dir() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
                 stack.push(entry.path());
             } else if is_temporary(&name.to_string_lossy()) {
-                fs::remove_file(entry.path())?;
-                removed += 1;
+                match fs::remove_file(entry.path()) {
+                    Ok(()) => here += 1,
+                    Err(error) => tracing::warn!(
+                        file = %entry.path().display(), %error, "cannot remove a temporary file"
+                    ),
+                }
             }
         }
-        if removed > 0 {
+        if here > 0 {
             sync_dir(&dir)?;
+            removed += here;
         }
     }
     Ok(removed)

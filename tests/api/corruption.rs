@@ -371,3 +371,31 @@ async fn missing_weights_make_a_version_unavailable() {
     .await;
     assert_eq!(predicts(&app, "m", Some(2)).await.status(), 200);
 }
+
+#[tokio::test]
+async fn a_job_written_as_stopped_although_its_version_was_stored_loads_as_succeeded() {
+    // What a shutdown or a cancel racing the version's write could leave: the version is
+    // stored, the job's record says it stopped. The version is the truth.
+    let seeded = seed().await;
+    let file = seeded.path(&format!("jobs/{}.json", seeded.job));
+    let text = std::fs::read(&file).expect("read");
+    let mut body: Value = envelope::open("job", &text).expect("a good record");
+    assert_eq!(body["record"]["state"], "succeeded");
+    body["record"]["state"] = json!("interrupted");
+    body["record"]["result"] = Value::Null;
+    body["record"]["error"] = json!({"message": "the server shut down", "epoch": 3, "hint": null});
+    std::fs::write(&file, envelope::seal("job", &body).expect("seal")).expect("write");
+
+    let app = restart(seeded.config.clone()).await;
+
+    let job = app.get_ok(&format!("/v1/jobs/{}", seeded.job)).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["result"]["version"], 1, "{job}");
+    assert!(job["error"].is_null(), "{job}");
+    let retry = app
+        .post_json(&format!("/v1/jobs/{}/retry", seeded.job), &json!({}))
+        .await;
+    assert_problem(retry, 409, "job_succeeded").await;
+    let stored: Value = envelope::open("job", &std::fs::read(&file).expect("read")).expect("good");
+    assert_eq!(stored["record"]["state"], "succeeded", "written back");
+}
