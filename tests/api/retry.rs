@@ -1,5 +1,6 @@
 //! `POST /v1/jobs/{id}/retry`: an identical new job for one that did not succeed.
 
+use mlp_lab::config::Config;
 use serde_json::json;
 
 use crate::helpers::{assert_problem, xor_dataset, TestApp};
@@ -57,7 +58,13 @@ async fn a_cancelled_job_is_retried_with_the_same_request_and_says_what_it_retri
 
 #[tokio::test]
 async fn a_retried_job_with_a_warm_start_trains_the_same_weights_as_the_original_would() {
-    let app = TestApp::spawn().await;
+    // One job at a time, so that the job to cancel waits behind a long one and is surely
+    // cancelled before it could finish.
+    let app = TestApp::spawn_with(Config {
+        max_running_jobs: 1,
+        ..Config::for_tests()
+    })
+    .await;
     let dataset = setup(&app).await;
     let first = app
         .job(json!({"model": "xor", "dataset": dataset, "epochs": 5, "seed": 2}))
@@ -67,8 +74,12 @@ async fn a_retried_job_with_a_warm_start_trains_the_same_weights_as_the_original
                       "warm_start": {"version": 1}});
     let original = app.job(body.clone()).await;
     app.wait_for_job(&original, &["succeeded"], 30).await;
+    let blocker = app.job(long_job(&dataset)).await;
+    app.wait_for_job(&blocker, &["running"], 30).await;
     let interrupted = app.job(body).await;
     app.post_ok(&format!("/v1/jobs/{interrupted}/cancel"), &json!({}), 200)
+        .await;
+    app.post_ok(&format!("/v1/jobs/{blocker}/cancel"), &json!({}), 200)
         .await;
 
     let retried = app
