@@ -73,15 +73,7 @@ fn recover(stored: &mut StoredJob, made: Option<&VersionInfo>) {
             (i.epochs_run as f64 / record.progress.epochs as f64).min(1.0)
         };
         record.progress.eta_seconds = Some(0.0);
-        record.result = Some(JobResult {
-            version: i.version,
-            best_epoch: i.best_epoch,
-            stopped_early: i.stopped_early,
-            epochs_run: i.epochs_run,
-            train: i.train,
-            validation: i.validation,
-            test: i.test,
-        });
+        record.result = Some(JobResult::of(i));
         record.error = None;
         return;
     }

@@ -89,6 +89,22 @@ pub struct JobResult {
     pub test: Option<Metrics>,
 }
 
+impl JobResult {
+    /// What the job that made version `i` produced.
+    #[must_use]
+    pub fn of(i: &crate::registry::VersionInfo) -> Self {
+        Self {
+            version: i.version,
+            best_epoch: i.best_epoch,
+            stopped_early: i.stopped_early,
+            epochs_run: i.epochs_run,
+            train: i.train,
+            validation: i.validation,
+            test: i.test,
+        }
+    }
+}
+
 /// Why a job failed or was interrupted.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobFailure {

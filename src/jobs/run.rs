@@ -154,19 +154,7 @@ fn train(inner: &Inner, job: &Job, work: Work) {
                 numeric_labels: work.dataset.info.numeric_labels,
             };
             match inner.registry.add_version(work.record.model, model, info) {
-                Ok(v) => {
-                    let i = &v.info;
-                    let result = JobResult {
-                        version: i.version,
-                        best_epoch: i.best_epoch,
-                        stopped_early: i.stopped_early,
-                        epochs_run: i.epochs_run,
-                        train: i.train,
-                        validation: i.validation,
-                        test: i.test,
-                    };
-                    (JobState::Succeeded, Some(result), None)
-                }
+                Ok(v) => (JobState::Succeeded, Some(JobResult::of(&v.info)), None),
                 Err(error) => (
                     JobState::Failed,
                     None,

@@ -349,20 +349,7 @@ mod tests {
             Err(RegistryError::NameTaken(_))
         ));
         let model = Model::new(spec, 1).expect("model");
-        let info = VersionInfo {
-            model: entry.record.id,
-            version: 0,
-            job: None,
-            dataset: None,
-            created_at: String::new(),
-            best_epoch: 0,
-            epochs_run: 0,
-            stopped_early: false,
-            train: crate::nn::Metrics::default(),
-            validation: None,
-            test: None,
-            numeric_labels: true,
-        };
+        let info = VersionInfo::without_training(entry.record.id, true);
         let v = registry
             .add_version(entry.record.id, model, info)
             .expect("added");
@@ -447,20 +434,7 @@ mod tests {
             .expect("created")
             .record
             .id;
-        let info = VersionInfo {
-            model: id,
-            version: 0,
-            job: None,
-            dataset: None,
-            created_at: String::new(),
-            best_epoch: 0,
-            epochs_run: 0,
-            stopped_early: false,
-            train: crate::nn::Metrics::default(),
-            validation: None,
-            test: None,
-            numeric_labels: true,
-        };
+        let info = VersionInfo::without_training(id, true);
         let add = |seed: u64| {
             let registry = Arc::clone(&registry);
             let (model, info) = (Model::new(spec.clone(), seed).expect("model"), info.clone());

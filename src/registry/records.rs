@@ -109,6 +109,29 @@ pub struct VersionInfo {
     pub numeric_labels: bool,
 }
 
+impl VersionInfo {
+    /// The facts of a version of model `model` made by no job (imported weights): no job, no
+    /// dataset, no epochs, metrics unknown. `version` and `created_at` are set when it is
+    /// added.
+    #[must_use]
+    pub fn without_training(model: Uuid, numeric_labels: bool) -> Self {
+        Self {
+            model,
+            version: 0,
+            job: None,
+            dataset: None,
+            created_at: String::new(),
+            best_epoch: 0,
+            epochs_run: 0,
+            stopped_early: false,
+            train: Metrics::default(),
+            validation: None,
+            test: None,
+            numeric_labels,
+        }
+    }
+}
+
 /// A trained version: its record and the model predictions run on.
 #[derive(Debug)]
 pub struct Version {

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use super::records::{Version, VersionInfo};
 use super::{Registry, RegistryError};
 use crate::nn::import::import_safetensors;
-use crate::nn::Metrics;
 
 impl Registry {
     /// Reads `bytes` (a safetensors file) as weights of model `id_or_name`'s spec and adds
@@ -29,20 +28,7 @@ impl Registry {
             .labels
             .iter()
             .all(|l| serde_json::from_str::<serde_json::Number>(l).is_ok());
-        let info = VersionInfo {
-            model: entry.record.id,
-            version: 0,
-            job: None,
-            dataset: None,
-            created_at: String::new(),
-            best_epoch: 0,
-            epochs_run: 0,
-            stopped_early: false,
-            train: Metrics::default(),
-            validation: None,
-            test: None,
-            numeric_labels,
-        };
+        let info = VersionInfo::without_training(entry.record.id, numeric_labels);
         let version = self.add_version(entry.record.id, imported.model, info)?;
         Ok((entry, version))
     }
