@@ -170,28 +170,93 @@ impl fmt::Debug for Token {
     }
 }
 
-/// An origin as browsers send it: `scheme://host[:port]`, http or https, nothing after.
+/// An origin as browsers send it: `scheme://host[:port]`, http or https, nothing after; in
+/// the form a browser serializes it, so it can be compared byte for byte with an `Origin`
+/// header: lowercase, the scheme's default port (80, 443) left out, an IPv6 host in brackets
+/// in its canonical form.
 fn parse_origin(s: &str) -> Result<String, String> {
     let s = s.trim();
     if s == "*" {
         return Err("`*` is not allowed; list each origin that may call the API".to_owned());
     }
     let lower = s.to_ascii_lowercase();
-    let rest = lower
-        .strip_prefix("https://")
-        .or_else(|| lower.strip_prefix("http://"))
-        .ok_or_else(|| format!("`{s}` is not an origin; write it as https://host[:port]"))?;
-    let valid_host = !rest.is_empty()
-        && rest
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
-    if !valid_host {
+    let (scheme, rest, default_port) = if let Some(rest) = lower.strip_prefix("https://") {
+        ("https", rest, 443)
+    } else if let Some(rest) = lower.strip_prefix("http://") {
+        ("http", rest, 80)
+    } else {
         return Err(format!(
-            "`{s}` is not an origin: after the scheme comes only host[:port] (no path, no \
-             trailing slash)"
+            "`{s}` is not an origin; write it as https://host[:port]"
+        ));
+    };
+    let not_origin =
+        |why: &str| format!("`{s}` is not an origin ({why}); write it as http[s]://host[:port]");
+    if rest.contains(['/', '?', '#']) {
+        return Err(not_origin(
+            "after the scheme comes only host[:port]: no path, no trailing slash",
         ));
     }
-    Ok(lower)
+    if rest.contains('@') {
+        return Err(not_origin("an origin has no user info"));
+    }
+    let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
+        let (addr, after) = bracketed
+            .split_once(']')
+            .ok_or_else(|| not_origin("an IPv6 address needs its closing `]`"))?;
+        let addr: std::net::Ipv6Addr = addr
+            .parse()
+            .map_err(|_| not_origin("the host in brackets is not an IPv6 address"))?;
+        let port = match after {
+            "" => None,
+            _ => Some(
+                after
+                    .strip_prefix(':')
+                    .ok_or_else(|| not_origin("only `:port` may follow an IPv6 address"))?,
+            ),
+        };
+        (format!("[{addr}]"), port)
+    } else {
+        let (host, port) = match rest.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (rest, None),
+        };
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        if host.is_empty() {
+            return Err(not_origin("the host is missing"));
+        }
+        if host.ends_with('.') {
+            return Err(not_origin(
+                "a trailing dot on the host is not what browsers send",
+            ));
+        }
+        if !host.split('.').all(label_ok) {
+            return Err(not_origin(
+                "the host must be a name of letters, digits, `-` and dots, an IPv4 address or \
+                 an IPv6 address in brackets",
+            ));
+        }
+        (host.to_owned(), port)
+    };
+    let port = match port {
+        None => None,
+        Some(p) => {
+            let n = (!p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| p.parse::<u16>().ok())
+                .flatten()
+                .filter(|&n| n != 0)
+                .ok_or_else(|| not_origin("the port must be a number from 1 to 65535"))?;
+            (n != default_port).then_some(n)
+        }
+    };
+    Ok(match port {
+        Some(port) => format!("{scheme}://{host}:{port}"),
+        None => format!("{scheme}://{host}"),
+    })
 }
 
 #[cfg(test)]
@@ -308,6 +373,60 @@ mod tests {
             "https://a/b",
             "",
         ] {
+            assert!(
+                Config::try_parse_from(["mlp-lab", "--cors-origin", bad]).is_err(),
+                "{bad} parsed"
+            );
+        }
+    }
+
+    #[test]
+    fn origins_are_normalized_as_browsers_send_them() {
+        for (given, stored) in [
+            ("https://app.example.com:443", "https://app.example.com"),
+            ("http://x:80", "http://x"),
+            ("http://x:080", "http://x"),
+            ("https://x:80", "https://x:80"),
+            ("http://x:443", "http://x:443"),
+            ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+            ("http://[::1]", "http://[::1]"),
+            ("http://[0:0:0:0:0:0:0:1]:80", "http://[::1]"),
+            ("https://[2001:DB8::1]:8443", "https://[2001:db8::1]:8443"),
+            (" HTTPS://My-App.Example.COM ", "https://my-app.example.com"),
+        ] {
+            assert_eq!(parse_origin(given).as_deref(), Ok(stored), "{given}");
+        }
+        for (bad, says) in [
+            ("http://a:b:c", "port"),
+            ("http://a:b", "port"),
+            ("http://a:", "port"),
+            ("http://a:0", "port"),
+            ("http://a:65536", "port"),
+            ("http://a:+80", "port"),
+            ("http://[", "`]`"),
+            ("http://[::1", "`]`"),
+            ("http://[nope]", "IPv6"),
+            ("http://[::1]x", "`:port`"),
+            ("http://[::1]:", "port"),
+            ("http://app.example.com.", "trailing dot"),
+            ("http://a..b", "host"),
+            ("http://-a", "host"),
+            ("http://a_b", "host"),
+            ("http://", "missing"),
+            ("http://:80", "missing"),
+            ("http://user@a", "user info"),
+            ("http://a?x", "no path"),
+            ("ftp://a", "https://host"),
+        ] {
+            let error = parse_origin(bad).expect_err(bad);
+            assert!(error.contains(says), "{bad}: {error}");
+            assert!(error.contains(bad), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn bad_origins_are_refused_by_the_flag_too() {
+        for bad in ["http://a:b:c", "http://[", "http://x."] {
             assert!(
                 Config::try_parse_from(["mlp-lab", "--cors-origin", bad]).is_err(),
                 "{bad} parsed"

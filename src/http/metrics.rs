@@ -159,28 +159,20 @@ impl Metrics {
 
     /// Reads the gauges from `state` and renders everything.
     fn render(&self, state: &AppState) -> Result<String, prometheus::Error> {
-        let jobs = state.jobs.list(None, None, 0, usize::MAX).items;
-        for s in JobState::ALL {
-            let n = jobs.iter().filter(|j| j.state == s).count();
-            self.jobs
-                .with_label_values(&[s.name()])
-                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        // Counted in place, never cloned: a public scrape must stay cheap however many jobs
+        // and models there are.
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        let (by_state, samples_per_second) = state.jobs.gauges();
+        for (s, n) in JobState::ALL.into_iter().zip(by_state) {
+            self.jobs.with_label_values(&[s.name()]).set(count(n));
             if s == JobState::Queued {
-                self.queue.set(i64::try_from(n).unwrap_or(i64::MAX));
+                self.queue.set(count(n));
             }
         }
-        self.samples_per_second.set(
-            jobs.iter()
-                .filter(|j| j.state == JobState::Running)
-                .filter_map(|j| j.progress.samples_per_second)
-                .sum(),
-        );
-        let models = state.registry.models(0, usize::MAX).items;
-        let versions: usize = models.iter().map(|m| m.versions.len()).sum();
-        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-        self.datasets
-            .set(count(state.registry.datasets(0, 0).total));
-        self.models.set(count(models.len()));
+        self.samples_per_second.set(samples_per_second);
+        let (datasets, models, versions) = state.registry.sizes();
+        self.datasets.set(count(datasets));
+        self.models.set(count(models));
         self.versions.set(count(versions));
         TextEncoder::new().encode_to_string(&self.registry.gather())
     }

@@ -433,6 +433,26 @@ impl Jobs {
         }
     }
 
+    /// How many jobs are in each state of [`JobState::ALL`] (same order), and the summed
+    /// throughput of the running ones: what `/metrics` shows, read without cloning a record
+    /// (each job's lock is held only to read two fields).
+    #[must_use]
+    pub fn gauges(&self) -> ([usize; JobState::ALL.len()], f64) {
+        let mut counts = [0; JobState::ALL.len()];
+        let mut samples_per_second = 0.0;
+        for job in self.jobs().values() {
+            let shared = job.lock();
+            let state = shared.record.state;
+            if let Some(i) = JobState::ALL.iter().position(|&s| s == state) {
+                counts[i] += 1;
+            }
+            if state == JobState::Running {
+                samples_per_second += shared.record.progress.samples_per_second.unwrap_or(0.0);
+            }
+        }
+        (counts, samples_per_second)
+    }
+
     /// A page of jobs, oldest first, filtered by state and model.
     #[must_use]
     pub fn list(

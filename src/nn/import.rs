@@ -392,10 +392,17 @@ fn read_floats(name: &str, view: &TensorView) -> Result<Vec<f32>> {
         }
     };
     if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-        let why = if view.dtype() == Dtype::F64 && !values[i].is_nan() {
-            "is beyond the range of F32".to_owned()
-        } else {
-            format!("is {}, not a finite number", values[i])
+        // An F64 value is judged before it is narrowed: only a finite one can be "beyond
+        // the range of F32"; ±inf and NaN are reported as what they are.
+        let original = (view.dtype() == Dtype::F64).then(|| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&data[i * 8..i * 8 + 8]);
+            f64::from_le_bytes(a)
+        });
+        let why = match original {
+            Some(v) if v.is_finite() => format!("is {v:e}, beyond the range of F32"),
+            Some(v) => format!("is {v}, not a finite number"),
+            None => format!("is {}, not a finite number", values[i]),
         };
         return Err(NnError::invalid(
             name,
@@ -671,6 +678,40 @@ mod tests {
                 },
                 "0.bias",
                 "beyond the range of F32",
+            ),
+            (
+                {
+                    let mut t = torch_like();
+                    t[1] = (
+                        "0.bias",
+                        "F64",
+                        vec![4],
+                        [0.0, f64::NEG_INFINITY, 0.0, 0.0]
+                            .iter()
+                            .flat_map(|v: &f64| v.to_le_bytes())
+                            .collect(),
+                    );
+                    t
+                },
+                "0.bias",
+                "element 1 is -inf, not a finite number",
+            ),
+            (
+                {
+                    let mut t = torch_like();
+                    t[1] = (
+                        "0.bias",
+                        "F64",
+                        vec![4],
+                        [0.0, 0.0, f64::INFINITY, 0.0]
+                            .iter()
+                            .flat_map(|v: &f64| v.to_le_bytes())
+                            .collect(),
+                    );
+                    t
+                },
+                "0.bias",
+                "element 2 is inf, not a finite number",
             ),
             (
                 {

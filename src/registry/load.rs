@@ -61,7 +61,17 @@ impl Registry {
                     continue;
                 }
             };
-            let (versions, broken) = self.load_versions(&record)?;
+            // A model whose versions cannot even be listed is unavailable as a whole: serving
+            // it without them would let a new version take the number of one on disk.
+            let (versions, broken) = match self.load_versions(&record) {
+                Ok(loaded) => loaded,
+                Err(error) => {
+                    let reason = format!("its versions cannot be listed: {error}");
+                    let gone = unavailable(ObjectKind::Model, &id, &key, reason);
+                    self.write().unavailable.insert(key, gone);
+                    continue;
+                }
+            };
             let mut inner = self.write();
             // While a model's record was unreadable its name was free to take; should the
             // file come back (repaired by hand), the newer model, which took the name and

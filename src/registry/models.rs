@@ -163,6 +163,15 @@ impl Registry {
         page(self.read().models.values().cloned(), offset, limit)
     }
 
+    /// How many datasets, models and versions that serve are loaded, counted under the read
+    /// lock without cloning anything: what `/metrics` shows.
+    #[must_use]
+    pub fn sizes(&self) -> (usize, usize, usize) {
+        let inner = self.read();
+        let versions = inner.models.values().map(|m| m.versions.len()).sum();
+        (inner.datasets.len(), inner.models.len(), versions)
+    }
+
     /// The trained model of `version` (the latest that serves when `None`) of a model: the
     /// `Arc` is cloned out and the lock released before the caller computes anything.
     ///

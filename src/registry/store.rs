@@ -311,7 +311,13 @@ impl Store for FileStore {
 
     fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         let mut keys = Vec::new();
-        let mut stack = vec![self.root.clone()];
+        // The walk starts at the prefix's directory, not at the root: listing one model's
+        // versions reads only its directory, so a damaged one fails only its own listing.
+        let start = match prefix.rfind('/') {
+            Some(end) if end > 0 => self.path(&prefix[..end])?,
+            _ => self.root.clone(),
+        };
+        let mut stack = vec![start];
         while let Some(dir) = stack.pop() {
             let entries = match fs::read_dir(&dir) {
                 Ok(entries) => entries,

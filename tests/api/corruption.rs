@@ -356,6 +356,31 @@ async fn a_file_over_the_size_limit_is_unavailable_without_being_read() {
 }
 
 #[tokio::test]
+async fn a_versions_directory_that_cannot_be_listed_makes_only_its_model_unavailable() {
+    let seeded = seed().await;
+    // A regular file where the directory was: listing it fails (ENOTDIR), even as root.
+    let dir = seeded.path(&format!("versions/{}", seeded.m));
+    std::fs::remove_dir_all(&dir).expect("remove the versions");
+    std::fs::write(&dir, b"not a directory").expect("write");
+
+    let app = restart(seeded.config.clone()).await;
+
+    the_unavailable(&app, "model", &seeded.m, "versions cannot be listed").await;
+    assert_problem(
+        app.get(&format!("/v1/models/{}", seeded.m)).await,
+        409,
+        "object_unavailable",
+    )
+    .await;
+    assert_eq!(app.get_ok("/v1/models").await["total"], 1);
+    assert_eq!(predicts(&app, "other", None).await.status(), 200);
+    assert_eq!(
+        app.get_ok(&format!("/v1/datasets/{}", seeded.small)).await["id"],
+        seeded.small.as_str()
+    );
+}
+
+#[tokio::test]
 async fn missing_weights_make_a_version_unavailable() {
     let seeded = seed().await;
     std::fs::remove_file(seeded.version_file(1, "safetensors")).expect("remove");

@@ -297,3 +297,48 @@ async fn an_unusable_request_id_is_replaced() {
         assert!(uuid::Uuid::parse_str(given).is_ok(), "{given}");
     }
 }
+
+#[tokio::test]
+async fn metrics_job_counts_follow_submit_cancel_and_finish() {
+    let app = TestApp::spawn().await;
+    let dataset = app.dataset(xor_dataset(2)).await;
+    app.model(json!({"name": "m", "layers": [2, 4, 1], "output": "sigmoid"}))
+        .await;
+    let jobs = |samples: &_, state: &str| value(samples, "mlp_lab_jobs", &[("state", state)]);
+
+    let (text, samples) = scrape(&app).await;
+    for state in ["queued", "running", "succeeded", "cancelled"] {
+        assert_eq!(jobs(&samples, state), Some(0.0), "{state}: {text}");
+    }
+
+    let done = app
+        .job(json!({"model": "m", "dataset": dataset, "epochs": 2}))
+        .await;
+    app.wait_for_job(&done, &["succeeded"], 30).await;
+    let long = app
+        .job(json!({"model": "m", "dataset": dataset, "epochs": 100_000, "batch_size": 1}))
+        .await;
+    let (text, samples) = scrape(&app).await;
+    assert_eq!(jobs(&samples, "succeeded"), Some(1.0), "{text}");
+    let active = jobs(&samples, "queued").unwrap_or(0.0) + jobs(&samples, "running").unwrap_or(0.0);
+    assert_eq!(active, 1.0, "{text}");
+
+    app.post_ok(&format!("/v1/jobs/{long}/cancel"), &json!({}), 200)
+        .await;
+    app.wait_for_job(&long, &["cancelled"], 30).await;
+    let (text, samples) = scrape(&app).await;
+    assert_eq!(jobs(&samples, "succeeded"), Some(1.0), "{text}");
+    assert_eq!(jobs(&samples, "cancelled"), Some(1.0), "{text}");
+    assert_eq!(jobs(&samples, "queued"), Some(0.0), "{text}");
+    assert_eq!(jobs(&samples, "running"), Some(0.0), "{text}");
+    assert_eq!(
+        value(&samples, "mlp_lab_job_queue_length", &[]),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&samples, "mlp_lab_training_samples_per_second", &[]),
+        Some(0.0),
+        "{text}"
+    );
+}
