@@ -190,7 +190,7 @@ fn gzip_bomb(size: usize) -> Vec<u8> {
         }
     }
     assert!(
-        size >= 1 && (size - 1) % 258 == 0,
+        size >= 1 && (size - 1).is_multiple_of(258),
         "1 literal and whole matches"
     );
     let mut bits = Bits {
