@@ -124,6 +124,13 @@ pub enum ApiError {
         given: Option<String>,
     },
 
+    /// A body with a `Content-Encoding` (gzip, …): the server decodes none (415, RFC 7694).
+    #[error("unsupported content encoding {given:?}")]
+    UnsupportedContentEncoding {
+        /// The `Content-Encoding` that was sent.
+        given: String,
+    },
+
     /// The body is larger than the route allows (413).
     #[error("payload too large")]
     PayloadTooLarge {
@@ -318,7 +325,9 @@ impl ApiError {
         match self {
             Self::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::MalformedJson { .. } | Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::UnsupportedMediaType { .. } | Self::UnsupportedContentEncoding { .. } => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotFound { .. } | Self::InvalidPath { .. } | Self::RouteNotFound { .. } => {
                 StatusCode::NOT_FOUND
@@ -346,7 +355,9 @@ impl ApiError {
             Self::Validation { .. } => "validation_failed",
             Self::MalformedJson { .. } => "malformed_json",
             Self::BadRequest { code, .. } | Self::Conflict { code, .. } => code,
-            Self::UnsupportedMediaType { .. } => "unsupported_media_type",
+            Self::UnsupportedMediaType { .. } | Self::UnsupportedContentEncoding { .. } => {
+                "unsupported_media_type"
+            }
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::NotFound { .. } | Self::InvalidPath { .. } => "not_found",
             Self::RouteNotFound { .. } => "route_not_found",
@@ -367,7 +378,9 @@ impl ApiError {
             Self::Validation { .. } => "Validation failed",
             Self::MalformedJson { .. } => "Malformed JSON",
             Self::BadRequest { .. } => "Bad request",
-            Self::UnsupportedMediaType { .. } => "Unsupported media type",
+            Self::UnsupportedMediaType { .. } | Self::UnsupportedContentEncoding { .. } => {
+                "Unsupported media type"
+            }
             Self::PayloadTooLarge { .. } => "Payload too large",
             Self::NotFound { .. } | Self::InvalidPath { .. } => "Not found",
             Self::RouteNotFound { .. } => "No such route",
@@ -406,6 +419,10 @@ impl ApiError {
                 Some(given) => format!("expected a body of type {expected}, got {given}"),
                 None => format!("expected a body of type {expected}; set the Content-Type header"),
             },
+            Self::UnsupportedContentEncoding { given } => format!(
+                "the body has Content-Encoding {given}, which the server does not decode; send it \
+                 uncompressed"
+            ),
             Self::PayloadTooLarge { limit: Some((limit, max)) } => format!(
                 "the request body is larger than the {} limit of {max} for this route; raise it with {limit}",
                 limit.describe()

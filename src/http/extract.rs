@@ -161,6 +161,13 @@ pub fn from_json_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError>
             detail: syntax.to_string(),
         });
     }
+    // Skipping a string checks neither its UTF-8 nor its escapes (`"\ud800"`), so the typed
+    // parse can be the first to find such a syntax error: it is malformed JSON, not a field's.
+    if error.inner().is_syntax() && !error.inner().to_string().starts_with("number out of range") {
+        return Err(ApiError::MalformedJson {
+            detail: error.into_inner().to_string(),
+        });
+    }
     if let Ok(mut value) = serde_json::from_slice::<Value>(bytes) {
         if whole_floats_as_integers(&mut value) {
             if let Ok(parsed) = serde_json::from_value(value) {

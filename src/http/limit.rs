@@ -3,6 +3,7 @@
 //! A group is wrapped by [`with_body_limit`], which does three things:
 //! - answers 413 at once when `Content-Length` already says the body is too large, before a
 //!   byte of it is read;
+//! - answers 415 when a body comes with a `Content-Encoding` (the server decodes none);
 //! - sets axum's `DefaultBodyLimit`, so extractors stop reading a chunked body at the limit;
 //! - puts the [`BodyLimit`] into the request's extensions, and rewrites any bare 413 that comes
 //!   back, so every 413 names the limit and the setting that raises it.
@@ -101,6 +102,14 @@ async fn enforce(
     mut request: Request,
     next: Next,
 ) -> Response {
+    if let Some(given) = content_encoding(request.headers()) {
+        let mut response = ApiError::UnsupportedContentEncoding { given }.into_response();
+        response.headers_mut().insert(
+            header::ACCEPT_ENCODING,
+            header::HeaderValue::from_static("identity"),
+        );
+        return response;
+    }
     if content_length(request.headers()).is_some_and(|len| len > body_limit.max.0) {
         return body_limit.exceeded().into_response();
     }
@@ -120,4 +129,14 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .trim()
         .parse()
         .ok()
+}
+
+/// The `Content-Encoding` of a request that has a body, unless it is `identity`: the server
+/// decodes none, so such a body would be read as what it is not (a gzip bomb as JSON).
+fn content_encoding(headers: &HeaderMap) -> Option<String> {
+    let has_body = headers.contains_key(header::TRANSFER_ENCODING)
+        || content_length(headers).is_some_and(|len| len > 0);
+    let value = headers.get(header::CONTENT_ENCODING)?;
+    let text = String::from_utf8_lossy(value.as_bytes());
+    (has_body && !text.trim().eq_ignore_ascii_case("identity")).then(|| text.into_owned())
 }

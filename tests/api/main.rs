@@ -11,6 +11,7 @@ mod events;
 mod extractors;
 mod health;
 mod helpers;
+mod hostile;
 mod jobs;
 mod models;
 mod observability;
