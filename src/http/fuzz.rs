@@ -326,6 +326,19 @@ mod tests {
         }
     }
 
+    /// Crashes the fuzzers found, each fixed: `(target, input)`.
+    const FOUND: &[(&str, &[u8])] = &[(
+        "dataset_json",
+        br#"{"name": "spirals", "generator": {"kind": "spirals", "samples": 62, "classes": 0, "noise": 0.1, "seed": 0}}"#,
+    )];
+
+    #[test]
+    fn inputs_that_crashed_a_fuzz_target_do_not() {
+        for (target, bytes) in FOUND {
+            run(target, bytes);
+        }
+    }
+
     /// Every seed is taken by its target; `MLP_LAB_WRITE_FUZZ_SEEDS=fuzz/seeds` writes them.
     #[test]
     fn fuzz_seeds_are_accepted() {
