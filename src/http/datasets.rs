@@ -19,7 +19,7 @@ use super::AppState;
 use crate::config::Limits;
 use crate::nn::generators::GeneratorSpec;
 use crate::nn::Task;
-use crate::registry::{csv, ingest, DatasetEntry, DatasetSource, Registry};
+use crate::registry::{csv, ingest, DatasetEntry, DatasetSource, Ingested, Registry};
 
 /// Longest dataset name, in characters.
 const MAX_NAME_CHARS: usize = 200;
@@ -78,6 +78,16 @@ pub(crate) fn register_json(
     req: DatasetRequest,
     limits: &Limits,
 ) -> Result<Arc<DatasetEntry>, ApiError> {
+    let name = req.name.clone();
+    let (source, ingested) = ingest_json(req, limits)?;
+    Ok(registry.add_dataset(name, source, ingested)?)
+}
+
+/// Checks a JSON request and builds its dataset, without registering it.
+pub(crate) fn ingest_json(
+    req: DatasetRequest,
+    limits: &Limits,
+) -> Result<(DatasetSource, Ingested), ApiError> {
     check_name(req.name.as_ref())?;
     let rows = req.features.is_some() || req.targets.is_some();
     for (field, given) in [
@@ -120,7 +130,7 @@ pub(crate) fn register_json(
             ))
         }
     };
-    Ok(registry.add_dataset(req.name, source, ingested)?)
+    Ok((source, ingested))
 }
 
 enum Body {

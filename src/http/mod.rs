@@ -16,6 +16,8 @@ mod events;
 pub mod extract;
 mod fallback;
 mod fast_json;
+#[doc(hidden)]
+pub mod fuzz;
 mod health;
 mod jobs;
 pub mod limit;

@@ -86,7 +86,14 @@ impl<S: Send + Sync> FromRequest<S> for PredictBody {
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         require_json(request.headers())?;
         let bytes = read_body(request, state).await?;
-        if let Some(fast) = parse_predict(&bytes) {
+        PredictBody::decode(&bytes)
+    }
+}
+
+impl PredictBody {
+    /// Decodes a body: the fast path first, serde for anything else.
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, ApiError> {
+        if let Some(fast) = parse_predict(bytes) {
             return Ok(PredictBody {
                 inputs: Inputs::Flat {
                     values: fast.values,
@@ -96,11 +103,16 @@ impl<S: Send + Sync> FromRequest<S> for PredictBody {
                 version: fast.version,
             });
         }
-        let request: PredictRequest = from_json_slice(&bytes)?;
+        let request: PredictRequest = from_json_slice(bytes)?;
         Ok(PredictBody {
             inputs: Inputs::Nested(request.inputs),
             version: request.version,
         })
+    }
+
+    /// The inputs as a matrix of `width` columns, as [`predict`] checks them.
+    pub(crate) fn into_matrix(self, width: usize) -> Result<Array2<f32>, ApiError> {
+        matrix(self.inputs, width)
     }
 }
 

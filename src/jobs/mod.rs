@@ -32,6 +32,7 @@ use crate::registry::{
     clock, DatasetEntry, ModelEntry, Page, Registry, RegistryError, Store, Unavailable,
 };
 use persist::{key, persist};
+pub(crate) use record::StoredJob;
 pub use record::{JobEvent, JobFailure, JobRecord, JobResult, JobState, Progress, WarmStart};
 
 /// How long a client is told to wait when the queue is full.

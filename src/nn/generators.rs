@@ -283,16 +283,17 @@ impl GeneratorSpec {
         }
     }
 
-    /// `(feature columns, classes)`; `classes` is 0 for regression sets.
-    fn shape(&self) -> (usize, usize) {
+    /// `(feature columns, classes)`; `classes` is `None` for regression sets (and a given
+    /// `classes: 0` is `Some(0)`, to be refused, not taken for regression).
+    fn shape(&self) -> (usize, Option<usize>) {
         match *self {
-            GeneratorSpec::Spirals { classes, .. } => (2, classes),
+            GeneratorSpec::Spirals { classes, .. } => (2, Some(classes)),
             GeneratorSpec::Blobs {
                 features, classes, ..
-            } => (features, classes),
-            GeneratorSpec::RegressionPlane { features, .. } => (features, 0),
-            GeneratorSpec::GaussianBumps { .. } => (2, 0),
-            _ => (2, 2),
+            } => (features, Some(classes)),
+            GeneratorSpec::RegressionPlane { features, .. } => (features, None),
+            GeneratorSpec::GaussianBumps { .. } => (2, None),
+            _ => (2, Some(2)),
         }
     }
 
@@ -307,13 +308,13 @@ impl GeneratorSpec {
             "from 0 to 1e6",
         )?;
         count("features", features, 1, usize::MAX)?;
-        if classes > 0 {
+        if let Some(classes) = classes {
             count("classes", classes, 2, MAX_CLASSES)?;
         }
         // A class without rows cannot be learned or scored, so every class gets at least one.
-        let min_samples = classes.max(1);
+        let min_samples = classes.unwrap_or(1).max(1);
         if samples < min_samples {
-            let why = if classes > 0 {
+            let why = if classes.is_some() {
                 format!("at least {min_samples} (one row per class)")
             } else {
                 "at least 1".to_string()
@@ -402,6 +403,7 @@ pub fn generate(spec: &GeneratorSpec, max_cells: usize) -> Result<Dataset> {
     spec.validate()?;
     let (samples, noise, seed) = spec.common();
     let (features, classes) = spec.shape();
+    let classes = classes.unwrap_or(0);
     let columns = features.checked_add(1);
     match columns.and_then(|c| samples.checked_mul(c)) {
         Some(cells) if cells <= max_cells => {}

@@ -23,7 +23,7 @@
 
 mod data;
 mod error;
-mod infer;
+pub(super) mod infer;
 mod response;
 
 use std::sync::Arc;

@@ -370,3 +370,19 @@ fn generated_data_do_not_change_between_versions() {
     );
     assert_eq!(labels(&board), &[0, 0, 1, 1]);
 }
+
+/// Found by the `dataset_json` fuzz target: `classes: 0` was taken for a regression set, so
+/// it skipped the check and `balanced_labels` divided by zero.
+#[test]
+fn zero_classes_are_refused_not_a_division_by_zero() {
+    for kind in ["spirals", "blobs"] {
+        let s = spec(&format!(
+            r#"{{"kind":"{kind}","samples":62,"classes":0,"noise":0.1,"seed":0}}"#
+        ));
+        let error = generate(&s, CELLS).expect_err("refused");
+        assert!(
+            format!("{error:?}").contains("classes"),
+            "{kind}: {error:?}"
+        );
+    }
+}
