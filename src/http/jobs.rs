@@ -133,13 +133,7 @@ pub(crate) async fn create(
             warm_start,
         })
         .await?;
-    let location = format!("/v1/jobs/{}", record.id);
-    Ok((
-        StatusCode::ACCEPTED,
-        [(header::LOCATION, location)],
-        AppJson(record),
-    )
-        .into_response())
+    Ok(accepted(record))
 }
 
 /// `GET /v1/jobs`
@@ -187,13 +181,7 @@ pub(crate) async fn retry(
     AppPath(id): AppPath<Uuid>,
 ) -> Result<Response, ApiError> {
     let record = state.jobs.retry(id).await?;
-    let location = format!("/v1/jobs/{}", record.id);
-    Ok((
-        StatusCode::ACCEPTED,
-        [(header::LOCATION, location)],
-        AppJson(record),
-    )
-        .into_response())
+    Ok(accepted(record))
 }
 
 /// `POST /v1/jobs/{id}/cancel`
@@ -202,4 +190,15 @@ pub(crate) async fn cancel(
     AppPath(id): AppPath<Uuid>,
 ) -> Result<AppJson<JobRecord>, ApiError> {
     Ok(AppJson(state.jobs.cancel(id).await?))
+}
+
+/// 202 with the new job and its `Location`.
+fn accepted(record: JobRecord) -> Response {
+    let location = format!("/v1/jobs/{}", record.id);
+    (
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        AppJson(record),
+    )
+        .into_response()
 }

@@ -32,8 +32,8 @@ use super::activation::Activation;
 use super::data::{Standardizer, Task};
 use super::error::{NnError, Result};
 use super::head::Head;
-use super::model::{Model, ModelSpec, ParamKind};
-use super::serialize::{layout, Source, FORMAT};
+use super::model::{Model, ModelSpec};
+use super::serialize::{layout, set_param, Source, FORMAT};
 
 /// A model read from someone else's file, and where its labels came from.
 #[derive(Clone, Debug, PartialEq)]
@@ -317,18 +317,7 @@ fn load_tensors(model: &mut Model, st: &SafeTensors) -> Result<()> {
             }
             Source::Param(i) => {
                 let values = read_floats(name, &view)?;
-                let p = &mut model.params[i];
-                if p.kind == ParamKind::Weight {
-                    // File [out, in] → ours [in, out].
-                    let (rows, cols) = p.shape;
-                    for r in 0..rows {
-                        for c in 0..cols {
-                            p.data[r * cols + c] = values[c * rows + r];
-                        }
-                    }
-                } else {
-                    p.data = values;
-                }
+                set_param(&mut model.params[i], values);
             }
             Source::RunningMean(l) => {
                 let values = read_floats(name, &view)?;

@@ -291,18 +291,7 @@ pub fn load_state_dict(model: &mut Model, bytes: &[u8]) -> Result<()> {
         let values = read_f32(&slot.name, &view)?;
         match slot.source {
             Source::Param(i) => {
-                let p = &mut model.params[i];
-                if p.kind == ParamKind::Weight {
-                    // File [out, in] → ours [in, out].
-                    let (rows, cols) = p.shape;
-                    for r in 0..rows {
-                        for c in 0..cols {
-                            p.data[r * cols + c] = values[c * rows + r];
-                        }
-                    }
-                } else {
-                    p.data = values;
-                }
+                set_param(&mut model.params[i], values);
             }
             Source::RunningMean(l) => stats(model, l, &slot.name)?.mean = values,
             Source::RunningVar(l) => {
@@ -372,6 +361,21 @@ fn f32_bytes(values: &[f32]) -> Vec<u8> {
 
 fn json<T: serde::Serialize>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(|e| NnError::Format(e.to_string()))
+}
+
+/// Sets a parameter from a file's values: a weight comes as PyTorch's `[out, in]` and is kept
+/// as `[in, out]`; everything else is as it is. `values` has the parameter's element count.
+pub(super) fn set_param(p: &mut super::model::Param, values: Vec<f32>) {
+    if p.kind == ParamKind::Weight {
+        let (rows, cols) = p.shape;
+        for r in 0..rows {
+            for c in 0..cols {
+                p.data[r * cols + c] = values[c * rows + r];
+            }
+        }
+    } else {
+        p.data = values;
+    }
 }
 
 #[cfg(test)]
