@@ -178,6 +178,11 @@ pub struct Limits {
     #[arg(long = Limit::PageSize.long(), env = Limit::PageSize.env(), default_value_t = 1_000,
           value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_page_size: usize,
+
+    /// Most jobs (cells × seeds) one experiment may start.
+    #[arg(long = Limit::ExperimentJobs.long(), env = Limit::ExperimentJobs.env(),
+          default_value_t = 200, value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_experiment_jobs: usize,
 }
 
 impl Default for Limits {
@@ -195,6 +200,7 @@ impl Default for Limits {
             max_epochs: 100_000,
             max_predict_rows: 100_000,
             max_page_size: 1_000,
+            max_experiment_jobs: 200,
         }
     }
 }
@@ -228,11 +234,13 @@ pub enum Limit {
     PredictRows,
     /// [`Limits::max_page_size`]
     PageSize,
+    /// [`Limits::max_experiment_jobs`]
+    ExperimentJobs,
 }
 
 impl Limit {
     /// Every limit, in the order of DESIGN.md.
-    pub const ALL: [Limit; 12] = [
+    pub const ALL: [Limit; 13] = [
         Limit::DatasetUploadBytes,
         Limit::PredictBodyBytes,
         Limit::WeightsUploadBytes,
@@ -245,6 +253,7 @@ impl Limit {
         Limit::Epochs,
         Limit::PredictRows,
         Limit::PageSize,
+        Limit::ExperimentJobs,
     ];
 
     /// The long flag without its leading dashes, e.g. `max-layers`.
@@ -263,6 +272,7 @@ impl Limit {
             Limit::Epochs => "max-epochs",
             Limit::PredictRows => "max-predict-rows",
             Limit::PageSize => "max-page-size",
+            Limit::ExperimentJobs => "max-experiment-jobs",
         }
     }
 
@@ -282,6 +292,7 @@ impl Limit {
             Limit::Epochs => "MLP_LAB_MAX_EPOCHS",
             Limit::PredictRows => "MLP_LAB_MAX_PREDICT_ROWS",
             Limit::PageSize => "MLP_LAB_MAX_PAGE_SIZE",
+            Limit::ExperimentJobs => "MLP_LAB_MAX_EXPERIMENT_JOBS",
         }
     }
 
@@ -301,6 +312,7 @@ impl Limit {
             Limit::Epochs => "epochs of a training job",
             Limit::PredictRows => "rows in a prediction request",
             Limit::PageSize => "page size of a listing",
+            Limit::ExperimentJobs => "jobs (cells × seeds) of an experiment",
         }
     }
 
@@ -333,6 +345,7 @@ impl Limit {
             Limit::Epochs => limits.max_epochs.to_string(),
             Limit::PredictRows => limits.max_predict_rows.to_string(),
             Limit::PageSize => limits.max_page_size.to_string(),
+            Limit::ExperimentJobs => limits.max_experiment_jobs.to_string(),
         }
     }
 }

@@ -7,12 +7,15 @@
 //! - [`jobs`]: the training queue and runner (blocking pool, semaphore, cancellation,
 //!   progress and live events).
 //! - [`registry`]: datasets, model specs and trained versions, written through to a store.
+//! - [`experiments`]: grids of jobs (activations, inits, depths… × seeds) and their
+//!   leaderboards with paired tests.
 //! - [`nn`]: the numerical core (pure, deterministic, no async).
 //!
 //! Beside them, [`config`] holds the flags (with `MLP_LAB_…` environment fallbacks) and the
 //! limits every layer enforces.
 
 pub mod config;
+pub mod experiments;
 pub mod http;
 pub mod jobs;
 pub mod nn;

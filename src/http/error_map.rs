@@ -2,6 +2,7 @@
 //! HTTP (the statuses themselves are in [`super::error`]).
 
 use super::error::ApiError;
+use crate::experiments::ExperimentError;
 use crate::jobs::{JobError, RETRY_AFTER};
 use crate::nn::NnError;
 use crate::registry::RegistryError;
@@ -102,6 +103,20 @@ impl From<JobError> for ApiError {
                 ApiError::unavailable("the service is shutting down and starts no more jobs")
             }
             JobError::Registry(error) => error.into(),
+        }
+    }
+}
+
+impl From<ExperimentError> for ApiError {
+    fn from(error: ExperimentError) -> Self {
+        match error {
+            ExperimentError::NotFound(id) => ApiError::not_found("experiment", id),
+            ExperimentError::Finished(id) => ApiError::conflict(
+                "experiment_finished",
+                format!("every job of experiment {id} is finished already; nothing to cancel"),
+            ),
+            ExperimentError::Registry(error) => error.into(),
+            ExperimentError::Job(error) => error.into(),
         }
     }
 }

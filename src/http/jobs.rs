@@ -62,7 +62,10 @@ fn take_string(body: &mut Map<String, Value>, field: &str, what: &str) -> Result
         .ok_or_else(|| ApiError::validation(field, format!("missing field `{field}`: {what}")))
 }
 
-async fn dataset_of(state: &AppState, value: Value) -> Result<Arc<DatasetEntry>, ApiError> {
+pub(super) async fn dataset_of(
+    state: &AppState,
+    value: Value,
+) -> Result<Arc<DatasetEntry>, ApiError> {
     match value {
         Value::String(id) => {
             let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("dataset", id))?;
@@ -85,7 +88,7 @@ async fn dataset_of(state: &AppState, value: Value) -> Result<Arc<DatasetEntry>,
 }
 
 /// Puts `outer.` in front of the fields of a validation error.
-fn prefix(outer: &str, error: ApiError) -> ApiError {
+pub(super) fn prefix(outer: &str, error: ApiError) -> ApiError {
     match error {
         ApiError::Validation { mut errors } => {
             for e in &mut errors {

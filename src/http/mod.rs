@@ -13,6 +13,7 @@ mod datasets;
 pub mod error;
 mod error_map;
 mod events;
+mod experiments;
 pub mod extract;
 mod fallback;
 mod fast_json;
@@ -52,6 +53,7 @@ use tracing::Level;
 use uuid::Uuid;
 
 use crate::config::{AccessError, Config};
+use crate::experiments::Experiments;
 use crate::jobs::Jobs;
 use crate::registry::{FileStore, MemoryStore, Registry, RegistryError, Store};
 pub use auth::Auth;
@@ -78,6 +80,8 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     /// The training queue and its jobs.
     pub jobs: Jobs,
+    /// Grids of jobs and their leaderboards.
+    pub experiments: Experiments,
     /// This server's Prometheus metrics.
     pub metrics: Metrics,
     auth: Arc<Auth>,
@@ -146,10 +150,16 @@ impl AppState {
         };
         let registry = Arc::new(Registry::load(store, config.limits.clone())?);
         let jobs = Jobs::load(&config, Arc::clone(&registry))?;
+        let experiments = Experiments::load(
+            Arc::clone(&registry),
+            jobs.clone(),
+            config.limits.max_experiment_jobs,
+        )?;
         Ok(Self {
             config: Arc::new(config),
             registry,
             jobs,
+            experiments,
             metrics: Metrics::new(),
             auth,
             ready: Arc::new(AtomicBool::new(false)),

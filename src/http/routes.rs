@@ -7,7 +7,8 @@ use axum::http::Method;
 use axum::routing::{on, MethodFilter, MethodRouter};
 
 use super::{
-    datasets, events, health, jobs, models, openapi, predict, storage, v2, weights, AppState,
+    datasets, events, experiments, health, jobs, models, openapi, predict, storage, v2, weights,
+    AppState,
 };
 
 /// Which body limit a route takes.
@@ -141,6 +142,15 @@ pub fn routes() -> Vec<Route> {
         route(M::GET, "/v1/jobs/{id}/events", Default, events::events),
         route(M::POST, "/v1/jobs/{id}/cancel", Default, jobs::cancel),
         route(M::POST, "/v1/jobs/{id}/retry", Default, jobs::retry),
+        route(M::POST, "/v1/experiments", Default, experiments::create),
+        route(M::GET, "/v1/experiments", Default, experiments::list),
+        route(M::GET, "/v1/experiments/{id}", Default, experiments::show),
+        route(
+            M::POST,
+            "/v1/experiments/{id}/cancel",
+            Default,
+            experiments::cancel,
+        ),
         route(
             M::GET,
             "/v1/storage/unavailable",

@@ -210,6 +210,14 @@ impl Jobs {
         })
     }
 
+    /// How many more jobs the queue takes now (`--max-queued-jobs` minus those waiting).
+    #[must_use]
+    pub fn queue_room(&self) -> usize {
+        self.inner
+            .max_queued
+            .saturating_sub(self.inner.queued.load(Ordering::Acquire))
+    }
+
     /// Checks `new` and queues it; the job starts as soon as a slot is free.
     ///
     /// # Errors

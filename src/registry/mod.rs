@@ -38,6 +38,7 @@ use uuid::Uuid;
 use crate::config::{Limit, Limits};
 use crate::nn::NnError;
 pub use ingest::Ingested;
+pub use models::MAX_NAME_LEN as MAX_MODEL_NAME_LEN;
 use records::DatasetFile;
 pub use records::{
     DatasetEntry, DatasetInfo, DatasetSource, ModelEntry, ModelRecord, ObjectKind, Unavailable,

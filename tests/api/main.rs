@@ -8,6 +8,7 @@ mod cors;
 mod crash;
 mod datasets;
 mod events;
+mod experiments;
 mod extractors;
 mod health;
 mod helpers;

@@ -1,0 +1,95 @@
+//! `/v1/experiments`: run a grid of model variants × seeds on one dataset, list, show with a
+//! leaderboard, cancel. The work is in [`crate::experiments`]; this file parses and maps.
+//!
+//! The `dataset` is taken out of the body and resolved as `POST /v1/jobs` does (an id, or an
+//! inline dataset that is registered); the rest is an [`ExperimentRequest`], checked before an
+//! inline dataset is registered, so a refused grid leaves nothing behind.
+
+use axum::extract::State;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::error::ApiError;
+use super::extract::{from_json_value, AppJson, AppPath, AppQuery};
+use super::jobs::dataset_of;
+use super::views::{created, page_bounds, PageQuery, PageView};
+use super::AppState;
+use crate::experiments::{ExperimentRequest, ExperimentSummary, ExperimentView};
+
+/// `?sort=&order=` of an experiment's view.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ViewQuery {
+    /// The leaderboard's sort metric (default `best_val_loss`).
+    pub sort: Option<String>,
+    /// `asc` or `desc` (default: descending for accuracy and R², else ascending).
+    pub order: Option<String>,
+}
+
+/// `POST /v1/experiments`
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    AppJson(body): AppJson<Value>,
+) -> Result<Response, ApiError> {
+    let Value::Object(mut body) = body else {
+        return Err(ApiError::validation("", "expected a JSON object"));
+    };
+    let dataset = body.remove("dataset").ok_or_else(|| {
+        ApiError::validation(
+            "dataset",
+            "missing field `dataset`: a dataset id or an inline dataset",
+        )
+    })?;
+    if let Some(Value::Object(training)) = body.get("training") {
+        if training.contains_key("seed") {
+            return Err(ApiError::validation(
+                "training.seed",
+                "an experiment runs every cell once per entry of `seeds`; give the seeds there",
+            ));
+        }
+    }
+    let request: ExperimentRequest = from_json_value(Value::Object(body))?;
+    request
+        .plan(state.config.limits.max_experiment_jobs)
+        .map_err(crate::experiments::ExperimentError::from)?;
+    let dataset = dataset_of(&state, dataset).await?;
+    let view = state.experiments.create(request, dataset).await?;
+    Ok(created(format!("/v1/experiments/{}", view.id), view))
+}
+
+/// `GET /v1/experiments`
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    AppQuery(q): AppQuery<PageQuery>,
+) -> Result<AppJson<PageView<ExperimentSummary>>, ApiError> {
+    let (offset, limit) = page_bounds(q.limit, q.offset, &state.config.limits)?;
+    let page = state.experiments.list(offset, limit);
+    Ok(AppJson(PageView::new(
+        page.items, page.total, offset, limit,
+    )))
+}
+
+/// `GET /v1/experiments/{id}`
+pub(crate) async fn show(
+    State(state): State<AppState>,
+    AppPath(id): AppPath<Uuid>,
+    AppQuery(q): AppQuery<ViewQuery>,
+) -> Result<AppJson<ExperimentView>, ApiError> {
+    let experiments = state.experiments.clone();
+    // The leaderboard reads every run's history: off the async workers.
+    let view = super::error_map::blocking(move || {
+        Ok(experiments.view(id, q.sort.as_deref(), q.order.as_deref())?)
+    })
+    .await?;
+    Ok(AppJson(view))
+}
+
+/// `POST /v1/experiments/{id}/cancel`
+pub(crate) async fn cancel(
+    State(state): State<AppState>,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<AppJson<ExperimentView>, ApiError> {
+    Ok(AppJson(state.experiments.cancel(id).await?))
+}
