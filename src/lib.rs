@@ -16,4 +16,5 @@ pub mod config;
 pub mod http;
 pub mod jobs;
 pub mod nn;
+pub mod plot;
 pub mod registry;
