@@ -19,4 +19,5 @@ pub mod experiments;
 pub mod http;
 pub mod jobs;
 pub mod nn;
+pub mod plot;
 pub mod registry;

@@ -25,6 +25,7 @@ pub mod limit;
 pub mod metrics;
 mod models;
 mod openapi;
+mod plots;
 mod predict;
 pub mod routes;
 mod storage;

@@ -7,8 +7,8 @@ use axum::http::Method;
 use axum::routing::{on, MethodFilter, MethodRouter};
 
 use super::{
-    datasets, events, experiments, health, jobs, models, openapi, predict, storage, v2, weights,
-    AppState,
+    datasets, events, experiments, health, jobs, models, openapi, plots, predict, storage, v2,
+    weights, AppState,
 };
 
 /// Which body limit a route takes.
@@ -130,6 +130,12 @@ pub fn routes() -> Vec<Route> {
             weights::onnx,
         ),
         route(
+            M::GET,
+            "/v1/models/{model}/versions/{version}/plot.svg",
+            Default,
+            plots::version,
+        ),
+        route(
             M::POST,
             "/v1/models/{model}/predict",
             Predict,
@@ -140,6 +146,7 @@ pub fn routes() -> Vec<Route> {
         route(M::GET, "/v1/jobs/{id}", Default, jobs::show),
         route(M::GET, "/v1/jobs/{id}/metrics", Default, jobs::metrics),
         route(M::GET, "/v1/jobs/{id}/events", Default, events::events),
+        route(M::GET, "/v1/jobs/{id}/plot.svg", Default, plots::job),
         route(M::POST, "/v1/jobs/{id}/cancel", Default, jobs::cancel),
         route(M::POST, "/v1/jobs/{id}/retry", Default, jobs::retry),
         route(M::POST, "/v1/experiments", Default, experiments::create),

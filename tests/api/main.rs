@@ -18,6 +18,7 @@ mod models;
 mod observability;
 mod openapi;
 mod persistence;
+mod plots;
 mod predict;
 mod process;
 mod restart;
