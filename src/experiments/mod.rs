@@ -17,6 +17,7 @@
 pub mod leaderboard;
 pub mod request;
 pub mod stats;
+mod view;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -31,6 +32,7 @@ use crate::registry::envelope::{open, seal};
 use crate::registry::{clock, DatasetEntry, Page, Registry, RegistryError, Store};
 pub use leaderboard::{Leaderboard, Metric, Order};
 pub use request::{BaseModel, ExperimentRequest, Grid};
+pub use view::{CellView, ExperimentProgress, ExperimentSummary, ExperimentView, RunView};
 
 /// The record kind in the envelope (`mlp-lab.experiment.v1`).
 pub const KIND: &str = "experiment";
@@ -106,111 +108,6 @@ pub struct ExperimentRecord {
     /// Whether a client cancelled it.
     #[serde(default)]
     pub cancelled: bool,
-}
-
-/// Where its jobs are.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct ExperimentProgress {
-    /// Jobs in all.
-    pub total: usize,
-    /// Finished jobs (succeeded, failed, cancelled or interrupted).
-    pub done: usize,
-    /// Succeeded.
-    pub succeeded: usize,
-    /// Failed.
-    pub failed: usize,
-    /// Cancelled.
-    pub cancelled: usize,
-    /// Interrupted by a restart.
-    pub interrupted: usize,
-    /// Training.
-    pub running: usize,
-    /// Waiting.
-    pub queued: usize,
-    /// `done / total`.
-    pub fraction: f64,
-}
-
-/// One run as shown.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct RunView {
-    /// The seed.
-    pub seed: u64,
-    /// Its job.
-    pub job: Uuid,
-    /// Its job's state (`unavailable` when its record cannot be loaded).
-    pub state: &'static str,
-}
-
-/// One cell as shown.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct CellView {
-    /// 0, 1, … in grid order.
-    pub index: usize,
-    /// `activation=relu, hidden_layers=[32,32]`.
-    pub label: String,
-    /// The grid's values of this cell.
-    pub params: Map<String, Value>,
-    /// Its model.
-    pub model: Uuid,
-    /// Its model's name.
-    pub model_name: String,
-    /// One per seed.
-    pub jobs: Vec<RunView>,
-}
-
-/// An experiment as `GET /v1/experiments/{id}` shows it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct ExperimentView {
-    /// UUIDv7.
-    pub id: Uuid,
-    /// The client's name, if any.
-    pub name: Option<String>,
-    /// RFC 3339.
-    pub created_at: String,
-    /// The dataset.
-    pub dataset: Uuid,
-    /// The task of the dataset.
-    pub task: Task,
-    /// `running`, `finished` or `cancelled`.
-    pub state: &'static str,
-    /// Job counts.
-    pub progress: ExperimentProgress,
-    /// The axes as given.
-    pub grid: Grid,
-    /// The seeds.
-    pub seeds: Vec<u64>,
-    /// The base model.
-    pub model: BaseModel,
-    /// The base training, without `seed`.
-    pub training: Value,
-    /// The cells.
-    pub cells: Vec<CellView>,
-    /// The leaderboard.
-    pub leaderboard: Leaderboard,
-}
-
-/// An experiment as the listing shows it: no cells, no leaderboard.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct ExperimentSummary {
-    /// UUIDv7.
-    pub id: Uuid,
-    /// The client's name, if any.
-    pub name: Option<String>,
-    /// RFC 3339.
-    pub created_at: String,
-    /// The dataset.
-    pub dataset: Uuid,
-    /// The task of the dataset.
-    pub task: Task,
-    /// `running`, `finished` or `cancelled`.
-    pub state: &'static str,
-    /// Job counts.
-    pub progress: ExperimentProgress,
-    /// Cells in the grid.
-    pub cell_count: usize,
-    /// The seeds.
-    pub seeds: Vec<u64>,
 }
 
 #[derive(Debug)]
@@ -583,7 +480,7 @@ impl Experiments {
             })
             .collect();
         let board = leaderboard::leaderboard(&runs, record.task == Task::Regression, metric, order);
-        let mut training = serde_json::to_value(&record.training).unwrap_or(Value::Null);
+        let mut training = request::shortest(&record.training);
         if let Value::Object(m) = &mut training {
             m.remove("seed");
         }

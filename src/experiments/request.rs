@@ -424,7 +424,7 @@ impl ExperimentRequest {
 
 /// `value` as JSON with its `f32`s written as they read (`0.1`, not `0.10000000149011612` as
 /// `serde_json::to_value` widens them): through the text form, which prints an `f32` shortest.
-fn shortest<T: Serialize>(value: &T) -> Value {
+pub(crate) fn shortest<T: Serialize>(value: &T) -> Value {
     serde_json::to_string(value)
         .ok()
         .and_then(|text| serde_json::from_str(&text).ok())

@@ -69,6 +69,7 @@ pub fn scope_of(path: &str) -> Scope {
         return Scope::Inference;
     }
     let segments: Vec<&str> = path.split('/').collect();
+    // Everything else, experiments included (they create models and jobs), is management.
     match segments.as_slice() {
         ["", "v1", "models", model, "predict"] if !model.is_empty() => Scope::Inference,
         _ => Scope::Management,
@@ -311,6 +312,11 @@ mod tests {
             ("/v1/models/xor/predict/", Scope::Management),
             ("/v1/models/a/b/predict", Scope::Management),
             ("/v1/jobs", Scope::Management),
+            ("/v1/experiments", Scope::Management),
+            (
+                "/v1/experiments/0190b5a2-7c4e-7000-8000-000000000000/cancel",
+                Scope::Management,
+            ),
             ("/v2x", Scope::Management),
             ("/healthz/", Scope::Management),
             ("/nope", Scope::Management),

@@ -95,6 +95,11 @@ async fn a_grid_expands_into_labelled_cells_whose_runs_are_ordinary_jobs() {
         json!({"activation": {"name": "leaky_relu", "alpha": 0.1}, "hidden_layers": [4]})
     );
     assert_eq!(view["progress"]["total"], 8);
+    assert_eq!(view["training"]["optimizer"]["learning_rate"], 0.05);
+    assert!(
+        view["training"].get("seed").is_none(),
+        "runs take the seeds"
+    );
     let short = &id.replace('-', "")[..8];
     for (i, cell) in view["cells"].as_array().expect("cells").iter().enumerate() {
         let name = format!("lab-{short}-c{i:02}");
