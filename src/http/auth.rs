@@ -311,6 +311,12 @@ mod tests {
             ("/v1/models/xor/predict/", Scope::Management),
             ("/v1/models/a/b/predict", Scope::Management),
             ("/v1/jobs", Scope::Management),
+            // Plots show training data: management, like the data itself.
+            (
+                "/v1/jobs/0190f5a0-0000-7000-8000-000000000000/plot.svg",
+                Scope::Management,
+            ),
+            ("/v1/models/xor/versions/1/plot.svg", Scope::Management),
             ("/v2x", Scope::Management),
             ("/healthz/", Scope::Management),
             ("/nope", Scope::Management),
