@@ -317,6 +317,12 @@ mod tests {
                 "/v1/experiments/0190b5a2-7c4e-7000-8000-000000000000/cancel",
                 Scope::Management,
             ),
+            // Plots show training data: management, like the data itself.
+            (
+                "/v1/jobs/0190f5a0-0000-7000-8000-000000000000/plot.svg",
+                Scope::Management,
+            ),
+            ("/v1/models/xor/versions/1/plot.svg", Scope::Management),
             ("/v2x", Scope::Management),
             ("/healthz/", Scope::Management),
             ("/nope", Scope::Management),

@@ -113,8 +113,10 @@ pub fn job_plot(kind: JobPlotKind, title: &str, history: &[EpochRecord]) -> Stri
     }
 }
 
+/// A value of an epoch record, if it has one.
+type Value = Box<dyn Fn(&EpochRecord) -> Option<f64>>;
 /// A curve's label and its value per epoch record.
-type LayerCurve = (String, Box<dyn Fn(&EpochRecord) -> Option<f64>>);
+type LayerCurve = (String, Value);
 
 /// One curve per layer for which some record has `value`, labelled "layer 0 (relu)" or
 /// "output layer", followed by `suffix`.
@@ -141,8 +143,7 @@ fn per_layer(
                 format!("layer {} ({}){suffix}", l.layer, l.activation)
             };
             let index = l.layer;
-            let f: Box<dyn Fn(&EpochRecord) -> Option<f64>> =
-                Box::new(move |r| r.layers.get(index).and_then(value));
+            let f: Value = Box::new(move |r| r.layers.get(index).and_then(value));
             (label, f)
         })
         .collect()
