@@ -115,12 +115,14 @@ def points(page, canvas: str) -> int:
     return int(page.locator(canvas).get_attribute("data-points"))
 
 
-def wait_for(condition, what: str, timeout: float = TIMEOUT_MS / 1000):
+def wait_for(page, condition, what: str, timeout: float = TIMEOUT_MS / 1000):
+    """Polls `condition`; waits through the page, so that Playwright's handlers (routes,
+    request listeners) run meanwhile, which a plain sleep would hold up."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+        page.wait_for_timeout(50)
 
 
 def screenshot(page, name: str = "dashboard.png") -> pathlib.Path:
@@ -141,10 +143,11 @@ def test_a_job_from_the_page_is_charted_live_and_its_model_predicts(page, base_u
     page.click("#quick-spirals")
     expect(job_view).to_be_visible()
     expect(job_view).to_have_attribute("data-state", "running")
-    wait_for(lambda: points(page, "#loss-chart") >= 3, "the first epochs on the loss chart")
+    wait_for(page, lambda: points(page, "#loss-chart") >= 3, "the first epochs on the loss chart")
     first = points(page, "#loss-chart")
-    wait_for(lambda: points(page, "#loss-chart") > first + 5, "the loss chart to grow")
+    wait_for(page, lambda: points(page, "#loss-chart") > first + 5, "the loss chart to grow")
     assert job_view.get_attribute("data-state") == "running"
+    assert page.locator("#job-progress").evaluate("e => e.value") > 0  # follows the stream
     expect(page.locator("#grad-chart")).to_have_attribute("data-series", "3")
     assert points(page, "#grad-chart") >= 1
     layers = page.locator("#layers-table tbody tr")
@@ -330,7 +333,7 @@ def test_the_experiment_view_shows_the_contract_shapes(page, base_url, plots):
 
     # Sorting by a column asks the server for that order.
     board.locator("th[data-metric=val_accuracy]").click()
-    wait_for(lambda: any("sort=val_accuracy&order=desc" in u for u in asked), "a sorted request")
+    wait_for(page, lambda: any("sort=val_accuracy&order=desc" in u for u in asked), "a sorted request")
 
 
 def test_the_token_is_sent_as_a_bearer_header_and_kept_for_the_session(page, base_url):
@@ -341,7 +344,7 @@ def test_the_token_is_sent_as_a_bearer_header_and_kept_for_the_session(page, bas
     page.fill("#token", "s3cret-token")
     page.click("#token-form button[type=submit]")
 
-    wait_for(lambda: "Bearer s3cret-token" in seen, "a request with the token")
+    wait_for(page, lambda: "Bearer s3cret-token" in seen, "a request with the token")
     assert page.evaluate("sessionStorage.getItem('mlp-lab.token')") == "s3cret-token"
     page.click("#token-forget")
     assert page.evaluate("sessionStorage.getItem('mlp-lab.token')") is None

@@ -184,9 +184,14 @@ function renderDatasets(page) {
   }, "no datasets yet");
 }
 
-/** Refills a select with [value, text] options, keeping its choice when it is still there. */
-function fillSelect(select, options) {
+/** Refills a select with [value, text] options, keeping its choice when it is still there;
+ * `empty` is shown (and nothing can be chosen) when there are none. */
+function fillSelect(select, options, empty) {
   const chosen = select.value;
+  if (options.length === 0) {
+    select.replaceChildren(new Option(empty, ""));
+    return;
+  }
   select.replaceChildren(...options.map(([value, text]) => new Option(text, value)));
   if (options.some(([value]) => value === chosen)) select.value = chosen;
 }
@@ -195,9 +200,9 @@ function fillSelects() {
   const datasets = state.datasets.map((d) => [d.id, `${d.name || d.id.slice(0, 8)} (${d.rows}×${d.features})`]);
   const models = state.models.map((m) => [m.name, `${m.name} (${m.layers.join("-")})`]);
   const trained = state.models.filter((m) => m.versions.length).map((m) => [m.name, `${m.name} (v${m.versions[m.versions.length - 1].version})`]);
-  fillSelect($("train-form").elements.dataset, datasets);
-  fillSelect($("train-form").elements.model, models);
-  fillSelect($("predict-form").elements.model, trained);
+  fillSelect($("train-form").elements.dataset, datasets, "no datasets yet");
+  fillSelect($("train-form").elements.model, models, "no models yet");
+  fillSelect($("predict-form").elements.model, trained, "no trained model yet");
 }
 
 // ---- train -------------------------------------------------------------------------------

@@ -9,6 +9,9 @@ import { drawLineChart, formatNumber, PALETTE } from "./charts.js";
 
 const $ = (id) => document.getElementById(id);
 const FINISHED = ["succeeded", "failed", "cancelled", "interrupted"];
+/** The stream sends the job record on state changes only; its progress (samples/s, ETA) is
+ * read again this often while the job runs. */
+const PROGRESS_MS = 2000;
 
 export class JobView {
   constructor({ onChange }) {
@@ -44,6 +47,25 @@ export class JobView {
   stop() {
     if (this.controller) this.controller.abort();
     this.controller = null;
+    clearInterval(this.poll);
+  }
+
+  /** Reads the job record every PROGRESS_MS until it is finished or another job is opened. */
+  pollProgress(controller) {
+    clearInterval(this.poll);
+    this.poll = setInterval(async () => {
+      if (this.controller !== controller || (this.job && FINISHED.includes(this.job.state))) {
+        clearInterval(this.poll);
+        return;
+      }
+      try {
+        const job = await get(`/v1/jobs/${this.id}`, controller.signal);
+        // A finished record comes with the stream's `end` event; never go back from it.
+        if (this.controller === controller && !FINISHED.includes(this.job?.state)) this.show(job);
+      } catch {
+        // the stream reports trouble; this is only the progress line
+      }
+    }, PROGRESS_MS);
   }
 
   reset() {
@@ -61,6 +83,7 @@ export class JobView {
     const id = this.id;
     try {
       this.show(await get(`/v1/jobs/${id}`, controller.signal));
+      this.pollProgress(controller);
       await stream(`/v1/jobs/${id}/events`, (name, data) => this.event(name, data), controller.signal);
       if (this.job && !FINISHED.includes(this.job.state)) throw new Error("the event stream closed early");
     } catch (error) {
@@ -138,8 +161,10 @@ export class JobView {
     badge.textContent = state;
     badge.className = `badge ${state}`;
     $("job-cancel").hidden = !job || FINISHED.includes(state);
-    $("job-summary").textContent = job ? summary(job, this.latest) : "";
-    $("job-progress").value = job ? job.progress.fraction : 0;
+    // The epochs streamed may be ahead of the record's progress.
+    const epoch = Math.max(job ? job.progress.epoch : 0, this.latest ? this.latest.epoch : 0);
+    $("job-summary").textContent = job ? summary(job, epoch, this.latest) : "";
+    $("job-progress").value = job && job.progress.epochs ? Math.min(1, epoch / job.progress.epochs) : 0;
 
     drawLineChart($("loss-chart"), [
       { label: "train loss", color: PALETTE[0], points: this.train },
@@ -179,9 +204,9 @@ function fraction(value) {
   return [meter, document.createTextNode(` ${(value * 100).toFixed(1)} %`)];
 }
 
-function summary(job, latest) {
+function summary(job, epoch, latest) {
   const p = job.progress;
-  const parts = [`${job.model_name}`, `epoch ${p.epoch} / ${p.epochs}`];
+  const parts = [`${job.model_name}`, `epoch ${epoch} / ${p.epochs}`];
   if (p.samples_per_second) parts.push(`${Math.round(p.samples_per_second).toLocaleString("en-US")} samples/s`);
   if (p.eta_seconds !== null && p.eta_seconds !== undefined && !FINISHED.includes(job.state)) {
     parts.push(`ETA ${formatNumber(p.eta_seconds)} s`);
