@@ -3,13 +3,15 @@
 //!
 //! | scope      | paths                                                         | opened by            |
 //! |------------|---------------------------------------------------------------|----------------------|
-//! | public     | `/healthz`, `/readyz`, `/v2/health/{live,ready}`, `/openapi.yaml`, `/metrics`, `/` | anyone |
+//! | public     | `/healthz`, `/readyz`, `/v2/health/{live,ready}`, `/openapi.yaml`, `/metrics`, `/`, `/dashboard/*` | anyone |
 //! | inference  | `/v1/models/{m}/predict`, `/v2` and the rest of `/v2/`        | inference or management token |
 //! | management | every other path (all of `/v1`, and unknown paths)            | management token     |
 //!
 //! A scope whose token is not configured is open. `/metrics` is public because it holds only
 //! counts by route template and state (no ids, names or data), and a scraper should not need
-//! the token that can delete models.
+//! the token that can delete models. The dashboard (`/` and its files under `/dashboard/`) is
+//! public too: it is static files with no data, and its calls to the API carry the token the
+//! user gives it.
 //!
 //! Tokens are kept only as SHA-256 digests and a presented token is hashed and compared with
 //! both in constant time, so neither its content nor its length shows in the timing. Only the
@@ -47,7 +49,7 @@ const WRONG_SCOPE: &str =
 /// Who may call a path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
-    /// Anyone: health, the API description, metrics.
+    /// Anyone: health, the API description, metrics, the dashboard's static files.
     Public,
     /// The inference or the management token.
     Inference,
@@ -67,6 +69,9 @@ pub fn scope_of(path: &str) -> Scope {
     }
     if path.starts_with("/v2/") {
         return Scope::Inference;
+    }
+    if path.starts_with("/dashboard/") {
+        return Scope::Public;
     }
     let segments: Vec<&str> = path.split('/').collect();
     // Everything else, experiments included (they create models and jobs), is management.
@@ -301,6 +306,10 @@ mod tests {
             ("/readyz", Scope::Public),
             ("/openapi.yaml", Scope::Public),
             ("/metrics", Scope::Public),
+            ("/", Scope::Public),
+            ("/dashboard/app.js", Scope::Public),
+            ("/dashboard/nope", Scope::Public),
+            ("/dashboard", Scope::Management),
             ("/v1/models/xor/predict", Scope::Inference),
             ("/v2", Scope::Inference),
             ("/v2/models/xor/versions/1/infer", Scope::Inference),

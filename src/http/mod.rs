@@ -9,6 +9,7 @@
 
 pub mod auth;
 mod cors;
+pub mod dashboard;
 mod datasets;
 pub mod error;
 mod error_map;

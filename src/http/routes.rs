@@ -7,8 +7,8 @@ use axum::http::Method;
 use axum::routing::{on, MethodFilter, MethodRouter};
 
 use super::{
-    datasets, events, experiments, health, jobs, models, openapi, plots, predict, storage, v2,
-    weights, AppState,
+    dashboard, datasets, events, experiments, health, jobs, models, openapi, plots, predict,
+    storage, v2, weights, AppState,
 };
 
 /// Which body limit a route takes.
@@ -66,6 +66,9 @@ pub fn routes() -> Vec<Route> {
         route(M::GET, "/readyz", Default, health::readyz),
         route(M::GET, "/metrics", Default, super::metrics::metrics),
         route(M::GET, "/openapi.yaml", Default, openapi::openapi_yaml),
+        // The browser dashboard: static files compiled in, public (they hold no data).
+        route(M::GET, "/", Default, dashboard::index),
+        route(M::GET, "/dashboard/{file}", Default, dashboard::asset),
         // The Open Inference Protocol (KServe v2); errors are `{"error": …}`.
         route(M::GET, "/v2", Default, v2::server_metadata),
         route(M::GET, "/v2/health/live", Default, v2::live),

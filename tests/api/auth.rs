@@ -357,6 +357,8 @@ fn is_public(path: &str) -> bool {
         "/v2/health/ready",
         "/openapi.yaml",
         "/metrics",
+        "/",
+        "/dashboard/app.js",
     ]
     .contains(&path)
 }
@@ -373,7 +375,10 @@ fn every_route() -> Vec<(Method, String)> {
             let path = template
                 .split('/')
                 .map(|segment| {
-                    if segment.starts_with('{') {
+                    if segment == "{file}" {
+                        // A file of the dashboard: public, and 200 only when it exists.
+                        "app.js"
+                    } else if segment.starts_with('{') {
                         "0190b0d6-0000-7000-8000-000000000000"
                     } else {
                         segment

@@ -6,6 +6,7 @@ mod conformance;
 mod corruption;
 mod cors;
 mod crash;
+mod dashboard;
 mod datasets;
 mod events;
 mod experiments;
