@@ -13,9 +13,10 @@ use super::error::ApiError;
 use super::error_map::blocking;
 use super::extract::{AppPath, AppQuery};
 use super::AppState;
-use crate::jobs::JobRecord;
-use crate::nn::{Dataset, Targets};
-use crate::plot::{self, Boundary, JobPlotKind, Part, Point};
+use crate::experiments::Metric;
+use crate::jobs::{JobRecord, JobState};
+use crate::nn::{Dataset, EpochRecord, Targets};
+use crate::plot::{self, BandSeries, Bar, Boundary, JobPlotKind, Part, Point};
 use crate::registry::Version;
 
 /// `?kind=` of a plot. Read as a string so that a missing and an unknown kind get the same
@@ -26,6 +27,33 @@ pub struct PlotQuery {
     /// What to draw.
     pub kind: Option<String>,
 }
+
+/// `?kind=&metric=` of an experiment's plot.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentPlotQuery {
+    /// `curves` or `leaderboard`.
+    pub kind: Option<String>,
+    /// What the curves or bars show (each kind has a default).
+    pub metric: Option<String>,
+}
+
+/// The kinds of an experiment's plot.
+const EXPERIMENT_KINDS: &[&str] = &["curves", "leaderboard"];
+/// What `kind=curves` can show, per epoch: `(name, y label, log y axis)`.
+const CURVE_METRICS: &[(&str, &str, bool)] = &[
+    ("val_loss", "validation loss", false),
+    ("train_loss", "training loss", false),
+    ("val_accuracy", "validation accuracy", false),
+    ("train_accuracy", "training accuracy", false),
+    ("val_r2", "validation R²", false),
+    ("generalization_gap", "validation − training loss", false),
+    (
+        "grad_ratio",
+        "gradient norm, first layer / last layer",
+        true,
+    ),
+];
 
 /// The kinds of a model version's plot.
 const VERSION_KINDS: &[&str] = &["decision_boundary"];
@@ -163,6 +191,161 @@ fn points_of(data: &Dataset, job: &JobRecord) -> Result<Vec<Point>, &'static str
         .map(point(Part::Train))
         .chain(split.validation.iter().map(point(Part::Validation)))
         .collect())
+}
+
+/// `GET /v1/experiments/{id}/plot.svg?kind=curves|leaderboard&metric=…`: one curve per cell
+/// (mean ± std over its succeeded seeds, epoch by epoch), or the leaderboard as bars (mean ±
+/// std of a leaderboard metric, in the leaderboard's order).
+pub(crate) async fn experiment(
+    State(state): State<AppState>,
+    AppPath(id): AppPath<Uuid>,
+    AppQuery(q): AppQuery<ExperimentPlotQuery>,
+) -> Result<Response, ApiError> {
+    let record = state.experiments.record(id)?;
+    let name = record
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("experiment {}", short(id)));
+    match q.kind.as_deref() {
+        Some("curves") => {
+            let metric = q.metric.as_deref().unwrap_or("val_loss");
+            let &(metric, y_label, log_y) = CURVE_METRICS
+                .iter()
+                .find(|(m, _, _)| *m == metric)
+                .ok_or_else(|| {
+                    let names: Vec<&str> = CURVE_METRICS.iter().map(|(m, ..)| *m).collect();
+                    ApiError::validation(
+                        "metric",
+                        format!(
+                            "unknown curve metric '{metric}': one of {}",
+                            names.join(", ")
+                        ),
+                    )
+                })?;
+            let mut cells = Vec::with_capacity(record.cells.len());
+            for cell in &record.cells {
+                let mut histories = Vec::new();
+                for run in &cell.jobs {
+                    let succeeded = state
+                        .jobs
+                        .get(run.job)
+                        .is_ok_and(|j| j.record().state == JobState::Succeeded);
+                    if succeeded {
+                        histories.push(state.jobs.history(run.job, 0)?);
+                    }
+                }
+                cells.push((cell.label.clone(), histories));
+            }
+            let title = format!("{name} · {metric}, mean ± std over seeds");
+            let body = blocking(move || {
+                let series: Vec<BandSeries> = cells
+                    .iter()
+                    .map(|(label, runs)| band_of(label, runs, metric))
+                    .collect();
+                Ok(plot::band_curves(&title, y_label, &series, log_y))
+            })
+            .await?;
+            Ok(svg(body))
+        }
+        Some("leaderboard") => {
+            let name_given = q.metric.as_deref().unwrap_or("best_val_loss");
+            let metric = Metric::ALL
+                .into_iter()
+                .find(|m| m.name() == name_given)
+                .ok_or_else(|| {
+                    let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
+                    ApiError::validation(
+                        "metric",
+                        format!(
+                            "unknown leaderboard metric '{name_given}': one of {}",
+                            names.join(", ")
+                        ),
+                    )
+                })?;
+            let view = {
+                let experiments = state.experiments.clone();
+                blocking(move || Ok(experiments.view(id, Some(metric.name()), None)?)).await?
+            };
+            let board = &view.leaderboard;
+            let bars: Vec<Bar> = board
+                .rows
+                .iter()
+                .map(|row| {
+                    let s = row.metric(metric);
+                    Bar {
+                        label: row.label.clone(),
+                        mean: s.and_then(|s| s.mean).unwrap_or(f64::NAN),
+                        std: s.and_then(|s| s.std),
+                    }
+                })
+                .collect();
+            let title = format!("{name} · {} by cell, mean ± std over seeds", metric.name());
+            let body =
+                blocking(move || Ok(plot::bar_chart(&title, metric_label(metric), &bars))).await?;
+            Ok(svg(body))
+        }
+        other => Err(unknown_kind(other, EXPERIMENT_KINDS)),
+    }
+}
+
+/// The y label of a leaderboard metric.
+fn metric_label(metric: Metric) -> &'static str {
+    match metric {
+        Metric::BestValLoss => "best validation loss",
+        Metric::ValAccuracy => "validation accuracy at the best epoch",
+        Metric::ValR2 => "validation R² at the best epoch",
+        Metric::FinalGap => "validation − training loss, last epoch",
+        Metric::EpochsToBest => "epoch of the best validation loss",
+        Metric::GradRatioFirst => "gradient norm first / last layer, epoch 1",
+        Metric::GradRatioFinal => "gradient norm first / last layer, last epoch",
+        Metric::DeadFraction => "dead hidden units, last epoch",
+        Metric::SaturatedFraction => "saturated hidden units, last epoch",
+    }
+}
+
+/// `metric` of one epoch record.
+fn curve_value(r: &EpochRecord, metric: &str) -> Option<f64> {
+    match metric {
+        "val_loss" => r.val_loss,
+        "train_loss" => Some(r.train_loss),
+        "val_accuracy" => r.val_accuracy,
+        "train_accuracy" => r.train_accuracy,
+        "val_r2" => r.val_r2,
+        "generalization_gap" => r.generalization_gap,
+        "grad_ratio" => {
+            let (first, last) = (r.layers.first()?.grad_norm?, r.layers.last()?.grad_norm?);
+            (r.layers.len() > 1 && last > 0.0).then(|| first / last)
+        }
+        _ => None,
+    }
+    .filter(|v| v.is_finite())
+}
+
+/// Mean ± sample std of `metric` over `runs`, epoch by epoch (epochs that no run reached, or
+/// where the metric is missing, are left out; a single value has std 0).
+fn band_of(label: &str, runs: &[Vec<EpochRecord>], metric: &str) -> BandSeries {
+    let epochs = runs.iter().map(Vec::len).max().unwrap_or(0);
+    let mut series = BandSeries {
+        label: format!("{label} (n={})", runs.len()),
+        x: Vec::new(),
+        mean: Vec::new(),
+        std: Vec::new(),
+    };
+    for e in 0..epochs {
+        let values: Vec<f64> = runs
+            .iter()
+            .filter_map(|h| h.get(e).and_then(|r| curve_value(r, metric)))
+            .collect();
+        let Some(mean) = crate::experiments::stats::mean(&values) else {
+            continue;
+        };
+        series.x.push(e as f64);
+        series.mean.push(mean);
+        series
+            .std
+            .push(crate::experiments::stats::sample_std(&values).unwrap_or(0.0));
+    }
+    series
 }
 
 /// The first 8 hex digits of `id`.

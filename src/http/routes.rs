@@ -150,6 +150,12 @@ pub fn routes() -> Vec<Route> {
         route(M::GET, "/v1/jobs/{id}/metrics", Default, jobs::metrics),
         route(M::GET, "/v1/jobs/{id}/events", Default, events::events),
         route(M::GET, "/v1/jobs/{id}/plot.svg", Default, plots::job),
+        route(
+            M::GET,
+            "/v1/experiments/{id}/plot.svg",
+            Default,
+            plots::experiment,
+        ),
         route(M::POST, "/v1/jobs/{id}/cancel", Default, jobs::cancel),
         route(M::POST, "/v1/jobs/{id}/retry", Default, jobs::retry),
         route(M::POST, "/v1/experiments", Default, experiments::create),

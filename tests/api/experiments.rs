@@ -471,3 +471,94 @@ async fn a_queue_without_room_for_every_job_is_429_and_nothing_is_created() {
     assert_problem(response, 429, "queue_full").await;
     nothing_created(&app).await;
 }
+
+/// The text nodes of a 200 `image/svg+xml` answer, which must be well-formed XML.
+async fn svg_text(response: reqwest::Response) -> String {
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "image/svg+xml");
+    let body = response.text().await.expect("body");
+    let doc = roxmltree::Document::parse(&body).unwrap_or_else(|e| panic!("not XML: {e}"));
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    doc.descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn experiment_plots_draw_a_curve_or_bar_per_cell_and_refuse_what_they_cannot_draw() {
+    let app = TestApp::spawn().await;
+    let dataset = json!(app.dataset(data()).await);
+    let body = experiment(
+        &dataset,
+        json!({"activations": ["tanh", "relu"], "hidden_layers": [[4], [4, 4]]}),
+        json!([1, 2]),
+        4,
+    );
+    let view = app.post_ok("/v1/experiments", &body, 201).await;
+    let id = view["id"].as_str().expect("id").to_owned();
+    let view = wait_finished(&app, &id).await;
+    assert_eq!(view["progress"]["succeeded"], 8, "{view}");
+    let labels: Vec<String> = view["cells"]
+        .as_array()
+        .expect("cells")
+        .iter()
+        .map(|c| c["label"].as_str().expect("label").to_owned())
+        .collect();
+
+    for query in [
+        "kind=curves",
+        "kind=curves&metric=train_loss",
+        "kind=curves&metric=grad_ratio",
+        "kind=leaderboard",
+        "kind=leaderboard&metric=dead_fraction",
+    ] {
+        let text = svg_text(
+            app.get(&format!("/v1/experiments/{id}/plot.svg?{query}"))
+                .await,
+        )
+        .await;
+        assert!(text.contains("lab"), "{query}: no title in {text}");
+        for label in &labels {
+            // Legend labels may wrap; the first word of each cell's label is on one line.
+            let head = label.split(',').next().expect("a label");
+            assert!(text.contains(head), "{query}: no {head:?} in {text}");
+        }
+    }
+    let curves = svg_text(
+        app.get(&format!("/v1/experiments/{id}/plot.svg?kind=curves"))
+            .await,
+    )
+    .await;
+    assert!(curves.contains("(n=2)"), "both seeds count: {curves}");
+    let bars = svg_text(
+        app.get(&format!("/v1/experiments/{id}/plot.svg?kind=leaderboard"))
+            .await,
+    )
+    .await;
+    assert!(bars.contains("best_val_loss"), "{bars}");
+
+    for (query, field) in [
+        ("kind=curves&metric=best_val_loss", "metric"),
+        ("kind=leaderboard&metric=val_loss", "metric"),
+        ("kind=histogram", "kind"),
+        ("", "kind"),
+    ] {
+        let problem = assert_problem(
+            app.get(&format!("/v1/experiments/{id}/plot.svg?{query}"))
+                .await,
+            422,
+            "validation_failed",
+        )
+        .await;
+        assert_eq!(problem.errors[0].field, field, "{query}");
+    }
+    assert_problem(
+        app.get("/v1/experiments/0190b5a2-7c4e-7000-8000-000000000000/plot.svg?kind=curves")
+            .await,
+        404,
+        "not_found",
+    )
+    .await;
+}
