@@ -11,6 +11,7 @@ use super::models::CreateModel;
 use super::predict::{PredictBody, PredictRequest};
 use super::v2::infer::decode;
 use crate::config::Limits;
+use crate::experiments::ExperimentRequest;
 use crate::jobs::{StoredJob, WarmStart};
 use crate::nn::{Activation, Head, ModelSpec, NetworkLimits, Task, TrainConfig};
 use crate::registry::envelope::{format_of, open, sha256_hex};
@@ -79,6 +80,29 @@ pub fn job_json(bytes: &[u8]) {
     }
     if let Ok(config) = from_json_value::<TrainConfig>(Value::Object(body)) {
         let _ = config.validate();
+    }
+}
+
+/// The body of `POST /v1/experiments` as the handler takes it apart: `dataset` (an id or an
+/// inline dataset, ingested), then the request, planned into cells (within the default job
+/// limit) whose specs and training configurations are validated.
+pub fn experiment_json(bytes: &[u8]) {
+    let Ok(Value::Object(mut body)) = from_json_slice::<Value>(bytes) else {
+        return;
+    };
+    if let Some(dataset @ Value::Object(_)) = body.remove("dataset") {
+        if let Ok(req) = from_json_value::<DatasetRequest>(dataset) {
+            let _ = ingest_json(req, &Limits::default());
+        }
+    }
+    let Ok(request) = from_json_value::<ExperimentRequest>(Value::Object(body)) else {
+        return;
+    };
+    if let Ok(cells) = request.plan(Limits::default().max_experiment_jobs) {
+        for cell in cells {
+            let _ = cell.spec.validate(&NetworkLimits::default());
+            let _ = cell.config.validate();
+        }
     }
 }
 
@@ -244,6 +268,14 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         .into_bytes(),
     );
     add(
+        "experiment_json",
+        "readme",
+        format!(
+            r#"{{"name": "lab", "dataset": {xor}, "model": {{"layers": [2, 8, 2], "output": "softmax"}}, "training": {{"epochs": 20, "batch_size": 4, "validation_split": 0.25, "optimizer": {{"kind": "sgd", "learning_rate": 0.1, "momentum": 0.9}}}}, "grid": {{"activations": ["sigmoid", "relu", {{"name": "leaky_relu", "alpha": 0.01}}], "hidden_layers": [[8], [8, 8]], "inits": ["he_normal"], "dropout": [0, 0.2], "batch_norm": [false, true], "learning_rates": [0.1, 0.01]}}, "seeds": [1, 2]}}"#
+        )
+        .into_bytes(),
+    );
+    add(
         "predict_json",
         "rows",
         br#"{"inputs": [[0,0],[0,1],[1,0],[1,1]], "version": 2}"#.to_vec(),
@@ -318,6 +350,7 @@ mod tests {
             "dataset_csv" => dataset_csv(bytes),
             "model_json" => model_json(bytes),
             "job_json" => job_json(bytes),
+            "experiment_json" => experiment_json(bytes),
             "predict_json" => predict_json(bytes),
             "infer" => infer(bytes),
             "model_file" => model_file(bytes),
@@ -348,6 +381,7 @@ mod tests {
             "dataset_csv",
             "model_json",
             "job_json",
+            "experiment_json",
             "predict_json",
             "infer",
             "model_file",
@@ -362,6 +396,14 @@ mod tests {
         crate::nn::serialize::from_safetensors_of(&model.2, &small_spec()).expect("loads");
         let job = seeds.iter().find(|s| s.0 == "job_json").expect("a job");
         assert!(from_json_slice::<Value>(&job.2).is_ok());
+        // The experiment seed reaches the end of its target: every axis, 3×2×1×2×2×2 cells.
+        let experiment = seeds.iter().find(|s| s.0 == "experiment_json").expect("one");
+        let Ok(Value::Object(mut body)) = from_json_slice::<Value>(&experiment.2) else {
+            panic!("not an object");
+        };
+        body.remove("dataset");
+        let request: ExperimentRequest = from_json_value(Value::Object(body)).expect("decodes");
+        assert_eq!(request.plan(200).expect("plans").len(), 48);
         if let Some(dir) = std::env::var_os("MLP_LAB_WRITE_FUZZ_SEEDS") {
             for (target, name, bytes) in &seeds {
                 let dir = std::path::Path::new(&dir).join(target);
