@@ -28,7 +28,8 @@ fn host_of(app: &TestApp) -> String {
 /// A prediction whose body never finishes: it holds a slot from its headers on.
 async fn hold_a_prediction_slot(app: &TestApp) -> TcpStream {
     let mut stream = TcpStream::connect(host_of(app)).await.expect("connect");
-    let head = "POST /v1/models/m/predict HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+    let head =
+        "POST /v1/models/m/predict HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
                 content-length: 100\r\n\r\n{\"inputs\": [";
     stream.write_all(head.as_bytes()).await.expect("write");
     stream
@@ -72,9 +73,20 @@ async fn a_prediction_beyond_the_cap_is_429_at_once_on_v1_and_v2() {
     assert_eq!(v2.status(), 429);
     assert_eq!(v2.headers()["retry-after"], "1");
     let body: serde_json::Value = v2.json().await.expect("json");
-    assert!(body["error"].as_str().is_some_and(|e| e.contains("predictions")), "{body}");
-    assert!(started.elapsed() < Duration::from_secs(5), "429 must not wait");
-    assert_eq!(metric(&app, "mlp_lab_predictions_rejected_total").await, 2.0);
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("predictions")),
+        "{body}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "429 must not wait"
+    );
+    assert_eq!(
+        metric(&app, "mlp_lab_predictions_rejected_total").await,
+        2.0
+    );
     assert_eq!(metric(&app, "mlp_lab_predictions_in_flight").await, 1.0);
 
     drop(held);
@@ -110,7 +122,10 @@ async fn concurrent_predictions_over_the_cap_get_only_200_and_429() {
     });
     let statuses = futures_util::future::join_all(requests).await;
 
-    assert!(statuses.iter().all(|s| *s == 200 || *s == 429), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 429),
+        "{statuses:?}"
+    );
     assert!(statuses.contains(&200), "{statuses:?}");
     let rejected = statuses.iter().filter(|s| **s == 429).count();
     assert_eq!(
@@ -164,7 +179,11 @@ async fn a_client_that_sends_its_head_too_slowly_is_disconnected_while_others_ar
     assert!(closed.is_some(), "the slow client is still connected");
     assert!(started.elapsed() < Duration::from_secs(8));
     let closed = read_until_closed(&mut silent, Duration::from_secs(5)).await;
-    assert_eq!(closed, Some(Vec::new()), "a client that says nothing is closed silently");
+    assert_eq!(
+        closed,
+        Some(Vec::new()),
+        "a client that says nothing is closed silently"
+    );
     assert_eq!(app.get("/healthz").await.status(), 200);
 }
 
@@ -182,7 +201,11 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout()
         .expect("write");
     let mut buf = [0u8; 1024];
     let n = stream.read(&mut buf).await.expect("read");
-    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&buf[..n]));
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
     let idle_since = Instant::now();
 
     let closed = read_until_closed(&mut stream, Duration::from_secs(5)).await;
@@ -215,7 +238,11 @@ async fn headers_over_the_limit_are_431_problem_json_and_huge_ones_a_bare_431() 
         .await
         .expect("send");
     let problem = assert_problem(over, 431, "headers_too_large").await;
-    assert!(problem.detail.contains("--max-header-bytes"), "{}", problem.detail);
+    assert!(
+        problem.detail.contains("--max-header-bytes"),
+        "{}",
+        problem.detail
+    );
     // Beyond hyper's buffer (at least 400 KiB) the parser answers on its own.
     let huge = app
         .client
@@ -256,8 +283,15 @@ async fn readyz_is_503_while_the_data_directory_is_gone_or_a_file_and_recovers()
     std::fs::rename(&dir, &moved).expect("rename");
     let response = wait_for_readyz(&app, 503).await;
     let problem = assert_problem(response, 503, "unavailable").await;
-    assert!(problem.detail.contains("data directory"), "{}", problem.detail);
-    assert!(!problem.detail.contains(dir.to_str().expect("utf-8")), "no paths in a 5xx");
+    assert!(
+        problem.detail.contains("data directory"),
+        "{}",
+        problem.detail
+    );
+    assert!(
+        !problem.detail.contains(dir.to_str().expect("utf-8")),
+        "no paths in a 5xx"
+    );
     let v2 = app.get("/v2/health/ready").await;
     assert_eq!(v2.status(), 503);
 
