@@ -7,11 +7,16 @@
 //! and `Retry-After` (`too_many_predictions`; `{"error"}` under `/v2`): nothing waits in a
 //! queue that could grow without bound, and a client that is told to back off can go to
 //! another replica.
+//!
+//! A connection whose request body is left unread cannot carry another request, so a small
+//! body (up to [`DRAIN_MAX`] by `Content-Length`) is read and dropped before the 429, and the
+//! connection stays open; a larger one is not read, and the 429 says `Connection: close`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::Semaphore;
@@ -22,6 +27,9 @@ use super::metrics::Metrics;
 /// What a client that found every slot taken is told to wait: predictions take milliseconds,
 /// so one second (the least `Retry-After` can say) is plenty.
 pub const PREDICTION_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// The largest body read and dropped so that a 429 keeps its connection open.
+pub const DRAIN_MAX: usize = 64 * 1024;
 
 /// The prediction slots of one server. Cloning is shallow.
 #[derive(Clone, Debug)]
@@ -57,13 +65,36 @@ pub(crate) async fn limit_predictions(
 ) -> Response {
     let Ok(_slot) = Arc::clone(&slots.semaphore).try_acquire_owned() else {
         metrics.prediction_rejected();
-        return ApiError::TooManyPredictions {
+        let drained = drain_small_body(request).await;
+        let mut response = ApiError::TooManyPredictions {
             max: slots.max,
             retry_after: PREDICTION_RETRY_AFTER,
         }
         .into_response();
+        if !drained {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        return response;
     };
     next.run(request).await
+}
+
+/// Reads and drops the body when `Content-Length` says it is at most [`DRAIN_MAX`]; whether
+/// it was read whole.
+async fn drain_small_body(request: Request) -> bool {
+    let length = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<usize>().ok());
+    match length {
+        Some(0) => true,
+        Some(n) if n <= DRAIN_MAX => axum::body::to_bytes(request.into_body(), DRAIN_MAX)
+            .await
+            .is_ok(),
+        _ => false,
+    }
 }
 
 #[cfg(test)]

@@ -58,6 +58,8 @@ async fn a_prediction_beyond_the_cap_is_429_at_once_on_v1_and_v2() {
         .post_json("/v1/models/m/predict", &json!({"inputs": [[0, 1]]}))
         .await;
     assert_eq!(v1.headers()["retry-after"], "1");
+    // A small body is read and dropped, so the connection stays open for the next request.
+    assert!(v1.headers().get("connection").is_none());
     let problem = assert_problem(v1, 429, "too_many_predictions").await;
     assert!(
         problem.detail.contains("--max-concurrent-predictions"),
@@ -83,9 +85,16 @@ async fn a_prediction_beyond_the_cap_is_429_at_once_on_v1_and_v2() {
         started.elapsed() < Duration::from_secs(5),
         "429 must not wait"
     );
+    // A body too large to read and drop: the connection cannot carry another request.
+    let rows: Vec<[f64; 2]> = vec![[0.5, 0.5]; 10_000];
+    let large = app
+        .post_json("/v1/models/m/predict", &json!({ "inputs": rows }))
+        .await;
+    assert_eq!(large.headers()["connection"], "close");
+    assert_problem(large, 429, "too_many_predictions").await;
     assert_eq!(
         metric(&app, "mlp_lab_predictions_rejected_total").await,
-        2.0
+        3.0
     );
     assert_eq!(metric(&app, "mlp_lab_predictions_in_flight").await, 1.0);
 
