@@ -60,6 +60,33 @@ pub struct Config {
     )]
     pub request_timeout_secs: u64,
 
+    /// Predictions (`/v1` predict and `/v2` infer) served at once; one more is answered at
+    /// once with 429 and `Retry-After`, never queued [default: 4 × the number of CPUs].
+    #[arg(
+        long,
+        env = "MLP_LAB_MAX_CONCURRENT_PREDICTIONS",
+        default_value_t = default_concurrent_predictions(),
+        hide_default_value = true,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..)
+    )]
+    pub max_concurrent_predictions: usize,
+
+    /// Seconds a client may take to send a request's line and headers (HTTP/1), and to say
+    /// anything at all on a new connection; a slower or idle connection is closed.
+    #[arg(
+        long = "header-read-timeout-secs",
+        env = "MLP_LAB_HEADER_READ_TIMEOUT_SECS",
+        default_value_t = 10,
+        value_parser = RangedU64ValueParser::<u64>::new().range(1..)
+    )]
+    pub header_read_timeout_secs: u64,
+
+    /// Largest request line plus headers (bytes; KiB and MiB suffixes allowed); a larger
+    /// head is answered with 431. Heads beyond 4 × this (at least 400 KiB) are refused by the
+    /// HTTP parser itself, with an empty 431.
+    #[arg(long, env = "MLP_LAB_MAX_HEADER_BYTES", default_value_t = ByteSize(64 << 10))]
+    pub max_header_bytes: ByteSize,
+
     /// Log format: human-readable text, or one JSON object a line. Filter with RUST_LOG.
     #[arg(long, env = "MLP_LAB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -86,6 +113,9 @@ impl Config {
             max_running_jobs: 2,
             max_queued_jobs: 1000,
             request_timeout_secs: 60,
+            max_concurrent_predictions: 16,
+            header_read_timeout_secs: 10,
+            max_header_bytes: ByteSize(64 << 10),
             log_format: LogFormat::Text,
             limits: Limits::default(),
             access: Access::default(),
@@ -97,6 +127,19 @@ impl Config {
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs)
     }
+
+    /// How long a client may take to send a request's head.
+    #[must_use]
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_read_timeout_secs)
+    }
+}
+
+/// Four predictions a CPU: a small prediction takes microseconds, so a few in flight per core
+/// keep every core busy while others read bodies or write answers, and the memory they can
+/// hold stays bounded (each holds at most a --max-predict-body-bytes body and its matrices).
+fn default_concurrent_predictions() -> usize {
+    default_running_jobs().saturating_mul(4)
 }
 
 fn default_running_jobs() -> usize {
@@ -489,6 +532,8 @@ mod tests {
             ["mlp-lab", "--max-abs-value", "inf"],
             ["mlp-lab", "--max-body-bytes", "lots"],
             ["mlp-lab", "--max-running-jobs", "0"],
+            ["mlp-lab", "--max-concurrent-predictions", "0"],
+            ["mlp-lab", "--header-read-timeout-secs", "0"],
         ] {
             assert!(Config::try_parse_from(args).is_err(), "{args:?} parsed");
         }

@@ -28,7 +28,9 @@
 //! | `unsupported_media_type` | 415    | [`ApiError::UnsupportedMediaType`]                   |
 //! | `validation_failed`      | 422    | [`ApiError::Validation`]                             |
 //! | `limit_exceeded`         | 422    | [`ApiError::LimitExceeded`] of any other limit       |
+//! | `headers_too_large`      | 431    | [`ApiError::HeadersTooLarge`]                        |
 //! | `queue_full`             | 429    | [`ApiError::QueueFull`] (`Retry-After` set)          |
+//! | `too_many_predictions`   | 429    | [`ApiError::TooManyPredictions`] (`Retry-After` set) |
 //! | `internal`               | 500    | [`ApiError::Internal`] (cause logged, never sent)    |
 //! | `unavailable`            | 503    | [`ApiError::Unavailable`]                            |
 //! | from the status          | any    | [`ApiError::Status`]: a bare error response rewritten |
@@ -186,6 +188,25 @@ pub enum ApiError {
         retry_after: Duration,
     },
 
+    /// As many predictions as `--max-concurrent-predictions` allows are being served (429);
+    /// the client may retry after the given time.
+    #[error("too many predictions at once")]
+    TooManyPredictions {
+        /// The cap in force.
+        max: usize,
+        /// Sent as `Retry-After`, rounded up to whole seconds.
+        retry_after: Duration,
+    },
+
+    /// The request line and headers are larger than `--max-header-bytes` (431).
+    #[error("request headers too large: {given} bytes")]
+    HeadersTooLarge {
+        /// The limit in force.
+        max: ByteSize,
+        /// The size of the request's line and headers.
+        given: usize,
+    },
+
     /// A value exceeds a configured limit (413 for body sizes, otherwise 422).
     #[error("{field}: {given} exceeds the limit of {max} ({limit})")]
     LimitExceeded {
@@ -336,7 +357,10 @@ impl ApiError {
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::Conflict { .. } => StatusCode::CONFLICT,
-            Self::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::QueueFull { .. } | Self::TooManyPredictions { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::LimitExceeded { limit, .. } if limit.is_body_size() => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
@@ -363,6 +387,8 @@ impl ApiError {
             Self::RouteNotFound { .. } => "route_not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::QueueFull { .. } => "queue_full",
+            Self::TooManyPredictions { .. } => "too_many_predictions",
+            Self::HeadersTooLarge { .. } => "headers_too_large",
             Self::Unauthorized { .. } => "unauthorized",
             Self::Forbidden { .. } => "forbidden",
             Self::LimitExceeded { .. } => "limit_exceeded",
@@ -387,6 +413,8 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => "Method not allowed",
             Self::Conflict { .. } => "Conflict",
             Self::QueueFull { .. } => "Queue full",
+            Self::TooManyPredictions { .. } => "Too many predictions",
+            Self::HeadersTooLarge { .. } => "Request headers too large",
             Self::Unauthorized { .. } => "Unauthorized",
             Self::Forbidden { .. } => "Forbidden",
             Self::LimitExceeded { .. } => "Limit exceeded",
@@ -440,6 +468,16 @@ impl ApiError {
             Self::QueueFull { retry_after } => format!(
                 "the training queue is full; retry in {} s",
                 retry_after_secs(*retry_after)
+            ),
+            Self::TooManyPredictions { max, retry_after } => format!(
+                "{max} predictions are being served, as many as --max-concurrent-predictions / \
+                 MLP_LAB_MAX_CONCURRENT_PREDICTIONS allows; retry in {} s",
+                retry_after_secs(*retry_after)
+            ),
+            Self::HeadersTooLarge { max, given } => format!(
+                "the request line and headers take {given} bytes, over the limit of {max}; send \
+                 fewer or shorter headers, or raise it with --max-header-bytes / \
+                 MLP_LAB_MAX_HEADER_BYTES"
             ),
             Self::LimitExceeded {
                 field,
@@ -583,7 +621,7 @@ impl IntoResponse for ApiError {
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         match self {
-            Self::QueueFull { retry_after } => {
+            Self::QueueFull { retry_after } | Self::TooManyPredictions { retry_after, .. } => {
                 headers.insert(
                     header::RETRY_AFTER,
                     HeaderValue::from(retry_after_secs(retry_after)),

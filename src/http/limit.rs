@@ -140,3 +140,32 @@ fn content_encoding(headers: &HeaderMap) -> Option<String> {
     let text = String::from_utf8_lossy(value.as_bytes());
     (has_body && !text.trim().eq_ignore_ascii_case("identity")).then(|| text.into_owned())
 }
+
+/// Middleware: answers 431 in our error shape when the request line and headers are larger
+/// than `--max-header-bytes`. hyper itself refuses heads beyond its read buffer (see
+/// `server`), with an empty 431; that buffer is set well above this limit.
+pub(crate) async fn limit_header_bytes(
+    State(max): State<ByteSize>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let given = head_bytes(&request);
+    if u64::try_from(given).unwrap_or(u64::MAX) > max.0 {
+        return ApiError::HeadersTooLarge { max, given }.into_response();
+    }
+    next.run(request).await
+}
+
+/// The size of a request's head as sent in HTTP/1: `METHOD URI HTTP/1.1\r\n`, then `name:
+/// value\r\n` per header.
+fn head_bytes(request: &Request) -> usize {
+    let line = request.method().as_str().len()
+        + request
+            .uri()
+            .path_and_query()
+            .map_or(1, |p| p.as_str().len())
+        + " HTTP/1.1\r\n ".len();
+    request.headers().iter().fold(line, |sum, (name, value)| {
+        sum.saturating_add(name.as_str().len() + value.len() + ": \r\n".len())
+    })
+}

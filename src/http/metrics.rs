@@ -14,6 +14,8 @@
 //! | `mlp_lab_job_queue_length`               | gauge     |                         |
 //! | `mlp_lab_training_samples_per_second`    | gauge     | (sum over running jobs) |
 //! | `mlp_lab_predicted_rows_total`           | counter   |                         |
+//! | `mlp_lab_predictions_in_flight`          | gauge     |                         |
+//! | `mlp_lab_predictions_rejected_total`     | counter   | (429, every slot taken) |
 //! | `mlp_lab_datasets`, `mlp_lab_models`, `mlp_lab_model_versions` | gauge |        |
 //!
 //! `route` is the route template (`/v1/models/{model}`), never the raw path, so ids cannot
@@ -48,6 +50,8 @@ pub struct Metrics {
     queue: IntGauge,
     samples_per_second: prometheus::Gauge,
     predicted_rows: IntCounter,
+    predictions_in_flight: IntGauge,
+    predictions_rejected: IntCounter,
     datasets: IntGauge,
     models: IntGauge,
     versions: IntGauge,
@@ -103,6 +107,16 @@ impl Metrics {
             "Rows answered by successful prediction requests.",
         )
         .expect("a valid counter");
+        let predictions_in_flight = IntGauge::new(
+            "mlp_lab_predictions_in_flight",
+            "Prediction requests being served (at most --max-concurrent-predictions).",
+        )
+        .expect("a valid gauge");
+        let predictions_rejected = IntCounter::new(
+            "mlp_lab_predictions_rejected_total",
+            "Prediction requests answered 429 because every slot was taken.",
+        )
+        .expect("a valid counter");
         let datasets =
             IntGauge::new("mlp_lab_datasets", "Datasets in the registry.").expect("a valid gauge");
         let models =
@@ -112,13 +126,15 @@ impl Metrics {
             "Trained versions, over all models.",
         )
         .expect("a valid gauge");
-        let collectors: [Box<dyn prometheus::core::Collector>; 9] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 11] = [
             Box::new(requests.clone()),
             Box::new(duration.clone()),
             Box::new(jobs.clone()),
             Box::new(queue.clone()),
             Box::new(samples_per_second.clone()),
             Box::new(predicted_rows.clone()),
+            Box::new(predictions_in_flight.clone()),
+            Box::new(predictions_rejected.clone()),
             Box::new(datasets.clone()),
             Box::new(models.clone()),
             Box::new(versions.clone()),
@@ -134,6 +150,8 @@ impl Metrics {
             queue,
             samples_per_second,
             predicted_rows,
+            predictions_in_flight,
+            predictions_rejected,
             datasets,
             models,
             versions,
@@ -144,6 +162,11 @@ impl Metrics {
     pub fn predicted_rows(&self, rows: usize) {
         self.predicted_rows
             .inc_by(u64::try_from(rows).unwrap_or(u64::MAX));
+    }
+
+    /// Counts a prediction turned away because every slot was taken.
+    pub fn prediction_rejected(&self) {
+        self.predictions_rejected.inc();
     }
 
     /// Counts one answered request.
@@ -170,6 +193,8 @@ impl Metrics {
             }
         }
         self.samples_per_second.set(samples_per_second);
+        self.predictions_in_flight
+            .set(count(state.prediction_slots.in_flight()));
         let (datasets, models, versions) = state.registry.sizes();
         self.datasets.set(count(datasets));
         self.models.set(count(models));

@@ -8,6 +8,7 @@
 //! route group has its own body limit (see [`limit`]).
 
 pub mod auth;
+mod capacity;
 mod cors;
 pub mod dashboard;
 mod datasets;
@@ -29,6 +30,7 @@ mod openapi;
 mod plots;
 mod predict;
 pub mod routes;
+mod server;
 mod storage;
 mod v2;
 pub mod views;
@@ -59,6 +61,7 @@ use crate::experiments::Experiments;
 use crate::jobs::Jobs;
 use crate::registry::{FileStore, MemoryStore, Registry, RegistryError, Store};
 pub use auth::Auth;
+pub use capacity::PredictionSlots;
 pub use error::{ApiError, FieldError, Problem};
 pub use extract::{AppJson, AppPath, AppQuery};
 pub use fallback::problem_json_only;
@@ -86,8 +89,12 @@ pub struct AppState {
     pub experiments: Experiments,
     /// This server's Prometheus metrics.
     pub metrics: Metrics,
+    /// The slots of `--max-concurrent-predictions`.
+    pub prediction_slots: PredictionSlots,
     auth: Arc<Auth>,
     ready: Arc<AtomicBool>,
+    /// `None` with `--ephemeral`: nothing is written.
+    write_probe: Option<Arc<health::WriteProbe>>,
 }
 
 /// Why the service cannot start.
@@ -157,14 +164,19 @@ impl AppState {
             jobs.clone(),
             config.limits.max_experiment_jobs,
         )?;
+        let prediction_slots = PredictionSlots::new(config.max_concurrent_predictions);
+        let write_probe =
+            (!config.ephemeral).then(|| Arc::new(health::WriteProbe::new(config.data_dir.clone())));
         Ok(Self {
             config: Arc::new(config),
             registry,
             jobs,
             experiments,
             metrics: Metrics::new(),
+            prediction_slots,
             auth,
             ready: Arc::new(AtomicBool::new(false)),
+            write_probe,
         })
     }
 
@@ -172,6 +184,28 @@ impl AppState {
     #[must_use]
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+
+    /// What `/readyz` answers: `Err` (503) while starting or shutting down, or while the data
+    /// directory cannot be written (probed at most once a second).
+    ///
+    /// # Errors
+    /// [`ApiError::Unavailable`] with the reason.
+    pub async fn readiness(&self) -> Result<(), ApiError> {
+        if !self.is_ready() {
+            return Err(ApiError::unavailable(
+                "the service is starting or shutting down; send no traffic to it now",
+            ));
+        }
+        if let Some(probe) = &self.write_probe {
+            probe.check().await.map_err(|reason| {
+                ApiError::unavailable(format!(
+                    "the data directory cannot be written ({reason}); send no traffic to this \
+                     server until it can"
+                ))
+            })?;
+        }
+        Ok(())
     }
 
     /// Sets what `/readyz` answers.
@@ -191,7 +225,15 @@ pub fn router(state: AppState) -> Router {
             BodyGroup::Predict => BodyLimit::predict(limits),
             BodyGroup::WeightsUpload => BodyLimit::weights_upload(limits),
         };
-        app = app.route(route.path, method_with_body_limit(route.endpoint, limit));
+        let mut endpoint = method_with_body_limit(route.endpoint, limit);
+        if route.group == BodyGroup::Predict {
+            // Outside the body limit, so that a slot is held while the body is read.
+            endpoint = endpoint.layer(middleware::from_fn_with_state(
+                (state.prediction_slots.clone(), state.metrics.clone()),
+                capacity::limit_predictions,
+            ));
+        }
+        app = app.route(route.path, endpoint);
     }
     with_layers(
         app.with_state(state.clone()),
@@ -213,7 +255,8 @@ pub fn with_service_layers(routes: Router, config: &Config) -> Router {
 
 /// The layers, from the outside in: a client's `x-request-id` dropped unless it is short and
 /// plain, a request id set (a UUIDv7 when none is left), `Authorization` marked sensitive, the
-/// tracing span, the id copied to the response, the request metrics ([`metrics`]), CORS when
+/// tracing span, the id copied to the response, the request metrics ([`metrics`]), the
+/// header-size limit ([`limit::limit_header_bytes`]), CORS when
 /// origins are configured ([`cors`]), the bearer-token check ([`auth`]; after CORS so that
 /// preflights need no token), problem+json for bare errors, the timeout, panic catching.
 fn with_layers(routes: Router, config: &Config, auth: Arc<Auth>, metrics: Metrics) -> Router {
@@ -236,6 +279,10 @@ fn with_layers(routes: Router, config: &Config, auth: Arc<Auth>, metrics: Metric
                 )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID_HEADER))
                 .layer(middleware::from_fn_with_state(metrics, metrics::track))
+                .layer(middleware::from_fn_with_state(
+                    config.max_header_bytes,
+                    limit::limit_header_bytes,
+                ))
                 .option_layer(cors::layer(&config.access.cors_origins))
                 .layer(middleware::from_fn_with_state(auth, auth::require_token))
                 .layer(middleware::from_fn(problem_json_only))
@@ -261,14 +308,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(state.clone());
+    let limits = server::ConnectionLimits::of(&state.config);
     state.set_ready(true);
     let signal = async move {
         shutdown.await;
         stop(&state).await;
     };
-    axum::serve(listener, app)
-        .with_graceful_shutdown(signal)
-        .await
+    server::serve_router(listener, app, limits, signal).await
 }
 
 /// The first half of a graceful shutdown: not ready any more, queued and running jobs
@@ -319,11 +365,8 @@ pub async fn serve_loading(
             }
         }
     };
-    let server = tokio::spawn(async move {
-        axum::serve(listener, front)
-            .with_graceful_shutdown(signal)
-            .await
-    });
+    let limits = server::ConnectionLimits::of(&config);
+    let server = tokio::spawn(server::serve_router(listener, front, limits, signal));
     let stopper = tokio::spawn({
         let stop_tx = stop_tx.clone();
         async move {

@@ -15,6 +15,7 @@ mod health;
 mod helpers;
 mod hostile;
 mod jobs;
+mod limits;
 mod models;
 mod observability;
 mod openapi;

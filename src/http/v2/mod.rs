@@ -126,11 +126,8 @@ pub(crate) async fn live() -> AppJson<Live> {
 
 /// `GET /v2/health/ready`
 pub(crate) async fn ready(State(state): State<AppState>) -> Result<AppJson<Ready>, V2Error> {
-    if state.is_ready() {
-        Ok(AppJson(Ready { ready: true }))
-    } else {
-        Err(ApiError::unavailable("the service is starting or shutting down").into())
-    }
+    state.readiness().await?;
+    Ok(AppJson(Ready { ready: true }))
 }
 
 /// `GET /v2/models/{model}`
