@@ -31,7 +31,7 @@ use crate::nn::{ModelSpec, Task, TrainConfig};
 use crate::registry::envelope::{open, seal};
 use crate::registry::{clock, DatasetEntry, Page, Registry, RegistryError, Store};
 pub use leaderboard::{Leaderboard, Metric, Order};
-pub use request::{BaseModel, ExperimentRequest, Grid};
+pub use request::{BaseModel, CellPlan, ExperimentRequest, Grid};
 pub use view::{CellView, ExperimentProgress, ExperimentSummary, ExperimentView, RunView};
 
 /// The record kind in the envelope (`mlp-lab.experiment.v1`).
@@ -220,7 +220,20 @@ impl Experiments {
         request: ExperimentRequest,
         dataset: Arc<DatasetEntry>,
     ) -> Result<ExperimentView, ExperimentError> {
-        let plans = request.plan(self.inner.max_jobs)?;
+        let plans = self.check(&request)?;
+        self.start(request, plans, dataset).await
+    }
+
+    /// Everything about `request` that can be checked without its dataset: the grid and its
+    /// limits, every cell's model and training, and room in the queue for every run. The
+    /// HTTP handler calls it before it registers an inline dataset, so a refused request
+    /// leaves nothing behind.
+    ///
+    /// # Errors
+    /// As [`Experiments::create`].
+    pub fn check(&self, request: &ExperimentRequest) -> Result<Vec<CellPlan>, ExperimentError> {
+        let max_layers = self.inner.registry.limits().max_layers;
+        let plans = request.plan(self.inner.max_jobs, max_layers)?;
         for plan in &plans {
             let in_cell = |e: RegistryError| match e {
                 RegistryError::Invalid { field, message } => RegistryError::invalid(
@@ -249,21 +262,47 @@ impl Experiments {
                 })?;
         }
         let total = plans.len() * request.seeds.len();
-        if self.inner.jobs.queue_room() < total {
-            return Err(JobError::QueueFull {
-                max: self.inner.jobs.queue_room(),
-            }
+        let max_queued = self.inner.jobs.max_queued();
+        if total > max_queued {
+            // Never fits, however long the client waits: not a 429.
+            return Err(RegistryError::invalid(
+                "seeds",
+                format!(
+                    "{} cells × {} seeds = {total} jobs, more than the queue holds \
+                     (--max-queued-jobs {max_queued})",
+                    plans.len(),
+                    request.seeds.len()
+                ),
+            )
             .into());
         }
+        if self.inner.jobs.queue_room() < total {
+            return Err(JobError::QueueFull { max: max_queued }.into());
+        }
+        Ok(plans)
+    }
+
+    async fn start(
+        &self,
+        request: ExperimentRequest,
+        plans: Vec<CellPlan>,
+        dataset: Arc<DatasetEntry>,
+    ) -> Result<ExperimentView, ExperimentError> {
         let id = Uuid::now_v7();
         let prefix = request.name.as_deref().unwrap_or("exp");
-        // Model names are at most 100 bytes; `-xxxxxxxx-cNNN` takes 14 of them.
-        let prefix = &prefix[..prefix.len().min(crate::registry::MAX_MODEL_NAME_LEN - 14)];
-        let short = &id.simple().to_string()[..8];
+        // The cell index has at least 2 digits, and as many as the last index needs.
+        let digits = plans.len().saturating_sub(1).to_string().len().max(2);
+        // Model names are at most 100 bytes; `-xxxxxxxx-c` and the index take 11 + digits.
+        let keep = crate::registry::MAX_MODEL_NAME_LEN.saturating_sub(11 + digits);
+        let prefix = &prefix[..prefix.len().min(keep)];
+        // The id's last 8 hex digits: random bits (its first ones are a timestamp that
+        // changes only every 65 s, so two experiments of one name could share them).
+        let simple = id.simple().to_string();
+        let short = &simple[simple.len() - 8..];
         let mut models = Vec::with_capacity(plans.len());
         let mut cells = Vec::with_capacity(plans.len());
         for (index, plan) in plans.iter().enumerate() {
-            let name = format!("{prefix}-{short}-c{index:02}");
+            let name = format!("{prefix}-{short}-c{index:0digits$}");
             let registry = Arc::clone(&self.inner.registry);
             let spec = plan.spec.clone();
             let made = tokio::task::spawn_blocking(move || registry.create_model(name, spec))

@@ -296,7 +296,7 @@ impl ExperimentRequest {
     /// # Errors
     /// [`RegistryError::Invalid`] or [`RegistryError::Limit`] naming the field (and
     /// `--max-experiment-jobs` when cells × seeds exceed it).
-    pub fn plan(&self, max_jobs: usize) -> Result<Vec<CellPlan>, RegistryError> {
+    pub fn plan(&self, max_jobs: usize, max_layers: usize) -> Result<Vec<CellPlan>, RegistryError> {
         if let Some(name) = &self.name {
             let ok = name
                 .chars()
@@ -343,6 +343,37 @@ impl ExperimentRequest {
                     self.training.validation_split
                 ),
             ));
+        }
+        // Every cell copies the base spec: bound its size (and each `hidden_layers` entry's)
+        // before expanding, so that a 1 MiB body cannot ask for 200 copies of a million layers.
+        let given = self.model.layers.len();
+        if given > max_layers {
+            return Err(RegistryError::limit(
+                "model.layers",
+                Limit::Layers,
+                max_layers,
+                given,
+            ));
+        }
+        if let Some(list) = &self.model.activations {
+            if list.len() > max_layers {
+                return Err(RegistryError::limit(
+                    "model.activations",
+                    Limit::Layers,
+                    max_layers,
+                    list.len(),
+                ));
+            }
+        }
+        for (i, hidden) in self.grid.hidden_layers.iter().flatten().enumerate() {
+            if hidden.len().saturating_add(2) > max_layers {
+                return Err(RegistryError::limit(
+                    format!("grid.hidden_layers[{i}]"),
+                    Limit::Layers,
+                    max_layers,
+                    format!("{} layers with the input and output", hidden.len() + 2),
+                ));
+            }
         }
         let base = self.base_spec()?;
         Ok(self
@@ -468,7 +499,7 @@ mod tests {
             }),
             serde_json::json!([1, 2]),
         );
-        let cells = r.plan(200).expect("valid");
+        let cells = r.plan(200, 64).expect("valid");
         assert_eq!(cells.len(), 8);
         let labels: Vec<&str> = cells.iter().map(|c| c.label.as_str()).collect();
         assert_eq!(
@@ -491,9 +522,9 @@ mod tests {
 
     #[test]
     fn empty_grids_axes_and_oversized_grids_are_named() {
-        let e = request(serde_json::json!({}), serde_json::json!([1])).plan(200);
+        let e = request(serde_json::json!({}), serde_json::json!([1])).plan(200, 64);
         assert!(matches!(e, Err(RegistryError::Invalid { ref field, .. }) if field == "grid"));
-        let e = request(serde_json::json!({"inits": []}), serde_json::json!([1])).plan(200);
+        let e = request(serde_json::json!({"inits": []}), serde_json::json!([1])).plan(200, 64);
         assert!(
             matches!(e, Err(RegistryError::Invalid { ref field, .. }) if field == "grid.inits")
         );
@@ -501,7 +532,7 @@ mod tests {
             serde_json::json!({"dropout": [0.0, 0.1, 0.2]}),
             serde_json::json!([1, 2, 3]),
         )
-        .plan(8);
+        .plan(8, 64);
         assert!(matches!(
             e,
             Err(RegistryError::Limit {
@@ -513,7 +544,7 @@ mod tests {
             serde_json::json!({"dropout": [0.0]}),
             serde_json::json!([1, 1]),
         )
-        .plan(8);
+        .plan(8, 64);
         assert!(matches!(e, Err(RegistryError::Invalid { ref field, .. }) if field == "seeds[1]"));
     }
 }

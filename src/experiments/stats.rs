@@ -155,7 +155,10 @@ pub fn paired_t_test(a: &[f64], b: &[f64]) -> Result<TTest, String> {
         ));
     }
     let (m, s) = (mean(&d).unwrap_or(0.0), sample_std(&d).unwrap_or(0.0));
-    if s == 0.0 || !s.is_finite() {
+    // A spread of rounding error only (equal differences computed two ways) is no spread: a
+    // t of 1e15 would claim a certainty the data do not have.
+    let scale = d.iter().fold(0.0_f64, |acc, x| acc.max(x.abs()));
+    if s <= 1e-12 * scale || !s.is_finite() {
         return Err("every paired difference is the same: the t statistic is undefined".into());
     }
     let statistic = m / (s / (d.len() as f64).sqrt());
@@ -323,6 +326,11 @@ mod tests {
         assert!(
             paired_t_test(&[1.0, 2.0], &[0.0, 1.0]).is_err(),
             "no spread"
+        );
+        // 0.3 − 0.1 and 0.7 − 0.5 differ only by rounding (2e-17): still no spread.
+        assert!(
+            paired_t_test(&[0.3, 0.7], &[0.1, 0.5]).is_err(),
+            "rounding is no spread"
         );
     }
 

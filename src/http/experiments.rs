@@ -51,12 +51,31 @@ pub(crate) async fn create(
         }
     }
     let request: ExperimentRequest = from_json_value(Value::Object(body))?;
-    request
-        .plan(state.config.limits.max_experiment_jobs)
-        .map_err(crate::experiments::ExperimentError::from)?;
+    // Everything that can be refused without the data is refused before an inline dataset
+    // is registered.
+    state.experiments.check(&request)?;
+    let inline = dataset.is_object();
     let dataset = dataset_of(&state, dataset).await?;
-    let view = state.experiments.create(request, dataset).await?;
-    Ok(created(format!("/v1/experiments/{}", view.id), view))
+    let dataset_id = dataset.info.id;
+    // Its own task: a client that goes away (or the request timeout) while up to hundreds of
+    // models and jobs are made cannot stop the creation halfway and leave them orphaned;
+    // `create` itself undoes what it made when it fails.
+    let experiments = state.experiments.clone();
+    let made = tokio::spawn(async move { experiments.create(request, dataset).await })
+        .await
+        .map_err(|_| ApiError::internal("the experiment could not be created"))?;
+    match made {
+        Ok(view) => Ok(created(format!("/v1/experiments/{}", view.id), view)),
+        Err(error) => {
+            if inline {
+                // The dataset came with this request and nothing else uses it yet.
+                let registry = std::sync::Arc::clone(&state.registry);
+                let _ =
+                    tokio::task::spawn_blocking(move || registry.delete_dataset(dataset_id)).await;
+            }
+            Err(error.into())
+        }
+    }
 }
 
 /// `GET /v1/experiments`

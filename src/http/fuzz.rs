@@ -98,7 +98,10 @@ pub fn experiment_json(bytes: &[u8]) {
     let Ok(request) = from_json_value::<ExperimentRequest>(Value::Object(body)) else {
         return;
     };
-    if let Ok(cells) = request.plan(Limits::default().max_experiment_jobs) {
+    if let Ok(cells) = request.plan(
+        Limits::default().max_experiment_jobs,
+        Limits::default().max_layers,
+    ) {
         for cell in cells {
             let _ = cell.spec.validate(&NetworkLimits::default());
             let _ = cell.config.validate();
@@ -397,13 +400,16 @@ mod tests {
         let job = seeds.iter().find(|s| s.0 == "job_json").expect("a job");
         assert!(from_json_slice::<Value>(&job.2).is_ok());
         // The experiment seed reaches the end of its target: every axis, 3×2×1×2×2×2 cells.
-        let experiment = seeds.iter().find(|s| s.0 == "experiment_json").expect("one");
+        let experiment = seeds
+            .iter()
+            .find(|s| s.0 == "experiment_json")
+            .expect("one");
         let Ok(Value::Object(mut body)) = from_json_slice::<Value>(&experiment.2) else {
             panic!("not an object");
         };
         body.remove("dataset");
         let request: ExperimentRequest = from_json_value(Value::Object(body)).expect("decodes");
-        assert_eq!(request.plan(200).expect("plans").len(), 48);
+        assert_eq!(request.plan(200, 64).expect("plans").len(), 48);
         if let Some(dir) = std::env::var_os("MLP_LAB_WRITE_FUZZ_SEEDS") {
             for (target, name, bytes) in &seeds {
                 let dir = std::path::Path::new(&dir).join(target);

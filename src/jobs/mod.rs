@@ -210,6 +210,12 @@ impl Jobs {
         })
     }
 
+    /// `--max-queued-jobs`: the most jobs that can wait at once.
+    #[must_use]
+    pub fn max_queued(&self) -> usize {
+        self.inner.max_queued
+    }
+
     /// How many more jobs the queue takes now (`--max-queued-jobs` minus those waiting).
     #[must_use]
     pub fn queue_room(&self) -> usize {

@@ -120,7 +120,12 @@ mod tests {
         assert_eq!(lines[2], "hidden_layers=[32,32,32,32,32,");
         // Nothing is lost, and the pieces of a cut word are not joined by a space.
         assert_eq!(lines.concat().replace(' ', ""), label.replace(' ', ""));
-        assert!(lines.iter().all(|l| !l.contains(", ") || l.starts_with("0.01")), "{lines:?}");
+        assert!(
+            lines
+                .iter()
+                .all(|l| !l.contains(", ") || l.starts_with("0.01")),
+            "{lines:?}"
+        );
         let unbroken = "x".repeat(2 * WRAP + 3);
         assert_eq!(wrap(&unbroken).len(), 3);
     }

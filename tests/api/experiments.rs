@@ -100,7 +100,8 @@ async fn a_grid_expands_into_labelled_cells_whose_runs_are_ordinary_jobs() {
         view["training"].get("seed").is_none(),
         "runs take the seeds"
     );
-    let short = &id.replace('-', "")[..8];
+    let simple = id.replace('-', "");
+    let short = &simple[simple.len() - 8..];
     for (i, cell) in view["cells"].as_array().expect("cells").iter().enumerate() {
         let name = format!("lab-{short}-c{i:02}");
         assert_eq!(cell["model_name"], name.as_str());
@@ -453,11 +454,24 @@ async fn bad_grids_are_refused_naming_the_field_and_nothing_is_created() {
 #[tokio::test]
 async fn a_queue_without_room_for_every_job_is_429_and_nothing_is_created() {
     let config = Config {
-        max_queued_jobs: 3,
+        max_queued_jobs: 4,
+        max_running_jobs: 1,
         ..Config::for_tests()
     };
     let app = TestApp::spawn_with(config).await;
     let dataset = json!(app.dataset(data()).await);
+    // One long job runs and one waits: the queue of 4 has room for 3.
+    app.model(json!({"name": "busy", "layers": [2, 4, 2], "output": "softmax"}))
+        .await;
+    let mut busy = Vec::new();
+    for _ in 0..2 {
+        busy.push(
+            app.job(
+                json!({"model": "busy", "dataset": dataset, "epochs": 100_000, "batch_size": 1}),
+            )
+            .await,
+        );
+    }
     let body = experiment(
         &dataset,
         json!({"batch_norm": [false, true]}),
@@ -469,7 +483,80 @@ async fn a_queue_without_room_for_every_job_is_429_and_nothing_is_created() {
 
     assert!(response.headers().contains_key("retry-after"));
     assert_problem(response, 429, "queue_full").await;
+    assert_eq!(app.get_ok("/v1/experiments").await["total"], 0);
+    assert_eq!(app.get_ok("/v1/models").await["total"], 1, "only `busy`");
+
+    // 5 jobs can never fit a queue of 4, however long the client waits: 422, not 429.
+    let body = experiment(
+        &dataset,
+        json!({"inits": ["he_normal"]}),
+        json!([1, 2, 3, 4, 5]),
+        3,
+    );
+    let problem = refused(&app, &body, 422, "validation_failed").await;
+    assert_eq!(problem.errors[0].field, "seeds");
+    assert!(
+        problem.detail.contains("--max-queued-jobs 4"),
+        "{problem:?}"
+    );
+    for job in busy {
+        app.post_ok(&format!("/v1/jobs/{job}/cancel"), &json!({}), 200)
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn oversized_layer_lists_are_refused_before_any_cell_is_built() {
+    let app = TestApp::spawn().await;
+    let dataset = json!(app.dataset(data()).await);
+    let seeds = json!([1]);
+    // 100,000 layers in the base model, to be copied into every one of 200 cells.
+    let mut body = experiment(
+        &dataset,
+        json!({"dropout": vec![0.0; 200]}),
+        seeds.clone(),
+        3,
+    );
+    body["model"]["layers"] = json!(vec![2; 100_000]);
+    let problem = refused(&app, &body, 422, "limit_exceeded").await;
+    assert_eq!(problem.errors[0].field, "model.layers", "{problem:?}");
+    assert!(problem.detail.contains("--max-layers"), "{problem:?}");
+    let body = experiment(
+        &dataset,
+        json!({"hidden_layers": [[4], vec![4; 100_000]]}),
+        seeds,
+        3,
+    );
+    let problem = refused(&app, &body, 422, "limit_exceeded").await;
+    assert_eq!(
+        problem.errors[0].field, "grid.hidden_layers[1]",
+        "{problem:?}"
+    );
     nothing_created(&app).await;
+}
+
+#[tokio::test]
+async fn a_refused_experiment_leaves_no_inline_dataset_and_names_do_not_collide() {
+    let app = TestApp::spawn().await;
+    // A 3-input model on an inline 2-feature dataset: refused after the dataset was read.
+    let mut body = experiment(&data(), json!({"inits": ["he_normal"]}), json!([1]), 3);
+    body["model"]["layers"] = json!([3, 4, 2]);
+    let problem = refused(&app, &body, 422, "validation_failed").await;
+    assert_eq!(problem.errors[0].field, "dataset");
+    assert_eq!(app.get_ok("/v1/datasets").await["total"], 0);
+    nothing_created(&app).await;
+
+    // Two experiments of the same name within a second: distinct model names.
+    let dataset = json!(app.dataset(data()).await);
+    let body = experiment(&dataset, json!({"inits": ["he_normal"]}), json!([1]), 2);
+    let first = app.post_ok("/v1/experiments", &body, 201).await;
+    let second = app.post_ok("/v1/experiments", &body, 201).await;
+    assert_ne!(
+        first["cells"][0]["model_name"],
+        second["cells"][0]["model_name"]
+    );
+    wait_finished(&app, first["id"].as_str().expect("id")).await;
+    wait_finished(&app, second["id"].as_str().expect("id")).await;
 }
 
 /// The text nodes of a 200 `image/svg+xml` answer, which must be well-formed XML.
