@@ -55,3 +55,35 @@ fn the_router_and_openapi_yaml_describe_the_same_routes() {
         "not in openapi.yaml: {missing:?}; not routed: {extra:?}"
     );
 }
+
+/// Every key of the spec has a value. In a YAML flow mapping an unquoted comma ends the value
+/// (`{ const: exact, two-sided }` is `const: exact` plus a key `two-sided` with no value),
+/// which silently changes a schema: schemathesis once caught a `const` cut that way.
+#[test]
+fn no_value_in_openapi_yaml_was_cut_at_a_comma() {
+    fn nulls(value: &serde_norway::Value, path: &str, found: &mut Vec<String>) {
+        match value {
+            serde_norway::Value::Mapping(map) => {
+                for (k, v) in map {
+                    let key = k.as_str().map_or_else(|| format!("{k:?}"), str::to_owned);
+                    let here = format!("{path}/{key}");
+                    if v.is_null() {
+                        found.push(here.clone());
+                    }
+                    nulls(v, &here, found);
+                }
+            }
+            serde_norway::Value::Sequence(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    nulls(v, &format!("{path}[{i}]"), found);
+                }
+            }
+            _ => {}
+        }
+    }
+    let doc: serde_norway::Value =
+        serde_norway::from_str(mlp_lab::http::OPENAPI_YAML).expect("valid YAML");
+    let mut found = Vec::new();
+    nulls(&doc, "", &mut found);
+    assert!(found.is_empty(), "keys without a value: {found:#?}");
+}
