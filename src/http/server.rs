@@ -118,8 +118,15 @@ async fn serve_connection(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_buf_size);
-    // As `axum::serve`: the CONNECT protocol, for WebSockets over HTTP/2.
-    builder.http2().enable_connect_protocol();
+    // As `axum::serve`: the CONNECT protocol, for WebSockets over HTTP/2. hyper has no header
+    // or idle timeout for HTTP/2; pings at least drop a peer that stopped answering (one that
+    // vanished without closing), the header-read timeout's span apart.
+    builder
+        .http2()
+        .enable_connect_protocol()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(limits.header_read_timeout))
+        .keep_alive_timeout(limits.header_read_timeout);
     let service = TowerToHyperService::new(app);
     let mut connection =
         pin!(builder.serve_connection_with_upgrades(TokioIo::new(stream), service));
