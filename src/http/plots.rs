@@ -222,25 +222,25 @@ pub(crate) async fn experiment(
                         ),
                     )
                 })?;
-            let mut cells = Vec::with_capacity(record.cells.len());
-            for cell in &record.cells {
-                let mut histories = Vec::new();
-                for run in &cell.jobs {
-                    let succeeded = state
-                        .jobs
-                        .get(run.job)
-                        .is_ok_and(|j| j.record().state == JobState::Succeeded);
-                    if succeeded {
-                        histories.push(state.jobs.history(run.job, 0)?);
-                    }
-                }
-                cells.push((cell.label.clone(), histories));
-            }
             let title = format!("{name} · {metric}, mean ± std over seeds");
+            let jobs = state.jobs.clone();
+            // Histories are copied (and reduced) on the blocking pool, not on a worker.
             let body = blocking(move || {
-                let series: Vec<BandSeries> = cells
+                let series: Vec<BandSeries> = record
+                    .cells
                     .iter()
-                    .map(|(label, runs)| band_of(label, runs, metric))
+                    .map(|cell| {
+                        let runs: Vec<Vec<EpochRecord>> = cell
+                            .jobs
+                            .iter()
+                            .filter(|run| {
+                                jobs.get(run.job)
+                                    .is_ok_and(|j| j.record().state == JobState::Succeeded)
+                            })
+                            .filter_map(|run| jobs.history(run.job, 0).ok())
+                            .collect();
+                        band_of(&cell.label, &runs, metric)
+                    })
                     .collect();
                 Ok(plot::band_curves(&title, y_label, &series, log_y))
             })
