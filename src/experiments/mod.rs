@@ -209,28 +209,14 @@ impl Experiments {
             .ok_or_else(|| ExperimentError::NotFound(id.to_string()))
     }
 
-    /// Checks `request`, creates a model per cell and a job per cell × seed on `dataset`,
-    /// stores the experiment and returns its view.
-    ///
-    /// # Errors
-    /// [`ExperimentError::Registry`] for an invalid request or one over a limit, and
-    /// [`ExperimentError::Job`] for a full queue; nothing is left behind then.
-    pub async fn create(
-        &self,
-        request: ExperimentRequest,
-        dataset: Arc<DatasetEntry>,
-    ) -> Result<ExperimentView, ExperimentError> {
-        let plans = self.check(&request)?;
-        self.start(request, plans, dataset).await
-    }
-
     /// Everything about `request` that can be checked without its dataset: the grid and its
     /// limits, every cell's model and training, and room in the queue for every run. The
     /// HTTP handler calls it before it registers an inline dataset, so a refused request
     /// leaves nothing behind.
     ///
     /// # Errors
-    /// As [`Experiments::create`].
+    /// [`ExperimentError::Registry`] for an invalid request or one over a limit, and
+    /// [`ExperimentError::Job`] for a queue without room for every run.
     pub fn check(&self, request: &ExperimentRequest) -> Result<Vec<CellPlan>, ExperimentError> {
         let max_layers = self.inner.registry.limits().max_layers;
         let plans = request.plan(self.inner.max_jobs, max_layers)?;
@@ -282,7 +268,14 @@ impl Experiments {
         Ok(plans)
     }
 
-    async fn start(
+    /// Creates a model per cell of `plans` (what [`Experiments::check`] made of `request`) and
+    /// a job per cell × seed on `dataset`, stores the experiment and returns its view.
+    ///
+    /// # Errors
+    /// [`ExperimentError::Registry`] for a model that does not fit the data, and
+    /// [`ExperimentError::Job`] for a queue that filled since the check; nothing is left
+    /// behind then.
+    pub async fn create(
         &self,
         request: ExperimentRequest,
         plans: Vec<CellPlan>,

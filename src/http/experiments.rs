@@ -53,7 +53,7 @@ pub(crate) async fn create(
     let request: ExperimentRequest = from_json_value(Value::Object(body))?;
     // Everything that can be refused without the data is refused before an inline dataset
     // is registered.
-    state.experiments.check(&request)?;
+    let plans = state.experiments.check(&request)?;
     let inline = dataset.is_object();
     let dataset = dataset_of(&state, dataset).await?;
     let dataset_id = dataset.info.id;
@@ -61,7 +61,7 @@ pub(crate) async fn create(
     // models and jobs are made cannot stop the creation halfway and leave them orphaned;
     // `create` itself undoes what it made when it fails.
     let experiments = state.experiments.clone();
-    let made = tokio::spawn(async move { experiments.create(request, dataset).await })
+    let made = tokio::spawn(async move { experiments.create(request, plans, dataset).await })
         .await
         .map_err(|_| ApiError::internal("the experiment could not be created"))?;
     match made {
