@@ -22,6 +22,7 @@
 //! grow the number of series; requests that match no route count as `unmatched`, and methods
 //! outside the standard ones as `OTHER`.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -40,9 +41,22 @@ use crate::jobs::JobState;
 /// The route label of a request that matched no route.
 pub const UNMATCHED: &str = "unmatched";
 
-/// One server's metrics. Cloning is shallow (every metric is a handle).
+/// One server's metrics. Cloning is one reference count: the middleware clones them for
+/// every request.
 #[derive(Clone, Debug)]
-pub struct Metrics {
+pub struct Metrics(Arc<Collectors>);
+
+impl std::ops::Deref for Metrics {
+    type Target = Collectors;
+
+    fn deref(&self) -> &Collectors {
+        &self.0
+    }
+}
+
+/// The metrics behind a [`Metrics`] handle.
+#[derive(Debug)]
+pub struct Collectors {
     registry: Registry,
     requests: IntCounterVec,
     duration: HistogramVec,
@@ -142,7 +156,7 @@ impl Metrics {
         for collector in collectors {
             registry.register(collector).expect("distinct metric names");
         }
-        Self {
+        Self(Arc::new(Collectors {
             registry,
             requests,
             duration,
@@ -155,7 +169,7 @@ impl Metrics {
             datasets,
             models,
             versions,
-        }
+        }))
     }
 
     /// Counts `rows` answered by a prediction.
