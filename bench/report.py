@@ -134,10 +134,21 @@ def report_serve(path):
             print(f"{rows_n} {unit}: mlp-lab/fastapi req/s {ours['rps'] / peer['rps']:.2f}x"
                   f" (target >= {SERVE_TARGET_RPS[rows_n]:,} req/s: "
                   f"{'met' if ours['rps'] >= SERVE_TARGET_RPS[rows_n] else 'MISSED'})")
+        binary = results.get(f"mlp-lab {rows_n} {unit}, v2 binary")
+        if binary:
+            print(f"{rows_n} {unit}: mlp-lab v2 binary {binary['rps']:,.0f} req/s"
+                  f" ({'met' if binary['rps'] >= SERVE_TARGET_RPS[rows_n] else 'below'}"
+                  f" {SERVE_TARGET_RPS[rows_n]:,}), {binary['rps'] / ours['rps']:.2f}x JSON"
+                  if ours else "")
         if ours and busy and ours["p99_ms"]:
             ratio = busy["p99_ms"] / ours["p99_ms"]
             print(f"{rows_n} {unit}: p99 while 2 jobs train / idle p99 {ratio:.2f}"
                   f" (target <= 3: {'met' if ratio <= 3 else 'MISSED'})")
+    floor = results.get("mlp-lab GET /healthz")
+    ours = results.get("mlp-lab 1 row")
+    if floor and ours:
+        print(f"floor: GET /healthz {floor['rps']:,.0f} req/s; a 1-row prediction runs at"
+              f" {ours['rps'] / floor['rps']:.2f}x that rate")
     if any(r["non2xx"] or r["sock_err"] for r in results.values()):
         print("warning: some requests failed; those figures do not measure successful predictions")
 

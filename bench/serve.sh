@@ -2,12 +2,15 @@
 # bench/serve.sh: prediction over HTTP, mlp-lab against the FastAPI + numpy peer of
 # ../shared/peers, in the same run, with wrk on loopback.
 #
-# It builds the release server, starts it in memory on a free port, creates and trains (one
-# epoch on generated data) the W2 network 784-256-128-10, and loads
-# POST /v1/models/{name}/predict with 1-row and 64-row bodies: idle, and again while two
+# It builds the release server, starts it in memory on a free port (with a prediction cap
+# far above wrk's connections, so that every request is served and none turned away), creates
+# and trains (one epoch on generated data) the W2 network 784-256-128-10, and loads
+# POST /v1/models/{name}/predict with 1-row and 64-row JSON bodies: idle, and again while two
 # training jobs run. The FastAPI peer (2 workers, one BLAS thread each) gets the same bodies.
-# It reports req/s, p50/p99/max latency, the ratios, and the server's peak RSS. The table goes
-# to stdout and to bench/out/serve-<time>.txt.
+# For context it also loads GET /healthz (the floor: HTTP and the middleware alone) and the
+# Open Inference Protocol route with the same rows as raw FP32 (binary tensor extension: no
+# float parsing). It reports req/s, p50/p99/max latency, the ratios, and the server's RSS
+# (peak, and after the idle runs). The table goes to stdout and to bench/out/serve-<time>.txt.
 #
 # Until the service has its model endpoints (issue 3), it stops with a message after the
 # first POST /v1/models answers 404.
@@ -73,12 +76,13 @@ expect() {
     [[ $STATUS == "$1" ]] || die "$2 answered $STATUS, expected $1: $(head -c 2000 "$WORK/resp.json")"
 }
 
-# load NAME URL BODY: one wrk run; its RESULT line goes to the results file.
+# load NAME URL BODY [SCRIPT]: one wrk run (POST BODY, or GET when BODY is empty); its RESULT
+# line goes to the results file.
 load() {
-    local name=$1 url=$2 body=$3 out
-    echo "-- $name: wrk -t1 -c$CONNECTIONS -d$DURATION POST $url"
+    local name=$1 url=$2 body=$3 script=${4:-$PEERS_DIR/wrk_post.lua} out
+    echo "-- $name: wrk -t1 -c$CONNECTIONS -d$DURATION ${body:+POST }$url"
     out=$(BODY=$body wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --timeout 10s \
-        -s "$PEERS_DIR/wrk_post.lua" "$url")
+        -s "$script" "$url")
     echo "$out"
     printf '%s\t%s\n' "$name" "$(grep '^RESULT ' <<<"$out")" >>"$RESULTS"
 }
@@ -95,13 +99,23 @@ fi
 
 # Request bodies: 1 and 64 rows of 784 floats in [-1, 1), printed with 7 significant digits
 # (an f32's worth), the same file for both servers.
+# The same rows as an Open Inference Protocol request with the binary tensor extension: a
+# JSON header, then the rows as little-endian FP32 (the header's length in header-N.len).
 python3 - "$WORK" <<'EOF'
-import json, random, sys
+import json, random, struct, sys
 rng = random.Random(0)
 for n in (1, 64):
     rows = [[float(f"{rng.uniform(-1, 1):.7g}") for _ in range(784)] for _ in range(n)]
     with open(f"{sys.argv[1]}/body-{n}.json", "w") as f:
         json.dump({"inputs": rows}, f)
+    raw = struct.pack(f"<{n * 784}f", *(v for row in rows for v in row))
+    header = json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": [n, 784],
+                                     "parameters": {"binary_data_size": len(raw)}}],
+                         "outputs": [{"name": "output", "parameters": {"binary_data": True}}]})
+    with open(f"{sys.argv[1]}/body-{n}.bin", "wb") as f:
+        f.write(header.encode() + raw)
+    with open(f"{sys.argv[1]}/header-{n}.len", "w") as f:
+        f.write(str(len(header.encode())))
 EOF
 
 if [[ ${PEER_ONLY:-0} != 1 ]]; then
@@ -109,7 +123,7 @@ if [[ ${PEER_ONLY:-0} != 1 ]]; then
     PORT=$(free_port)
     BASE=http://127.0.0.1:$PORT
     target/release/mlp-lab --addr "127.0.0.1:$PORT" --ephemeral \
-        >"$WORK/server.log" 2>&1 </dev/null &
+        --max-concurrent-predictions 1024 >"$WORK/server.log" 2>&1 </dev/null &
     SERVER_PID=$!
     wait_ready "$BASE/readyz" "$SERVER_PID" 60 ||
         die "mlp-lab did not become ready: $(tail -n 20 "$WORK/server.log")"
@@ -163,13 +177,22 @@ wait_ready "http://127.0.0.1:$PEER_PORT/ping" "$PEER_PID" 60 ||
 echo "fastapi: http://127.0.0.1:$PEER_PORT (2 workers)"
 
 say "Load"
+if [[ ${PEER_ONLY:-0} != 1 ]]; then
+    load "mlp-lab GET /healthz" "$BASE/healthz" ""
+fi
 for n in 1 64; do
     unit=$([[ $n == 1 ]] && echo row || echo rows)
     if [[ ${PEER_ONLY:-0} != 1 ]]; then
         load "mlp-lab $n $unit" "$PREDICT" "$WORK/body-$n.json"
+        HEADER_LENGTH=$(cat "$WORK/header-$n.len") load "mlp-lab $n $unit, v2 binary" \
+            "$BASE/v2/models/$MODEL/infer" "$WORK/body-$n.bin" bench/wrk_binary.lua
     fi
     load "fastapi $n $unit" "http://127.0.0.1:$PEER_PORT/predict" "$WORK/body-$n.json"
 done
+if [[ ${PEER_ONLY:-0} != 1 ]]; then
+    IDLE_RSS=$(awk '/^VmRSS/ { printf "%.1f MB", $2 / 1024 }' "/proc/$SERVER_PID/status")
+    IDLE_HWM=$(awk '/^VmHWM/ { printf "%.1f MB", $2 / 1024 }' "/proc/$SERVER_PID/status")
+fi
 
 if [[ ${PEER_ONLY:-0} != 1 ]]; then
     say "Load while two training jobs run"
@@ -194,6 +217,8 @@ say "Result"
     echo "# before: $LOAD_START; after: load average $(cut -d' ' -f1-3 /proc/loadavg)"
     echo
     python3 bench/report.py serve "$RESULTS"
+    [[ -z ${IDLE_RSS:-} ]] ||
+        echo "mlp-lab RSS after the idle runs: $IDLE_RSS (peak so far $IDLE_HWM, incl. the first training)"
     [[ -z ${RSS:-} ]] || echo "mlp-lab peak RSS: $RSS"
 } | tee "$REPORT"
 echo

@@ -11,8 +11,11 @@
 //! they were strings), or for multi-label heads the list of labels with probability ≥ 0.5;
 //! regression answers have no `labels`.
 
+use std::borrow::Cow;
+
 use axum::extract::{FromRequest, Request, State};
-use ndarray::{Array2, ArrayView1};
+use axum::response::{IntoResponse, Response};
+use ndarray::{Array2, ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -37,22 +40,40 @@ pub struct PredictRequest {
     pub version: Option<u32>,
 }
 
-/// A prediction.
+/// A prediction, borrowing what it can from the model (it is serialized at once).
 #[derive(Debug, Serialize)]
-pub struct PredictResponse {
+pub struct PredictResponse<'a> {
     /// The model's name.
-    pub model: String,
+    pub model: &'a str,
     /// The model's id.
     pub model_id: uuid::Uuid,
     /// The version used.
     pub version: u32,
     /// One row per input row.
-    pub outputs: Vec<Vec<f32>>,
+    pub outputs: Rows<'a>,
     /// What each output column is.
-    pub output_names: Vec<String>,
+    pub output_names: Cow<'a, [String]>,
     /// The predicted label per row (classifiers only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub labels: Option<Vec<Value>>,
+}
+
+/// The rows of a matrix, serialized as an array of arrays without copying them.
+#[derive(Debug)]
+pub struct Rows<'a>(pub ArrayView2<'a, f32>);
+
+impl Serialize for Rows<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = serializer.serialize_seq(Some(self.0.nrows()))?;
+        for row in self.0.rows() {
+            match row.as_slice() {
+                Some(values) => seq.serialize_element(values)?,
+                None => seq.serialize_element(&row.to_vec())?,
+            }
+        }
+        seq.end()
+    }
 }
 
 /// A prediction body, decoded by [`parse_predict`] when it has the plain shape (the usual
@@ -203,15 +224,15 @@ pub(crate) fn labels_of(model: &Model, outputs: &Array2<f32>, numeric: bool) -> 
     }
 }
 
-fn output_names(model: &Model) -> Vec<String> {
+fn output_names(model: &Model) -> Cow<'_, [String]> {
     let outputs = model.spec.outputs();
     if model.task == Some(Task::Classification) && outputs == 1 && model.labels.len() == 2 {
-        return vec![model.labels[1].clone()];
+        return Cow::Borrowed(&model.labels[1..]);
     }
     if model.labels.len() == outputs {
-        model.labels.clone()
+        Cow::Borrowed(&model.labels)
     } else {
-        (0..outputs).map(|i| format!("y{i}")).collect()
+        Cow::Owned((0..outputs).map(|i| format!("y{i}")).collect())
     }
 }
 
@@ -220,7 +241,7 @@ pub(crate) async fn predict(
     State(state): State<AppState>,
     AppPath(model): AppPath<String>,
     request: PredictBody,
-) -> Result<AppJson<PredictResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let (entry, version) = state.registry.version(&model, request.version)?;
     let max = state.config.limits.max_predict_rows;
     let rows = request.inputs.rows();
@@ -242,11 +263,12 @@ pub(crate) async fn predict(
     state.metrics.predicted_rows(outputs.nrows());
     let m = &version.model;
     Ok(AppJson(PredictResponse {
-        model: entry.record.name.clone(),
+        model: &entry.record.name,
         model_id: entry.record.id,
         version: version.info.version,
         labels: labels_of(m, &outputs, version.info.numeric_labels),
         output_names: output_names(m),
-        outputs: outputs.rows().into_iter().map(|r| r.to_vec()).collect(),
-    }))
+        outputs: Rows(outputs.view()),
+    })
+    .into_response())
 }
