@@ -46,6 +46,16 @@ pub struct Config {
     )]
     pub max_running_jobs: usize,
 
+    /// Nice value of the threads that train (0–19; 0 = the server's own priority). Higher
+    /// lets predictions take a core from training whenever they need one.
+    #[arg(
+        long,
+        env = "MLP_LAB_TRAINING_NICE",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(i32).range(0..=19)
+    )]
+    pub training_nice: i32,
+
     /// Training jobs that may wait for a free slot; one more is answered with 429.
     #[arg(long, env = "MLP_LAB_MAX_QUEUED_JOBS", default_value_t = 1000)]
     pub max_queued_jobs: usize,
@@ -111,6 +121,7 @@ impl Config {
             ephemeral: true,
             max_stored_file_bytes: ByteSize(1 << 30),
             max_running_jobs: 2,
+            training_nice: 10,
             max_queued_jobs: 1000,
             request_timeout_secs: 60,
             max_concurrent_predictions: 16,

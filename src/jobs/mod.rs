@@ -15,6 +15,7 @@
 
 mod lifecycle;
 mod persist;
+mod pool;
 mod record;
 mod run;
 
@@ -177,6 +178,8 @@ struct Inner {
     registry: Arc<Registry>,
     store: Arc<dyn Store>,
     max_epochs: u64,
+    /// Nice value of the training threads (`--training-nice`).
+    training_nice: i32,
 }
 
 /// The runner. Cloning is shallow.

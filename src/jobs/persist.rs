@@ -164,6 +164,7 @@ impl Jobs {
                 registry,
                 store,
                 max_epochs: config.limits.max_epochs,
+                training_nice: config.training_nice,
             }),
         })
     }

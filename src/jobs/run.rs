@@ -64,7 +64,7 @@ fn finish_silently(
     true
 }
 
-/// Waits for a slot (or a cancel), then trains on the blocking pool.
+/// Waits for a slot (or a cancel), then trains on the training pool ([`super::pool`]).
 pub(super) async fn drive(inner: Arc<Inner>, job: Arc<Job>, work: Work) {
     let permit = tokio::select! {
         permit = Arc::clone(&inner.slots).acquire_owned() => permit.ok(),
@@ -87,7 +87,7 @@ pub(super) async fn drive(inner: Arc<Inner>, job: Arc<Job>, work: Work) {
     }
     let id = work.record.id;
     let span = tracing::info_span!("job", %id);
-    let outcome = tokio::task::spawn_blocking({
+    let outcome = super::pool::spawn(inner.training_nice, {
         let (inner, job) = (Arc::clone(&inner), Arc::clone(&job));
         move || span.in_scope(|| train(&inner, &job, work))
     })

@@ -21,6 +21,15 @@ async fn shutdown_interrupts_running_and_queued_jobs_ends_their_streams_and_refu
     let long = json!({"model": "xor", "dataset": dataset, "epochs": 100000, "batch_size": 1});
     let running = app.job(long.clone()).await;
     app.wait_for_job(&running, &["running"], 30).await;
+    // Running, and past its epoch-0 record (training threads run at a lower priority, so on a
+    // busy machine the record may come a moment after the state).
+    for _ in 0..300 {
+        let history = app.get_ok(&format!("/v1/jobs/{running}/metrics")).await;
+        if history["epochs"].as_array().is_some_and(|e| !e.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let queued = app.job(long.clone()).await;
     let events = app.get(&format!("/v1/jobs/{running}/events")).await;
     assert_eq!(events.status(), 200);
