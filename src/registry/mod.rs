@@ -39,11 +39,11 @@ use crate::config::{Limit, Limits};
 use crate::nn::NnError;
 pub use ingest::Ingested;
 pub use models::MAX_NAME_LEN as MAX_MODEL_NAME_LEN;
-use records::DatasetFile;
 pub use records::{
     DatasetEntry, DatasetInfo, DatasetSource, ModelEntry, ModelRecord, ObjectKind, Unavailable,
     UnavailableVersion, Version, VersionInfo,
 };
+use records::{DatasetFile, DatasetFileRef};
 pub use store::{FileStore, MemoryStore, NullStore, Store, StoreError};
 
 /// Everything that can go wrong in the registry.
@@ -359,7 +359,7 @@ impl Registry {
         if self.store.keeps_values() {
             let bytes = seal(
                 ObjectKind::Dataset,
-                &DatasetFile::new(&info, &ingested.data),
+                &DatasetFileRef::new(&info, &ingested.data),
             )?;
             self.store.put(&dataset_key(info.id), &bytes)?;
         }
