@@ -58,7 +58,7 @@ use uuid::Uuid;
 use crate::config::{AccessError, Config};
 use crate::experiments::Experiments;
 use crate::jobs::Jobs;
-use crate::registry::{FileStore, MemoryStore, Registry, RegistryError, Store};
+use crate::registry::{FileStore, NullStore, Registry, RegistryError, Store};
 pub use auth::Auth;
 pub use capacity::PredictionSlots;
 pub use error::{ApiError, FieldError, Problem};
@@ -157,7 +157,8 @@ impl AppState {
     pub fn new(config: Config) -> Result<Self, StartError> {
         let auth = Arc::new(Auth::from_config(&config)?);
         let store: Arc<dyn Store> = if config.ephemeral {
-            Arc::new(MemoryStore::new())
+            // Nothing is read back from the store after start-up, so nothing need be kept.
+            Arc::new(NullStore)
         } else {
             let opened =
                 FileStore::open(&config.data_dir).map_err(|source| StartError::DataDir {

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use ndarray::{Array2, ArrayView2, Axis};
+use ndarray::{Array2, ArrayView1, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
 use super::error::{NnError, Result};
@@ -434,17 +434,55 @@ pub struct Standardizer {
 impl Standardizer {
     /// Per-column mean and standard deviation of `x` (the training rows).
     pub fn fit(x: ArrayView2<f32>) -> Self {
-        let n = x.nrows().max(1) as f64;
-        let mut mean = Vec::with_capacity(x.ncols());
-        let mut std = Vec::with_capacity(x.ncols());
-        for col in x.axis_iter(Axis(1)) {
-            let m = col.iter().map(|&v| v as f64).sum::<f64>() / n;
-            let var = col.iter().map(|&v| (v as f64 - m).powi(2)).sum::<f64>() / n;
-            let s = var.sqrt();
-            mean.push(m as f32);
-            std.push(if s > 1e-12 { s as f32 } else { 1.0 });
+        let all: Vec<usize> = (0..x.nrows()).collect();
+        Self::fit_rows(x, &all)
+    }
+
+    /// Per-column mean and standard deviation of the rows `rows` of `x`, read in place: the
+    /// same statistics, bit for bit, as [`Standardizer::fit`] of `x.select(Axis(0), rows)`,
+    /// without that copy of the training rows.
+    pub fn fit_rows(x: ArrayView2<f32>, rows: &[usize]) -> Self {
+        // Row by row, every column at once (the rows are scattered), so each column's sums see
+        // its values in the order of `rows`, starting from the start value of `Iterator::sum`
+        // (-0.0): the additions of a column-wise `.sum::<f64>()`, one by one.
+        let start: f64 = std::iter::empty::<f64>().sum();
+        let n = rows.len().max(1) as f64;
+        let mut sums = vec![start; x.ncols()];
+        for &i in rows {
+            for (s, &v) in sums.iter_mut().zip(x.row(i)) {
+                *s += v as f64;
+            }
         }
-        Self { mean, std }
+        let means: Vec<f64> = sums.iter().map(|s| s / n).collect();
+        let mut squares = vec![start; x.ncols()];
+        for &i in rows {
+            for ((q, &v), m) in squares.iter_mut().zip(x.row(i)).zip(&means) {
+                *q += (v as f64 - m).powi(2);
+            }
+        }
+        let std = squares
+            .iter()
+            .map(|q| {
+                let s = (q / n).sqrt();
+                if s > 1e-12 {
+                    s as f32
+                } else {
+                    1.0
+                }
+            })
+            .collect();
+        Self {
+            mean: means.iter().map(|&m| m as f32).collect(),
+            std,
+        }
+    }
+
+    /// The standardizer ready to apply row by row, as the training loop gathers rows.
+    pub fn row_scaler(&self) -> RowScaler {
+        RowScaler {
+            mean: self.mean.clone(),
+            inv_std: self.std.iter().map(|s| 1.0 / s).collect(),
+        }
     }
 
     /// Standardizes `x` in place.
@@ -453,6 +491,33 @@ impl Standardizer {
         for mut row in x.rows_mut() {
             for ((v, m), s) in row.iter_mut().zip(&self.mean).zip(&inv) {
                 *v = (*v - m) * s;
+            }
+        }
+    }
+}
+
+/// A [`Standardizer`] with `1/std` computed once, applied to one row at a time with the
+/// arithmetic of [`Standardizer::apply`]: `(x − mean)·(1/std)` in `f32`.
+#[derive(Clone, Debug)]
+pub struct RowScaler {
+    mean: Vec<f32>,
+    inv_std: Vec<f32>,
+}
+
+impl RowScaler {
+    /// Writes the standardized `src` into `dst` (both one row long).
+    pub fn scale_into(&self, src: ArrayView1<f32>, dst: &mut [f32]) {
+        let (mean, inv) = (&self.mean[..dst.len()], &self.inv_std[..dst.len()]);
+        match src.as_slice() {
+            Some(src) => {
+                for (((d, v), m), s) in dst.iter_mut().zip(src).zip(mean).zip(inv) {
+                    *d = (*v - m) * s;
+                }
+            }
+            None => {
+                for (((d, v), m), s) in dst.iter_mut().zip(src).zip(mean).zip(inv) {
+                    *d = (*v - m) * s;
+                }
             }
         }
     }
@@ -521,5 +586,28 @@ mod tests {
         assert_eq!(s.std, vec![1.0, 1.0]);
         s.apply(&mut x);
         assert_eq!(x, array![[-1.0, 0.0], [1.0, 0.0]]);
+    }
+
+    #[test]
+    fn standardizing_rows_in_place_matches_fitting_and_applying_on_a_copy_bit_for_bit() {
+        let mut rng = Rng::new(5);
+        let x = Array2::from_shape_fn((300, 7), |(_, j)| {
+            (rng.uniform_range(-1.0, 1.0) * 10f64.powi(j as i32 - 3) + j as f64) as f32
+        });
+        let rows: Vec<usize> = (0..300).rev().filter(|i| i % 3 != 0).collect();
+        let mut copy = x.select(Axis(0), &rows);
+        let on_copy = Standardizer::fit(copy.view());
+        let in_place = Standardizer::fit_rows(x.view(), &rows);
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&on_copy.mean), bits(&in_place.mean));
+        assert_eq!(bits(&on_copy.std), bits(&in_place.std));
+
+        on_copy.apply(&mut copy);
+        let scaler = in_place.row_scaler();
+        let mut row = vec![0.0; 7];
+        for (k, &i) in rows.iter().enumerate() {
+            scaler.scale_into(x.row(i), &mut row);
+            assert_eq!(bits(&row), bits(copy.row(k).as_slice().unwrap()), "row {i}");
+        }
     }
 }

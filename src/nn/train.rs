@@ -1,7 +1,10 @@
 //! The training loop: [`fit`], its configuration, and the per-epoch records it reports.
 //!
 //! `fit` splits the data (stratified for classes), fits standardization on the training rows,
-//! and runs mini-batch epochs. Before any update it reports an epoch-0 record; after each epoch
+//! and runs mini-batch epochs. It copies no part of the dataset: the split is three lists of
+//! row indices into the caller's (shared) dataset, and rows are gathered and standardized
+//! batch by batch into the workspace, or chunk by chunk for evaluation, so two jobs training
+//! on one dataset hold it once between them. Before any update it reports an epoch-0 record; after each epoch
 //! it reports losses, metrics and per-layer diagnostics through a callback that may stop
 //! training. Between batches it checks an [`Interrupter`] so a cancellation takes effect within
 //! one batch. A non-finite loss or weight ends training with [`NnError::Diverged`]: no model
@@ -15,11 +18,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use ndarray::Axis;
+use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
 
 use super::backprop::Workspace;
-use super::data::{Dataset, Standardizer, Targets};
+use super::data::{Dataset, RowScaler, Standardizer, Targets};
 use super::error::{NnError, Result};
 use super::head::{BatchTargets, MetricAccumulator, Metrics};
 use super::linalg::{scale, sum_squares};
@@ -294,28 +297,29 @@ pub fn fit(
     check_fit(&model, data)?;
     let split = data.split(config.validation_split, config.test_split, config.seed)?;
     if model.standardizer.is_none() && config.standardize {
-        let train_x = data.features.select(Axis(0), &split.train);
-        model.standardizer = Some(Standardizer::fit(train_x.view()));
+        model.standardizer = Some(Standardizer::fit_rows(data.features.view(), &split.train));
     }
     model.labels = data.targets.names().to_vec();
     model.task = Some(data.task());
-    let part = |idx: &[usize]| -> Option<Dataset> {
-        (!idx.is_empty()).then(|| {
-            let mut d = data.select(idx);
-            if let Some(s) = &model.standardizer {
-                s.apply(&mut d.features);
-            }
-            d
-        })
+    let scaler = model.standardizer.as_ref().map(Standardizer::row_scaler);
+    let train = Part {
+        data,
+        rows: &split.train,
+        scaler: scaler.as_ref(),
     };
-    let train = part(&split.train).expect("split leaves training rows");
-    let val = part(&split.validation);
-    let test = part(&split.test);
-    let mut loop_ = Loop::new(&model, &train, config);
+    let val = (!split.validation.is_empty()).then_some(Part {
+        rows: &split.validation,
+        ..train
+    });
+    let test = (!split.test.is_empty()).then_some(Part {
+        rows: &split.test,
+        ..train
+    });
+    let mut loop_ = Loop::new(&model, train, config);
     let mut history = Vec::new();
 
     let start = Instant::now();
-    let record0 = loop_.epoch_zero(&model, &train, val.as_ref(), start);
+    let record0 = loop_.epoch_zero(&model, train, val, start);
     let mut control = on_epoch(&record0);
     history.push(record0);
     let mut best = Best::new(config.early_stopping);
@@ -325,7 +329,7 @@ pub fn fit(
         if control == Control::Stop {
             break;
         }
-        let record = loop_.epoch(&mut model, &train, val.as_ref(), epoch, interrupter)?;
+        let record = loop_.epoch(&mut model, train, val, epoch, interrupter)?;
         epochs_run = epoch;
         best.observe(&record, &model);
         loop_
@@ -342,14 +346,14 @@ pub fn fit(
         }
     }
     let best_epoch = best.restore(&mut model).unwrap_or(epochs_run);
-    let mut ws = EvalBuffers::default();
+    let ws = &mut loop_.eval;
     let report = FitReport {
         best_epoch,
         epochs_run,
         stopped_early,
-        train: evaluate(&model, &train, &mut ws, None),
-        validation: val.as_ref().map(|v| evaluate(&model, v, &mut ws, None)),
-        test: test.as_ref().map(|t| evaluate(&model, t, &mut ws, None)),
+        train: evaluate_part(&model, train, ws, None),
+        validation: val.map(|v| evaluate_part(&model, v, ws, None)),
+        test: test.map(|t| evaluate_part(&model, t, ws, None)),
         rows: [split.train.len(), split.validation.len(), split.test.len()],
         history,
     };
@@ -385,28 +389,99 @@ pub fn evaluate(
     model: &Model,
     data: &Dataset,
     ws: &mut EvalBuffers,
+    diag: Option<&mut [UnitStats]>,
+) -> Metrics {
+    let rows: Vec<usize> = (0..data.rows()).collect();
+    let all = Part {
+        data,
+        rows: &rows,
+        scaler: None,
+    };
+    let mut bufs = ChunkBuffers {
+        eval: std::mem::take(ws),
+        ..ChunkBuffers::default()
+    };
+    let metrics = evaluate_part(model, all, &mut bufs, diag);
+    *ws = bufs.eval;
+    metrics
+}
+
+/// One part of the split (training, validation or test rows): indices into the shared
+/// dataset, and the standardizer applied to each row as it is gathered.
+#[derive(Clone, Copy)]
+struct Part<'a> {
+    data: &'a Dataset,
+    rows: &'a [usize],
+    scaler: Option<&'a RowScaler>,
+}
+
+impl Part<'_> {
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Writes row `i` of the dataset into `dst`, standardized.
+    fn copy_row(&self, i: usize, dst: &mut [f32]) {
+        let src = self.data.features.row(i);
+        match (self.scaler, src.as_slice()) {
+            (Some(scaler), _) => scaler.scale_into(src, dst),
+            (None, Some(src)) => dst.copy_from_slice(src),
+            (None, None) => dst.iter_mut().zip(src).for_each(|(d, s)| *d = *s),
+        }
+    }
+}
+
+/// Rows evaluated at once: the chunk buffers hold this many gathered rows.
+const EVAL_CHUNK: usize = 512;
+
+/// The evaluation buffers, and the gathered rows and targets of one chunk.
+#[derive(Default)]
+struct ChunkBuffers {
+    eval: EvalBuffers,
+    x: Vec<f32>,
+    classes: Vec<u32>,
+    dense: Vec<f32>,
+}
+
+/// Loss and metrics of `model` on a part of the split, in evaluation mode, in chunks of
+/// [`EVAL_CHUNK`] rows gathered and standardized (the same chunks, and so the same sums, as
+/// evaluating a standardized copy of the part).
+fn evaluate_part(
+    model: &Model,
+    part: Part<'_>,
+    bufs: &mut ChunkBuffers,
     mut diag: Option<&mut [UnitStats]>,
 ) -> Metrics {
-    const CHUNK: usize = 512;
     let mut acc = MetricAccumulator::default();
-    let rows = data.rows();
-    for start in (0..rows).step_by(CHUNK) {
-        let end = (start + CHUNK).min(rows);
-        let x = data.features.slice(ndarray::s![start..end, ..]);
-        let logits = model.forward_eval(x, ws, diag.as_deref_mut());
-        match &data.targets {
-            Targets::Classes { indices, .. } => model.spec.output.evaluate(
-                logits,
-                BatchTargets::Classes(&indices[start..end]),
-                &mut acc,
-            ),
-            Targets::MultiLabel { values, .. } | Targets::Values { values, .. } => {
-                let y = values.slice(ndarray::s![start..end, ..]);
-                let y = y.as_standard_layout();
+    let inputs = part.data.n_features();
+    for chunk in part.rows.chunks(EVAL_CHUNK) {
+        let n = chunk.len();
+        bufs.x.resize(n * inputs, 0.0);
+        for (&i, dst) in chunk.iter().zip(bufs.x.chunks_exact_mut(inputs)) {
+            part.copy_row(i, dst);
+        }
+        let x = ArrayView2::from_shape((n, inputs), &bufs.x[..]).expect("sized");
+        let logits = model.forward_eval(x, &mut bufs.eval, diag.as_deref_mut());
+        match &part.data.targets {
+            Targets::Classes { indices, .. } => {
+                bufs.classes.clear();
+                bufs.classes.extend(chunk.iter().map(|&i| indices[i]));
                 model
                     .spec
                     .output
-                    .evaluate(logits, BatchTargets::Dense(y.view()), &mut acc)
+                    .evaluate(logits, BatchTargets::Classes(&bufs.classes), &mut acc)
+            }
+            Targets::MultiLabel { values, .. } | Targets::Values { values, .. } => {
+                bufs.dense.clear();
+                for &i in chunk {
+                    bufs.dense.extend(values.row(i).iter());
+                }
+                let y =
+                    ArrayView2::from_shape((n, values.ncols()), &bufs.dense[..]).expect("sized");
+                model
+                    .spec
+                    .output
+                    .evaluate(logits, BatchTargets::Dense(y), &mut acc)
             }
         }
     }
@@ -417,7 +492,7 @@ pub fn evaluate(
 struct Loop<'c> {
     config: &'c TrainConfig,
     ws: Workspace,
-    eval: EvalBuffers,
+    eval: ChunkBuffers,
     optimizer: Optimizer,
     scheduler: Scheduler,
     shuffle_rng: Rng,
@@ -428,13 +503,13 @@ struct Loop<'c> {
 }
 
 impl<'c> Loop<'c> {
-    fn new(model: &Model, train: &Dataset, config: &'c TrainConfig) -> Self {
+    fn new(model: &Model, train: Part<'_>, config: &'c TrainConfig) -> Self {
         let lengths: Vec<usize> = model.params.iter().map(|p| p.data.len()).collect();
-        let batch = config.batch_size.min(train.rows());
+        let batch = config.batch_size.min(train.len());
         Self {
             config,
             ws: Workspace::new(model, batch),
-            eval: EvalBuffers::default(),
+            eval: ChunkBuffers::default(),
             optimizer: Optimizer::new(config.optimizer, &lengths),
             scheduler: Scheduler::new(
                 config.lr_schedule,
@@ -443,7 +518,8 @@ impl<'c> Loop<'c> {
             ),
             shuffle_rng: Rng::stream(config.seed, Stream::Shuffle),
             dropout_rng: Rng::stream(config.seed, Stream::Dropout),
-            order: (0..train.rows()).collect(),
+            // Positions in `train.rows`, shuffled each epoch.
+            order: (0..train.len()).collect(),
             norms: vec![[0.0; 2]; lengths.len()],
             decays: model
                 .params
@@ -456,16 +532,16 @@ impl<'c> Loop<'c> {
     fn epoch_zero(
         &mut self,
         model: &Model,
-        train: &Dataset,
-        val: Option<&Dataset>,
+        train: Part<'_>,
+        val: Option<Part<'_>>,
         start: Instant,
     ) -> EpochRecord {
         let mut stats: Vec<UnitStats> = model.spec.layers[1..=model.spec.hidden()]
             .iter()
             .map(|&n| UnitStats::new(n))
             .collect();
-        let tm = evaluate(model, train, &mut self.eval, Some(&mut stats));
-        let vm = val.map(|v| evaluate(model, v, &mut self.eval, None));
+        let tm = evaluate_part(model, train, &mut self.eval, Some(&mut stats));
+        let vm = val.map(|v| evaluate_part(model, v, &mut self.eval, None));
         let layers = layer_diagnostics(model, &stats, None, None);
         record(
             0,
@@ -480,8 +556,8 @@ impl<'c> Loop<'c> {
     fn epoch(
         &mut self,
         model: &mut Model,
-        train: &Dataset,
-        val: Option<&Dataset>,
+        train: Part<'_>,
+        val: Option<Part<'_>>,
         epoch: usize,
         interrupter: &Interrupter,
     ) -> Result<EpochRecord> {
@@ -497,7 +573,7 @@ impl<'c> Loop<'c> {
         let mut steps = 0usize;
         let mut acc = MetricAccumulator::default();
         let inputs = model.spec.inputs();
-        let dense = !matches!(train.targets, Targets::Classes { .. });
+        let dense = !matches!(train.data.targets, Targets::Classes { .. });
         let layout = model.layer_params();
         let batch = self.ws.max_rows();
         let order = std::mem::take(&mut self.order);
@@ -555,7 +631,7 @@ impl<'c> Loop<'c> {
             return Err(diverged(epoch, "a weight became non-finite"));
         }
         let tm = acc.finish(model.spec.output);
-        let vm = val.map(|v| evaluate(model, v, &mut self.eval, None));
+        let vm = val.map(|v| evaluate_part(model, v, &mut self.eval, None));
         if vm.is_some_and(|m| !m.loss.is_finite()) {
             return Err(diverged(epoch, "the validation loss became non-finite"));
         }
@@ -626,25 +702,22 @@ fn diverged(epoch: usize, message: &str) -> NnError {
     }
 }
 
-/// Copies the rows `idx` of `data` (features and targets) into the workspace.
-fn gather(data: &Dataset, idx: &[usize], inputs: usize, ws: &mut Workspace) {
-    for (k, &i) in idx.iter().enumerate() {
-        let row = data.features.row(i);
-        let dst = &mut ws.x[k * inputs..(k + 1) * inputs];
-        match row.as_slice() {
-            Some(src) => dst.copy_from_slice(src),
-            None => dst.iter_mut().zip(row.iter()).for_each(|(d, s)| *d = *s),
-        }
+/// Copies the training rows at positions `batch` of `train` (features standardized, and
+/// targets) into the workspace.
+fn gather(train: Part<'_>, batch: &[usize], inputs: usize, ws: &mut Workspace) {
+    let rows = || batch.iter().map(|&p| train.rows[p]);
+    for (i, dst) in rows().zip(ws.x.chunks_exact_mut(inputs)) {
+        train.copy_row(i, dst);
     }
-    match &data.targets {
+    match &train.data.targets {
         Targets::Classes { indices, .. } => {
-            for (k, &i) in idx.iter().enumerate() {
+            for (k, i) in rows().enumerate() {
                 ws.y_classes[k] = indices[i];
             }
         }
         Targets::MultiLabel { values, .. } | Targets::Values { values, .. } => {
             let cols = values.ncols();
-            for (k, &i) in idx.iter().enumerate() {
+            for (k, i) in rows().enumerate() {
                 for (d, s) in ws.y_dense[k * cols..(k + 1) * cols]
                     .iter_mut()
                     .zip(values.row(i))

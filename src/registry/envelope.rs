@@ -42,15 +42,20 @@ pub fn format_of(kind: &str) -> String {
 /// # Errors
 /// The serializer's error (a record that is not representable as JSON, e.g. a NaN).
 pub fn seal<T: Serialize>(kind: &str, body: &T) -> Result<Vec<u8>, serde_json::Error> {
-    let body = serde_json::to_vec(body)?;
-    let head = format!(
-        r#"{{"format":"{}","sha256":"{}","body":"#,
-        format_of(kind),
-        sha256_hex(&body)
-    );
-    let mut out = Vec::with_capacity(head.len() + body.len() + 1);
-    out.extend_from_slice(head.as_bytes());
-    out.extend_from_slice(&body);
+    // The head holds the hash of the body that follows it. The body is written once, after a
+    // head of the right length, and the hash filled in: a large body (a dataset's) is then in
+    // memory once, not twice.
+    let head = |hash: &str| {
+        format!(
+            r#"{{"format":"{}","sha256":"{hash}","body":"#,
+            format_of(kind)
+        )
+    };
+    let mut out = head(&"0".repeat(64)).into_bytes();
+    let start = out.len();
+    serde_json::to_writer(&mut out, body)?;
+    let filled = head(&sha256_hex(&out[start..]));
+    out[..start].copy_from_slice(filled.as_bytes());
     out.push(b'}');
     Ok(out)
 }

@@ -39,12 +39,12 @@ use crate::config::{Limit, Limits};
 use crate::nn::NnError;
 pub use ingest::Ingested;
 pub use models::MAX_NAME_LEN as MAX_MODEL_NAME_LEN;
-use records::DatasetFile;
 pub use records::{
     DatasetEntry, DatasetInfo, DatasetSource, ModelEntry, ModelRecord, ObjectKind, Unavailable,
     UnavailableVersion, Version, VersionInfo,
 };
-pub use store::{FileStore, MemoryStore, Store, StoreError};
+use records::{DatasetFile, DatasetFileRef};
+pub use store::{FileStore, MemoryStore, NullStore, Store, StoreError};
 
 /// Everything that can go wrong in the registry.
 #[derive(Debug, thiserror::Error)]
@@ -354,11 +354,15 @@ impl Registry {
             source,
             numeric_labels: ingested.numeric_labels,
         };
-        let bytes = seal(
-            ObjectKind::Dataset,
-            &DatasetFile::new(&info, &ingested.data),
-        )?;
-        self.store.put(&dataset_key(info.id), &bytes)?;
+        // A dataset's record is its data as JSON, 2.5 times the size of its `f32`s: not even
+        // built for a store that would drop it.
+        if self.store.keeps_values() {
+            let bytes = seal(
+                ObjectKind::Dataset,
+                &DatasetFileRef::new(&info, &ingested.data),
+            )?;
+            self.store.put(&dataset_key(info.id), &bytes)?;
+        }
         let entry = Arc::new(DatasetEntry::new(info, ingested.data));
         self.write()
             .datasets
