@@ -135,11 +135,10 @@ def report_serve(path):
                   f" (target >= {SERVE_TARGET_RPS[rows_n]:,} req/s: "
                   f"{'met' if ours['rps'] >= SERVE_TARGET_RPS[rows_n] else 'MISSED'})")
         binary = results.get(f"mlp-lab {rows_n} {unit}, v2 binary")
-        if binary:
+        if binary and ours:
             print(f"{rows_n} {unit}: mlp-lab v2 binary {binary['rps']:,.0f} req/s"
                   f" ({'met' if binary['rps'] >= SERVE_TARGET_RPS[rows_n] else 'below'}"
-                  f" {SERVE_TARGET_RPS[rows_n]:,}), {binary['rps'] / ours['rps']:.2f}x JSON"
-                  if ours else "")
+                  f" {SERVE_TARGET_RPS[rows_n]:,}), {binary['rps'] / ours['rps']:.2f}x JSON")
         if ours and busy and ours["p99_ms"]:
             ratio = busy["p99_ms"] / ours["p99_ms"]
             print(f"{rows_n} {unit}: p99 while 2 jobs train / idle p99 {ratio:.2f}"

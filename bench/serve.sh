@@ -162,6 +162,13 @@ if [[ ${PEER_ONLY:-0} != 1 ]]; then
     PREDICT=$BASE/v1/models/$MODEL/predict
     api POST "/v1/models/$MODEL/predict" "$(cat "$WORK/body-1.json")"
     expect 200 "POST /v1/models/$MODEL/predict"
+    for n in 1 64; do # the binary bodies are answered too, before wrk counts them
+        STATUS=$(curl -s -o "$WORK/resp.json" -w '%{http_code}' -X POST \
+            -H 'content-type: application/octet-stream' \
+            -H "inference-header-content-length: $(cat "$WORK/header-$n.len")" \
+            --data-binary "@$WORK/body-$n.bin" "$BASE/v2/models/$MODEL/infer")
+        expect 200 "POST /v2/models/$MODEL/infer ($n rows, binary)"
+    done
     echo "trained; a prediction answers 200"
 fi
 

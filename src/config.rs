@@ -46,8 +46,9 @@ pub struct Config {
     )]
     pub max_running_jobs: usize,
 
-    /// Nice value of the threads that train (0–19; 0 = the server's own priority). Higher
-    /// lets predictions take a core from training whenever they need one.
+    /// How many nice steps below the server's own priority the threads that train run (0–19;
+    /// 0 = the same priority). Higher lets predictions take a core from training whenever
+    /// they need one.
     #[arg(
         long,
         env = "MLP_LAB_TRAINING_NICE",

@@ -40,7 +40,10 @@ async fn main() -> ExitCode {
     }
 
     // Bound before loading, so /healthz answers and /readyz says 503 while the data loads.
-    match serve_loading(listener, config, shutdown_signal()).await {
+    let served = serve_loading(listener, config, shutdown_signal()).await;
+    // A job that did not stop within the shutdown's wait still finishes what it writes.
+    let _ = tokio::task::spawn_blocking(mlp_lab::jobs::wait_for_training_threads).await;
+    match served {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS

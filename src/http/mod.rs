@@ -455,15 +455,15 @@ impl MakeRequestId for MakeRequestUuidV7 {
     }
 }
 
-/// One line per answered request: `INFO` for a client error, `DEBUG` when it succeeded
-/// (server errors the trace layer logs as failures, at `ERROR`). Successful requests are not
+/// One line per answered request: `INFO` for a client or server error (the trace layer also
+/// logs a server error as a failure, at `ERROR`), `DEBUG` when it succeeded. Successful requests are not
 /// logged at the default level: a line per prediction, at thousands a second, was about 4 %
 /// of the server's time and buries what matters; `RUST_LOG=info,mlp_lab::requests=debug`
 /// shows them.
 fn log_response(response: &Response, latency: Duration, _span: &tracing::Span) {
     let status = response.status().as_u16();
     let latency_ms = latency.as_secs_f64() * 1e3;
-    if response.status().is_client_error() {
+    if response.status().is_client_error() || response.status().is_server_error() {
         tracing::info!(target: "mlp_lab::requests", status, latency_ms, "finished processing request");
     } else {
         tracing::debug!(target: "mlp_lab::requests", status, latency_ms, "finished processing request");

@@ -33,6 +33,7 @@ use crate::registry::{
     clock, DatasetEntry, ModelEntry, Page, Registry, RegistryError, Store, Unavailable,
 };
 use persist::{key, persist};
+pub use pool::wait_idle as wait_for_training_threads;
 pub(crate) use record::StoredJob;
 pub use record::{JobEvent, JobFailure, JobRecord, JobResult, JobState, Progress, WarmStart};
 

@@ -8,78 +8,131 @@
 //! a serving thread for Linux's scheduler, so while jobs keep every core busy a prediction
 //! still gets a core within a scheduler tick, and with nothing else to run training keeps all
 //! of its speed.
+//!
+//! The pool lives as long as the process, so the server's runtime no longer waits for it when
+//! it is dropped: [`wait_idle`] does, before the process exits.
 
-use std::sync::OnceLock;
+use std::sync::{Condvar, Mutex, OnceLock};
 
 use tokio::runtime::{Builder, Runtime};
 use tokio::task::JoinHandle;
 
-/// Runs `work` on a training thread at `nice` (0 = the server's own priority).
+/// Training closures started and not yet returned.
+static ACTIVE: Mutex<usize> = Mutex::new(0);
+static IDLE: Condvar = Condvar::new();
+
+/// Runs `work` on a training thread, `nice` steps below the server's own priority (0: at it).
 pub(super) fn spawn<R: Send + 'static>(
     nice: i32,
     work: impl FnOnce() -> R + Send + 'static,
 ) -> JoinHandle<R> {
     static POOL: OnceLock<Runtime> = OnceLock::new();
+    // The server's own nice value, read on the first call (from a serving thread).
+    static BASE: OnceLock<i32> = OnceLock::new();
+    let base = *BASE.get_or_init(thread_nice);
     let pool = POOL.get_or_init(|| {
         Builder::new_current_thread()
             .thread_name("mlp-lab-train")
             .build()
             .expect("a runtime without drivers builds")
     });
+    *lock_active() += 1;
     pool.spawn_blocking(move || {
-        set_nice(nice);
+        // Counted down however `work` ends, a panic included.
+        struct Done;
+        impl Drop for Done {
+            fn drop(&mut self) {
+                let mut active = lock_active();
+                *active -= 1;
+                if *active == 0 {
+                    IDLE.notify_all();
+                }
+            }
+        }
+        let _done = Done;
+        set_nice((base + nice).min(19));
         work()
     })
 }
 
-/// Sets the calling thread's nice value (Linux keeps one per thread). Raising it is always
-/// allowed; lowering it (a job with a smaller `--training-nice` on a thread a previous server in
-/// the same process raised, as in tests) may be refused, which only costs priority, so a
-/// failure is logged, not returned.
-fn set_nice(nice: i32) {
+/// Blocks until no training closure is running: called before the process exits, so that a
+/// job that did not stop within the shutdown's wait still finishes writing what it writes.
+pub fn wait_idle() {
+    let mut active = lock_active();
+    while *active > 0 {
+        active = IDLE
+            .wait(active)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    }
+}
+
+fn lock_active() -> std::sync::MutexGuard<'static, usize> {
+    ACTIVE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The calling thread's nice value (Linux keeps one per thread); 0 elsewhere.
+fn thread_nice() -> i32 {
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: `gettid` and `getpriority`/`setpriority` on the calling thread's own id touch
-        // no memory of ours.
-        let (tid, current) = unsafe {
-            let tid = libc::gettid() as libc::id_t;
-            *libc::__errno_location() = 0;
-            (tid, libc::getpriority(libc::PRIO_PROCESS, tid))
-        };
-        if current == nice {
-            return;
-        }
+        // SAFETY: `gettid` and `getpriority` on the calling thread's own id touch no memory
+        // of ours. (-1 is also a valid nice value; errno is not worth telling them apart for.)
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
+    }
+    #[cfg(not(target_os = "linux"))]
+    0
+}
+
+/// Sets the calling thread's nice value. Raising it is always allowed; lowering it (a job
+/// with a smaller `--training-nice` on a thread a previous server in the same process raised,
+/// as in tests) may be refused, which only costs priority, so a failure is logged, not
+/// returned.
+fn set_nice(nice: i32) {
+    if thread_nice() == nice {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: as in `thread_nice`.
+        let tid = unsafe { libc::gettid() } as libc::id_t;
         // SAFETY: as above.
         if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, nice) } != 0 {
             let error = std::io::Error::last_os_error();
             tracing::debug!(%error, nice, "cannot set the training thread's nice value");
         }
     }
-    #[cfg(not(target_os = "linux"))]
-    let _ = nice;
 }
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
-    fn nice() -> i32 {
-        // SAFETY: reads the calling thread's own priority.
-        unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as _) }
-    }
+    use super::thread_nice;
 
     #[tokio::test]
-    async fn training_threads_run_at_the_nice_value_asked_for() {
+    async fn training_threads_run_below_the_servers_priority_and_are_waited_for() {
         // Relative to the test's own priority, should the tests run under `nice`.
-        let base = nice();
-        let want = (base + 7).min(19);
-        let (got, name) = super::spawn(want, || {
-            (nice(), std::thread::current().name().map(str::to_owned))
+        let base = thread_nice();
+        let (got, name) = super::spawn(7, || {
+            (
+                thread_nice(),
+                std::thread::current().name().map(str::to_owned),
+            )
         })
         .await
         .unwrap();
-        assert_eq!(got, want);
+        assert_eq!(got, (base + 7).min(19));
         assert_eq!(name.as_deref(), Some("mlp-lab-train"));
         // The serving runtime's own blocking threads keep the server's priority.
-        let serving = tokio::task::spawn_blocking(nice).await.unwrap();
+        let serving = tokio::task::spawn_blocking(thread_nice).await.unwrap();
         assert_eq!(serving, base);
+        // A closure still running holds `wait_idle` until it returns.
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let running = super::spawn(0, move || rx.recv().ok());
+        let waiter = std::thread::spawn(super::wait_idle);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "wait_idle returned while a job ran");
+        tx.send(()).unwrap();
+        running.await.unwrap();
+        waiter.join().unwrap();
     }
 }
