@@ -21,6 +21,7 @@ SERVE_TARGET_RPS = {1: 25_000, 64: 2_000}
 SAMPLES = re.compile(r"samples/s=([0-9.]+)")
 LATENCY = re.compile(r"latency W2 forward rows=(\d+)")
 MICROS = re.compile(r"([0-9.]+)\s*us")
+FLOOR = re.compile(r"floor W2 weights read once \((\d+) floats, ([0-9.]+) GB/s\)")
 
 
 def parse_peers(lines):
@@ -28,6 +29,7 @@ def parse_peers(lines):
     train = defaultdict(lambda: defaultdict(list))
     latency = defaultdict(lambda: defaultdict(list))
     versions = {}
+    floor = []
     for line in lines:
         fields = line.rstrip("\n").split("\t")
         if len(fields) < 2:
@@ -37,10 +39,14 @@ def parse_peers(lines):
         if m := SAMPLES.search(line):
             train[tool][fields[1].strip()].append(float(m.group(1)))
             versions.setdefault(tool, label)
+        elif (m := FLOOR.search(fields[1])) and len(fields) > 2:
+            if us := MICROS.search(fields[2]):
+                floor.append((float(us.group(1)), int(m.group(1)), float(m.group(2))))
         elif (m := LATENCY.search(fields[1])) and len(fields) > 2:
             if us := MICROS.search(fields[2]):
                 latency[tool][int(m.group(1))].append(float(us.group(1)))
                 versions.setdefault(tool, label)
+    latency["floor"] = floor
     return train, latency, versions
 
 
@@ -68,6 +74,7 @@ def table(header, rows):
 def report_peers(path):
     with open(path, encoding="utf-8") as f:
         train, latency, versions = parse_peers(f)
+    floor = latency.pop("floor")
     peers = [t for t in ("jax", "sklearn", "torch") if t in train]
     ours = "mlp-lab"
     workloads = [w for w in ("w1", "w2", "w3") if any(w in train[t] for t in train)]
@@ -106,6 +113,15 @@ def report_peers(path):
                         + [fmt_ratio(theirs[t] / mine if mine and theirs[t] else None) for t in others]
                         + [verdict])
         print(table(header, rows))
+    if floor:
+        us = median([f[0] for f in floor])
+        floats = floor[0][1]
+        gbs = median([f[2] for f in floor])
+        mine = median(latency[ours].get(1, []))
+        print(f"Floor of a one-row forward on this core: reading the {floats:,} weights once takes "
+              f"{us:.2f} us ({gbs:.0f} GB/s)"
+              + (f"; the forward pass is {mine / us:.2f}x that" if mine else "")
+              + f"; 8 us would need {floats * 4 / 8e-6 / 1e9:.0f} GB/s")
     missing = [t for t in (ours, "jax", "sklearn", "torch") if t not in versions]
     print()
     print("versions: " + "; ".join(versions[t] for t in versions)

@@ -7,7 +7,9 @@
 //!
 //! Each training workload runs one warm-up epoch and then `reps` timed epochs through the real
 //! `fit` (diagnostics included) and reports the median. Latency is `Model::predict` on the W2
-//! network for 1 and 64 rows, median of 7 rounds.
+//! network for 1 and 64 rows, median of 7 rounds, and beside it the floor of a one-row
+//! forward pass on this core: the time to read as many floats as the network has weights
+//! once, from cache (a one-row product reads each weight once and does one FMA with it).
 
 use std::time::Instant;
 
@@ -121,6 +123,68 @@ fn latency() {
             median(rounds) * 1e6
         );
     }
+    weight_read_floor(&model);
+}
+
+/// Reads `xs` (a multiple of 128 long) once, into eight independent vector sums: as many
+/// loads as the slice has vectors and nothing else, with AVX-512 where the core has it.
+fn read_once(xs: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the feature was detected just above.
+        return unsafe { read_once_avx512(xs) };
+    }
+    let mut lanes = [0f32; 128];
+    for chunk in xs.chunks_exact(128) {
+        for (l, v) in lanes.iter_mut().zip(chunk) {
+            *l += v;
+        }
+    }
+    lanes.iter().sum()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn read_once_avx512(xs: &[f32]) -> f32 {
+    use std::arch::x86_64::{
+        _mm512_add_ps, _mm512_loadu_ps, _mm512_reduce_add_ps, _mm512_setzero_ps,
+    };
+    let mut acc = [_mm512_setzero_ps(); 8];
+    for chunk in xs.chunks_exact(128) {
+        for (k, a) in acc.iter_mut().enumerate() {
+            // SAFETY: 16 floats from 16·k, inside the 128 of `chunk`.
+            *a = _mm512_add_ps(*a, unsafe { _mm512_loadu_ps(chunk.as_ptr().add(16 * k)) });
+        }
+    }
+    acc.iter().map(|&a| _mm512_reduce_add_ps(a)).sum()
+}
+
+/// The time to read the W2 weights once, median of 7 rounds of 2,000 after a warm-up, in the
+/// same cache level as `predict` finds them (under 1 MB: L2 on most cores).
+fn weight_read_floor(model: &Model) {
+    let count = model
+        .spec
+        .parameter_count()
+        .expect("W2 has a parameter count");
+    let weights = vec![1.0f32; count.next_multiple_of(128)];
+    for _ in 0..200 {
+        std::hint::black_box(read_once(std::hint::black_box(&weights)));
+    }
+    let rounds: Vec<f64> = (0..7)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..2000 {
+                std::hint::black_box(read_once(std::hint::black_box(&weights)));
+            }
+            t.elapsed().as_secs_f64() / 2000.0
+        })
+        .collect();
+    let secs = median(rounds);
+    println!(
+        "mlp-lab\tfloor W2 weights read once ({count} floats, {:.0} GB/s)\t{:.2} us",
+        (count * 4) as f64 / secs / 1e9,
+        secs * 1e6
+    );
 }
 
 fn main() {

@@ -144,10 +144,14 @@ impl Cursor<'_> {
     fn rows(&mut self) -> Option<(Vec<f32>, usize, usize)> {
         self.eat(b'[')?;
         self.ws();
-        let mut values = Vec::new();
+        // A first guess of eight bytes a number (one with an f32's seven digits and its
+        // separator takes 10 or 11), so that the first row is not copied each time it
+        // outgrows its buffer; the rows after it reserve what they need below.
+        let mut values = Vec::with_capacity((self.b.len() - self.i) / 8);
         let mut rows = 0;
         let mut width = 0;
         loop {
+            let row_start = self.i;
             self.eat(b'[')?;
             let before = values.len();
             loop {
@@ -163,7 +167,10 @@ impl Cursor<'_> {
             let n = values.len() - before;
             if rows == 0 {
                 width = n;
-                values.reserve(width * (self.b.len() - self.i) / (width * 2 + 2));
+                // Rows are usually printed alike: room for as many more rows as the first
+                // one's bytes go into what is left (the vector grows if they are shorter).
+                let row_bytes = self.i - row_start;
+                values.reserve(width * (self.b.len() - self.i).div_ceil(row_bytes));
             } else if n != width {
                 return None;
             }

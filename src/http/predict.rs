@@ -256,9 +256,9 @@ pub(crate) async fn predict(
     let x = matrix(request.inputs, version.model.spec.inputs())?;
     let net = std::sync::Arc::clone(&version.model);
     let outputs = if x.nrows() <= INLINE_ROWS {
-        net.predict(x.view())?
+        net.predict_owned(x)?
     } else {
-        blocking(move || Ok(net.predict(x.view())?)).await?
+        blocking(move || Ok(net.predict_owned(x)?)).await?
     };
     state.metrics.predicted_rows(outputs.nrows());
     let m = &version.model;

@@ -224,7 +224,7 @@ async fn run_infer(
     let id = request.id;
     let metrics = state.metrics.clone();
     let answer = move || {
-        let outputs = version.model.predict(x.view()).map_err(ApiError::from)?;
+        let outputs = version.model.predict_owned(x).map_err(ApiError::from)?;
         metrics.predicted_rows(outputs.nrows());
         response::encode(&entry, &version, id.as_deref(), &plan, &outputs)
     };
