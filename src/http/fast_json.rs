@@ -145,9 +145,9 @@ impl Cursor<'_> {
         self.eat(b'[')?;
         self.ws();
         // A first guess of eight bytes a number (one with an f32's seven digits and its
-        // separator takes 10 or 11), so that the first row is not copied each time it
-        // outgrows its buffer; the rows after it reserve what they need below.
-        let mut values = Vec::with_capacity((self.b.len() - self.i) / 8);
+        // separator takes 10 or 11), up to 4,096 numbers, so that a first row is not copied
+        // each time it outgrows its buffer; after it, the rest is reserved from its size.
+        let mut values = Vec::with_capacity(((self.b.len() - self.i) / 8).min(4096));
         let mut rows = 0;
         let mut width = 0;
         loop {
