@@ -31,7 +31,7 @@ fn main() -> ExitCode {
 /// run on the blocking pool, which grows to one thread per request in flight: with 16
 /// concurrent 64-row requests (`bench/serve.sh`'s load, no prediction cap) the server ended
 /// with 11 arenas, each holding one or two megabytes of freed request buffers, and a peak RSS
-/// of 80.7 MB; capped at two arenas on this 2-CPU machine, 64.6 MB in the same run, with
+/// of 80.7 MB; capped at two arenas on this 2-CPU machine, 64.6 MB under the same load, with
 /// throughput unchanged (threads that run at once never outnumber the CPUs by much, so they
 /// seldom wait for an arena's lock).
 fn limit_malloc_arenas() {
