@@ -167,10 +167,13 @@ impl Cursor<'_> {
             let n = values.len() - before;
             if rows == 0 {
                 width = n;
-                // Rows are usually printed alike: room for as many more rows as the first
-                // one's bytes go into what is left (the vector grows if they are shorter).
+                // Rows are usually printed alike, give or take a sign or a digit: room for
+                // as many more rows as fit in what is left if they are up to an eighth
+                // shorter than the first (none after a one-row body's `]}`). The vector
+                // doubles if they are shorter still.
                 let row_bytes = self.i - row_start;
-                values.reserve(width * (self.b.len() - self.i).div_ceil(row_bytes));
+                let rows_left = (self.b.len() - self.i).saturating_mul(8) / (row_bytes * 7);
+                values.reserve(width.saturating_mul(rows_left));
             } else if n != width {
                 return None;
             }
@@ -435,6 +438,35 @@ mod tests {
         ] {
             assert_eq!(parse_numbers(text), None, "{text:?}");
         }
+    }
+
+    #[test]
+    fn rows_printed_alike_fill_a_buffer_of_their_size() {
+        // As Python's json.dumps prints rows of f32s: ", " between numbers and rows.
+        let body = |rows: usize, width: usize| {
+            let rows: Vec<String> = (0..rows)
+                .map(|r| {
+                    let row: Vec<String> = (0..width)
+                        .map(|c| format!("{:.7}", ((r * width + c) as f32 * 0.618).sin()))
+                        .collect();
+                    format!("[{}]", row.join(", "))
+                })
+                .collect();
+            format!("{{\"inputs\": [{}]}}", rows.join(", "))
+        };
+        // Signs and digits make the rows' lengths differ a little: the buffer is reserved
+        // once, with at most an eighth to spare (it doubled when a later row was shorter).
+        let many = parse_predict(body(64, 784).as_bytes()).unwrap();
+        assert_eq!((many.rows, many.width), (64, 784));
+        let (len, capacity) = (many.values.len(), many.values.capacity());
+        assert!(
+            capacity >= len && capacity <= len + len / 7,
+            "{capacity} for {len}"
+        );
+        // One row: the first guess holds it, and nothing is reserved for rows that never come.
+        let one = parse_predict(body(1, 784).as_bytes()).unwrap();
+        assert_eq!(one.values.len(), 784);
+        assert!(one.values.capacity() < 2 * 784, "{}", one.values.capacity());
     }
 
     #[test]
