@@ -103,7 +103,7 @@ fn train(w: &Workload) {
 fn latency() {
     let model = Model::new(spec(&[784, 256, 128, 10]), 0).expect("valid spec");
     let mut rng = Rng::new(1);
-    for rows in [1usize, 64] {
+    for rows in [1usize, 4, 8, 16, 64] {
         let x = Array2::from_shape_fn((rows, 784), |_| rng.uniform_range(-1.0, 1.0) as f32);
         for _ in 0..200 {
             std::hint::black_box(model.predict(x.view()).expect("predicts"));

@@ -9,7 +9,9 @@
 //!
 //! A product with a single left row (one-row prediction) does not go through `gemm` at all:
 //! with weights stored `[in, out]` row-major, `x·W` is a sum of contiguous weight rows scaled by
-//! the inputs, which streams the weights once and needs no packing.
+//! the inputs, which streams the weights once and needs no packing. Up to [`FEW_ROWS`] left
+//! rows take the same path, several rows sharing each pass over the weights, so that each row
+//! gets exactly its one-row bits (what lets the server batch small predictions unseen).
 
 use multiversion::multiversion;
 use ndarray::{ArrayView2, ArrayViewMut2};
@@ -41,9 +43,9 @@ pub fn matmul(
         }
         return;
     }
-    if m == 1 {
+    if m <= FEW_ROWS {
         if let (Some(xs), Some(ws), Some(ds)) = (x.as_slice(), w.as_slice(), dst.as_slice_mut()) {
-            vec_mat(ds, xs, ws, accumulate);
+            few_rows_mat(ds, xs, ws, m, accumulate);
             return;
         }
     }
@@ -77,18 +79,31 @@ pub fn matmul(
     }
 }
 
-/// `dst (+)= x · W` for one row `x` and a row-major `W` of `x.len()` rows: on a CPU with
-/// AVX-512 the register-blocked kernel of [`avx512`], elsewhere [`vec_mat_portable`]. Both add
-/// the rows in order with one fused multiply-add each, so they give the same bits.
-fn vec_mat(dst: &mut [f32], x: &[f32], w: &[f32], accumulate: bool) {
+/// Up to this many rows, a product of row-major operands goes through the one-row kernels
+/// (several rows at a time), not through `gemm`: packing `W` costs more than the product then,
+/// and every row comes out with the bits it has when it is multiplied alone, so a prediction
+/// does not depend on the other rows of its request or of its batch.
+pub const FEW_ROWS: usize = 16;
+
+/// `dst (+)= x · W` for `rows` row-major rows of `x` and `dst`, `W` row-major: on a CPU with
+/// AVX-512 the register-blocked kernels of [`avx512`], elsewhere [`vec_mat_portable`] on each
+/// row. All add the rows of `W` in order with one fused multiply-add each, so they give the
+/// same bits, and a row gets the same bits whatever rows come with it.
+fn few_rows_mat(dst: &mut [f32], x: &[f32], w: &[f32], rows: usize, accumulate: bool) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: the CPU has AVX-512F (checked just above); the slice lengths are checked
         // inside.
-        unsafe { avx512::vec_mat(dst, x, w, accumulate) };
+        unsafe { avx512::rows_mat(dst, x, w, rows, accumulate) };
         return;
     }
-    vec_mat_portable(dst, x, w, accumulate);
+    if rows == 0 {
+        return;
+    }
+    let (n, k) = (dst.len() / rows, x.len() / rows);
+    for (d, xr) in dst.chunks_exact_mut(n).zip(x.chunks_exact(k)) {
+        vec_mat_portable(d, xr, w, accumulate);
+    }
 }
 
 /// The portable `dst (+)= x · W`: four weight rows at a time, so each pass over `dst` does four
@@ -168,6 +183,116 @@ mod avx512 {
                     3 | 4 => block::<4>(dst, x, w, j, width, accumulate),
                     2 => block::<2>(dst, x, w, j, width, accumulate),
                     _ => block::<1>(dst, x, w, j, width, accumulate),
+                }
+            }
+            j += width;
+        }
+    }
+
+    /// `dst (+)= x · W` for `rows` rows of `x` and `dst` (row-major), `W` row-major
+    /// `[x.len() / rows, dst.len() / rows]`: each output is the same chain of fused
+    /// multiply-adds as in [`vec_mat`], but groups of up to eight rows walk `W` together, so
+    /// each 16 weights loaded serve every row of the group (eight rows × three vectors of
+    /// accumulators, fewer rows × more vectors).
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn rows_mat(dst: &mut [f32], x: &[f32], w: &[f32], rows: usize, accumulate: bool) {
+        if rows == 0 {
+            return;
+        }
+        let (n, k) = (dst.len() / rows, x.len() / rows);
+        assert!(
+            dst.len() == rows * n && x.len() == rows * k && w.len() == k * n,
+            "rows_mat: {rows} rows of x ({}) and dst ({}) do not fit W ({})",
+            x.len(),
+            dst.len(),
+            w.len()
+        );
+        let mut r = 0;
+        while r < rows {
+            let take = (rows - r).min(8);
+            let d = &mut dst[r * n..(r + take) * n];
+            let xs = &x[r * k..(r + take) * k];
+            // SAFETY (for each call): `d` is `take` rows of `n`, `xs` `take` rows of `k`, and
+            // `w` is `k × n` (checked above); AVX-512F is enabled in this function.
+            unsafe {
+                match take {
+                    8 => group::<8, 3>(d, xs, w, n, k, accumulate),
+                    7 => group::<7, 3>(d, xs, w, n, k, accumulate),
+                    6 => group::<6, 4>(d, xs, w, n, k, accumulate),
+                    5 => group::<5, 4>(d, xs, w, n, k, accumulate),
+                    4 => group::<4, 6>(d, xs, w, n, k, accumulate),
+                    3 => group::<3, 8>(d, xs, w, n, k, accumulate),
+                    2 => group::<2, 12>(d, xs, w, n, k, accumulate),
+                    _ => vec_mat(d, xs, w, accumulate),
+                }
+            }
+            r += take;
+        }
+    }
+
+    /// `R` rows of `dst (+)= x · W` (`dst` `R × n`, `x` `R × k`, `W` `k × n`), `A` vectors
+    /// of columns at a time.
+    ///
+    /// # Safety
+    /// AVX-512F; the slices have exactly those lengths.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn group<const R: usize, const A: usize>(
+        dst: &mut [f32],
+        x: &[f32],
+        w: &[f32],
+        n: usize,
+        k: usize,
+        accumulate: bool,
+    ) {
+        debug_assert!(dst.len() == R * n && x.len() == R * k && w.len() == k * n);
+        let mut j = 0;
+        while j < n {
+            let width = (n - j).min(A * LANES);
+            let masks: [u16; A] = std::array::from_fn(|c| {
+                let left = width.saturating_sub(c * LANES).min(LANES);
+                ((1u32 << left) - 1) as u16
+            });
+            let out = dst.as_mut_ptr().wrapping_add(j);
+            // SAFETY: every vector access is masked to columns j..j + width (< n) of one row
+            // of `w` (k rows) or of `dst` (R rows); the scalar reads of `x` are at r·k + i
+            // for r < R, i < k. Masked-off lanes are neither read nor written.
+            unsafe {
+                let mut acc: [[__m512; A]; R] = [[_mm512_setzero_ps(); A]; R];
+                if accumulate {
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        for c in 0..A {
+                            acc[c] = _mm512_maskz_loadu_ps(
+                                masks[c],
+                                out.wrapping_add(r * n + c * LANES),
+                            );
+                        }
+                    }
+                }
+                let mut row = w.as_ptr().wrapping_add(j);
+                for i in 0..k {
+                    let v: [__m512; A] = std::array::from_fn(|c| {
+                        _mm512_maskz_loadu_ps(masks[c], row.wrapping_add(c * LANES))
+                    });
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let xi = _mm512_set1_ps(*x.get_unchecked(r * k + i));
+                        for c in 0..A {
+                            acc[c] = _mm512_fmadd_ps(v[c], xi, acc[c]);
+                        }
+                    }
+                    row = row.wrapping_add(n);
+                }
+                for (r, acc) in acc.iter().enumerate() {
+                    for c in 0..A {
+                        _mm512_mask_storeu_ps(
+                            out.wrapping_add(r * n + c * LANES),
+                            masks[c],
+                            acc[c],
+                        );
+                    }
                 }
             }
             j += width;
@@ -348,7 +473,7 @@ mod tests {
                 for accumulate in [false, true] {
                     let start: Vec<f32> = (0..n).map(|j| j as f32 * 0.25 - 3.0).collect();
                     let (mut got, mut want) = (start.clone(), start);
-                    vec_mat(&mut got, xs, ws, accumulate);
+                    few_rows_mat(&mut got, xs, ws, 1, accumulate);
                     vec_mat_portable(&mut want, xs, ws, accumulate);
                     assert_eq!(got, want, "1x{k}x{n}, accumulate {accumulate}");
                 }
@@ -357,6 +482,48 @@ mod tests {
                 assert!(
                     close(got.view(), naive(x.view(), w.view()).view()),
                     "1x{k}x{n}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_row_has_the_same_bits_with_up_to_sixteen_others() {
+        // Groups of eight rows and every remainder, column blocks of 3 to 16 vectors with
+        // masked tails, accumulating or not: each row of a few-row product must be the
+        // portable one-row product of that row, bit for bit.
+        for rows in 1..=FEW_ROWS {
+            for &(k, n) in &[
+                (1, 1),
+                (5, 10),
+                (7, 47),
+                (784, 256),
+                (256, 128),
+                (128, 10),
+                (3, 200),
+            ] {
+                let x = filled(rows, k, 0.3);
+                let w = filled(k, n, 0.7);
+                let (xs, ws) = (x.as_slice().unwrap(), w.as_slice().unwrap());
+                for accumulate in [false, true] {
+                    let start: Vec<f32> = (0..rows * n).map(|j| j as f32 * 0.25 - 3.0).collect();
+                    let mut got = start.clone();
+                    few_rows_mat(&mut got, xs, ws, rows, accumulate);
+                    for r in 0..rows {
+                        let mut want = start[r * n..(r + 1) * n].to_vec();
+                        vec_mat_portable(&mut want, &xs[r * k..(r + 1) * k], ws, accumulate);
+                        assert_eq!(
+                            &got[r * n..(r + 1) * n],
+                            &want[..],
+                            "row {r} of {rows}x{k}x{n}"
+                        );
+                    }
+                }
+                let mut got = Array2::zeros((rows, n));
+                matmul(got.view_mut(), x.view(), w.view(), false);
+                assert!(
+                    close(got.view(), naive(x.view(), w.view()).view()),
+                    "{rows}x{k}x{n}"
                 );
             }
         }
