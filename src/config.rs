@@ -82,6 +82,17 @@ pub struct Config {
     )]
     pub max_concurrent_predictions: usize,
 
+    /// Compute small predictions (up to 16 rows each) that arrive together as one product,
+    /// which reads the weights once for all of them; every row gets the same bits either way.
+    #[arg(
+        long,
+        env = "MLP_LAB_BATCH_PREDICTIONS",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub batch_predictions: bool,
+
     /// Seconds a client may take to send a request's line and headers (HTTP/1), and to say
     /// anything at all on a new connection; a slower or idle connection is closed.
     #[arg(
@@ -126,6 +137,7 @@ impl Config {
             max_queued_jobs: 1000,
             request_timeout_secs: 60,
             max_concurrent_predictions: 16,
+            batch_predictions: true,
             header_read_timeout_secs: 10,
             max_header_bytes: ByteSize(64 << 10),
             log_format: LogFormat::Text,

@@ -16,6 +16,8 @@
 //! | `mlp_lab_predicted_rows_total`           | counter   |                         |
 //! | `mlp_lab_predictions_in_flight`          | gauge     |                         |
 //! | `mlp_lab_predictions_rejected_total`     | counter   | (429, every slot taken) |
+//! | `mlp_lab_prediction_batches_total`       | counter   | (products computed for batched requests) |
+//! | `mlp_lab_batched_predictions_total`      | counter   | (requests answered in a batch) |
 //! | `mlp_lab_datasets`, `mlp_lab_models`, `mlp_lab_model_versions` | gauge |        |
 //!
 //! `route` is the route template (`/v1/models/{model}`), never the raw path, so ids cannot
@@ -66,6 +68,8 @@ pub struct Collectors {
     predicted_rows: IntCounter,
     predictions_in_flight: IntGauge,
     predictions_rejected: IntCounter,
+    batches: IntCounter,
+    batched: IntCounter,
     datasets: IntGauge,
     models: IntGauge,
     versions: IntGauge,
@@ -131,6 +135,16 @@ impl Metrics {
             "Prediction requests answered 429 because every slot was taken.",
         )
         .expect("a valid counter");
+        let batches = IntCounter::new(
+            "mlp_lab_prediction_batches_total",
+            "Products computed for batched prediction requests (several requests share one).",
+        )
+        .expect("a valid counter");
+        let batched = IntCounter::new(
+            "mlp_lab_batched_predictions_total",
+            "Prediction requests computed in a batch; divided by the batches, the mean batch.",
+        )
+        .expect("a valid counter");
         let datasets =
             IntGauge::new("mlp_lab_datasets", "Datasets in the registry.").expect("a valid gauge");
         let models =
@@ -140,7 +154,7 @@ impl Metrics {
             "Trained versions, over all models.",
         )
         .expect("a valid gauge");
-        let collectors: [Box<dyn prometheus::core::Collector>; 11] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 13] = [
             Box::new(requests.clone()),
             Box::new(duration.clone()),
             Box::new(jobs.clone()),
@@ -149,6 +163,8 @@ impl Metrics {
             Box::new(predicted_rows.clone()),
             Box::new(predictions_in_flight.clone()),
             Box::new(predictions_rejected.clone()),
+            Box::new(batches.clone()),
+            Box::new(batched.clone()),
             Box::new(datasets.clone()),
             Box::new(models.clone()),
             Box::new(versions.clone()),
@@ -166,6 +182,8 @@ impl Metrics {
             predicted_rows,
             predictions_in_flight,
             predictions_rejected,
+            batches,
+            batched,
             datasets,
             models,
             versions,
@@ -176,6 +194,19 @@ impl Metrics {
     pub fn predicted_rows(&self, rows: usize) {
         self.predicted_rows
             .inc_by(u64::try_from(rows).unwrap_or(u64::MAX));
+    }
+
+    /// Counts one batch of `requests` prediction requests computed together.
+    pub fn prediction_batch(&self, requests: usize) {
+        self.batches.inc();
+        self.batched
+            .inc_by(u64::try_from(requests).unwrap_or(u64::MAX));
+    }
+
+    /// Batches computed and requests answered in them, for tests.
+    #[cfg(test)]
+    pub(crate) fn batch_counts(&self) -> (u64, u64) {
+        (self.batches.get(), self.batched.get())
     }
 
     /// Counts a prediction turned away because every slot was taken.

@@ -8,6 +8,7 @@
 //! route group has its own body limit (see [`limit`]).
 
 pub mod auth;
+mod batching;
 mod capacity;
 mod cors;
 pub mod dashboard;
@@ -105,6 +106,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// The slots of `--max-concurrent-predictions`.
     pub prediction_slots: PredictionSlots,
+    /// Small predictions waiting to be computed together (`--batch-predictions`).
+    pub batcher: batching::Batcher,
     auth: Arc<Auth>,
     ready: Arc<AtomicBool>,
     /// `None` with `--ephemeral`: nothing is written.
@@ -189,6 +192,7 @@ impl AppState {
             experiments,
             metrics: Metrics::new(),
             prediction_slots,
+            batcher: batching::Batcher::default(),
             auth,
             ready: Arc::new(AtomicBool::new(false)),
             write_probe,

@@ -229,6 +229,14 @@ impl TestApp {
 }
 
 /// The four XOR corners, repeated `n` times.
+/// The value of the unlabelled metric `name` in `GET /metrics`.
+pub async fn metric(app: &TestApp, name: &str) -> f64 {
+    let text = app.get("/metrics").await.text().await.expect("metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
 pub fn xor_dataset(n: usize) -> serde_json::Value {
     let corners = [
         ([0.0, 0.0], 0),

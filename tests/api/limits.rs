@@ -9,7 +9,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{assert_problem, xor_dataset, TestApp};
+use crate::helpers::{assert_problem, metric, xor_dataset, TestApp};
 
 async fn trained(app: &TestApp) {
     let dataset = app.dataset(xor_dataset(2)).await;
@@ -33,13 +33,6 @@ async fn hold_a_prediction_slot(app: &TestApp) -> TcpStream {
                 content-length: 100\r\n\r\n{\"inputs\": [";
     stream.write_all(head.as_bytes()).await.expect("write");
     stream
-}
-
-async fn metric(app: &TestApp, name: &str) -> f64 {
-    let text = app.get("/metrics").await.text().await.expect("metrics");
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {text}"))
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 use mlp_lab::config::Config;
 use serde_json::json;
 
-use crate::helpers::{assert_problem, xor_dataset, TestApp};
+use crate::helpers::{assert_problem, metric, xor_dataset, TestApp};
 
 async fn trained(app: &TestApp) {
     let dataset = app.dataset(xor_dataset(2)).await;
@@ -148,4 +148,65 @@ async fn a_large_request_is_answered_row_for_row() {
 
     assert_eq!(answer["outputs"].as_array().map(Vec::len), Some(500));
     assert_eq!(answer["labels"].as_array().map(Vec::len), Some(500));
+}
+
+#[tokio::test]
+async fn requests_sent_at_once_get_the_answers_they_get_alone_batched_or_not() {
+    // Thirty small requests (1 to 3 rows) to a 2-16-16-2 network, first one at a time, then
+    // all at once: with `--batch-predictions` the ones that arrive together are computed as
+    // one product, and every row must still come out with the bits it has alone (and the
+    // same as without batching, for the same trained weights).
+    let bodies: Vec<_> = (0..30)
+        .map(|i| {
+            let rows: Vec<_> = (0..i % 3 + 1)
+                .map(|r| {
+                    [
+                        ((i * 7 + r) as f64 * 0.37).sin(),
+                        ((i + r) as f64 * 1.3).cos(),
+                    ]
+                })
+                .collect();
+            json!({ "inputs": rows })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for batching in [true, false] {
+        let app = TestApp::spawn_with(Config {
+            batch_predictions: batching,
+            max_concurrent_predictions: 64,
+            ..Config::for_tests()
+        })
+        .await;
+        let dataset = app.dataset(xor_dataset(4)).await;
+        app.model(json!({"name": "m", "layers": [2, 16, 16, 2], "output": "softmax"}))
+            .await;
+        let job = app
+            .job(json!({"model": "m", "dataset": dataset, "epochs": 3, "seed": 5}))
+            .await;
+        app.wait_for_job(&job, &["succeeded"], 30).await;
+
+        let mut alone = Vec::new();
+        for body in &bodies {
+            alone.push(app.post_ok("/v1/models/m/predict", body, 200).await["outputs"].clone());
+        }
+        let at_once = futures_util::future::join_all(
+            bodies
+                .iter()
+                .map(|body| app.post_ok("/v1/models/m/predict", body, 200)),
+        )
+        .await;
+        let at_once: Vec<_> = at_once.iter().map(|a| a["outputs"].clone()).collect();
+        assert_eq!(alone, at_once, "batching {batching}");
+
+        let batched = metric(&app, "mlp_lab_batched_predictions_total").await;
+        let batches = metric(&app, "mlp_lab_prediction_batches_total").await;
+        if batching {
+            assert_eq!(batched, 60.0);
+            assert!((1.0..=60.0).contains(&batches), "{batches}");
+        } else {
+            assert_eq!((batched, batches), (0.0, 0.0));
+        }
+        answers.push(alone);
+    }
+    assert_eq!(answers[0], answers[1]);
 }

@@ -34,6 +34,7 @@ use serde::Serialize;
 
 pub use error::{is_v2_path, V2Error};
 
+use super::batching::batchable;
 use super::extract::{read_body, AppJson, AppPath};
 use super::AppState;
 use crate::http::error::ApiError;
@@ -220,8 +221,14 @@ async fn run_infer(
         request.binary_output,
     )?;
     let x = request.input;
-    let inline = x.nrows() <= INLINE_ROWS;
     let id = request.id;
+    if state.config.batch_predictions && batchable(x.nrows()) {
+        let model = Arc::clone(&version.model);
+        let outputs = state.batcher.predict(model, x, &state.metrics).await?;
+        state.metrics.predicted_rows(outputs.nrows());
+        return response::encode(&entry, &version, id.as_deref(), &plan, &outputs);
+    }
+    let inline = x.nrows() <= INLINE_ROWS;
     let metrics = state.metrics.clone();
     let answer = move || {
         let outputs = version.model.predict_owned(x).map_err(ApiError::from)?;
