@@ -82,16 +82,18 @@ pub struct Config {
     )]
     pub max_concurrent_predictions: usize,
 
-    /// Compute small predictions (up to 16 rows each) that arrive together as one product,
-    /// which reads the weights once for all of them; every row gets the same bits either way.
+    /// Which models compute small predictions (up to 16 rows each) that arrive together as one
+    /// product, reading the weights once for all of them: `auto`, those whose weights take
+    /// at least 2 MiB (a smaller network is read from a core's cache in a few microseconds,
+    /// and batching costs about what it saves); `always`; `never`. Every row gets the same
+    /// bits either way.
     #[arg(
         long,
         env = "MLP_LAB_BATCH_PREDICTIONS",
-        default_value_t = true,
-        action = clap::ArgAction::Set,
-        value_parser = clap::builder::BoolishValueParser::new()
+        value_enum,
+        default_value_t = Batching::Auto
     )]
-    pub batch_predictions: bool,
+    pub batch_predictions: Batching,
 
     /// Seconds a client may take to send a request's line and headers (HTTP/1), and to say
     /// anything at all on a new connection; a slower or idle connection is closed.
@@ -137,7 +139,7 @@ impl Config {
             max_queued_jobs: 1000,
             request_timeout_secs: 60,
             max_concurrent_predictions: 16,
-            batch_predictions: true,
+            batch_predictions: Batching::Auto,
             header_read_timeout_secs: 10,
             max_header_bytes: ByteSize(64 << 10),
             log_format: LogFormat::Text,
@@ -168,6 +170,17 @@ fn default_concurrent_predictions() -> usize {
 
 fn default_running_jobs() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+/// Which models batch small predictions (`--batch-predictions`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Batching {
+    /// Models whose weights take at least 2 MiB.
+    Auto,
+    /// Every model.
+    Always,
+    /// None.
+    Never,
 }
 
 /// How log lines are written.

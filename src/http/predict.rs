@@ -1,10 +1,10 @@
 //! `POST /v1/models/{model}/predict`: outputs and labels from the latest (or a given) version.
 //!
 //! The version's `Arc<Model>` is cloned out of the registry and the lock released before any
-//! computing, so predictions never wait on training. Requests of up to 16 rows go through the
-//! batcher ([`super::batching`]: those that arrive together share one product) unless
-//! `--batch-predictions false`; others of up to 64 rows are computed right on the async
-//! worker (a row takes microseconds); larger ones go to the blocking pool.
+//! computing, so predictions never wait on training. Requests of up to 16 rows for a large
+//! enough model go through the batcher ([`super::batching`]: those that arrive together share
+//! one product, per `--batch-predictions`); others of up to 64 rows are computed right on the
+//! async worker (a row takes microseconds); larger ones go to the blocking pool.
 //!
 //! `outputs` are probabilities for `softmax` and `sigmoid` heads and values for `identity`;
 //! `output_names` names their columns (for a two-class sigmoid head, its one column is the
@@ -21,7 +21,7 @@ use ndarray::{Array2, ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::batching::batchable;
+use super::batching::batched;
 use super::error::ApiError;
 use super::error_map::blocking;
 use super::extract::{from_json_slice, read_body, require_json, AppJson, AppPath};
@@ -258,7 +258,7 @@ pub(crate) async fn predict(
     }
     let x = matrix(request.inputs, version.model.spec.inputs())?;
     let net = std::sync::Arc::clone(&version.model);
-    let outputs = if state.config.batch_predictions && batchable(x.nrows()) {
+    let outputs = if batched(state.config.batch_predictions, &net, x.nrows()) {
         state.batcher.predict(net, x, &state.metrics).await?
     } else if x.nrows() <= INLINE_ROWS {
         net.predict_owned(x)?

@@ -34,7 +34,7 @@ use serde::Serialize;
 
 pub use error::{is_v2_path, V2Error};
 
-use super::batching::batchable;
+use super::batching::batched;
 use super::extract::{read_body, AppJson, AppPath};
 use super::AppState;
 use crate::http::error::ApiError;
@@ -222,7 +222,7 @@ async fn run_infer(
     )?;
     let x = request.input;
     let id = request.id;
-    if state.config.batch_predictions && batchable(x.nrows()) {
+    if batched(state.config.batch_predictions, &version.model, x.nrows()) {
         let model = Arc::clone(&version.model);
         let outputs = state.batcher.predict(model, x, &state.metrics).await?;
         state.metrics.predicted_rows(outputs.nrows());
