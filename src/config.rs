@@ -85,7 +85,7 @@ pub struct Config {
     /// Which models compute small predictions (up to 16 rows each) that arrive together as one
     /// product, reading the weights once for all of them: `auto`, those whose weights take
     /// at least 2 MiB (a smaller network is read from a core's cache in a few microseconds,
-    /// and batching costs about what it saves); `always`; `never`. Every row gets the same
+    /// and batching costs more than it saves); `always`; `never`. Every row gets the same
     /// bits either way.
     #[arg(
         long,

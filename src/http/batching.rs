@@ -71,9 +71,10 @@ pub fn batched(mode: Batching, model: &Model, rows: usize) -> bool {
 /// weights) from which requests are batched: 2 MiB of `f32` weights, beyond the L2 cache of a
 /// core of the machine we measured on (2 MiB), so a one-row pass streams them from L3. Measured
 /// there with `wrk` (16 connections, one row each, alternating runs on two servers of one
-/// build): batching served 1.38× the requests of 784-512-512-10 (669k weights) and 1.6–1.75×
-/// those of 784-1024-1024-10, but 5–10 % fewer of 784-256-128-10 (235k weights, read from L2 in
-/// about 15 µs), where the queue and its wake-ups cost about what the shared read saves.
+/// build, `bench/batching.sh`): batching served 1.2–1.38× the requests of 784-512-512-10
+/// (669k weights) and 1.6–1.75× those of 784-1024-1024-10, but 0.71–0.94× those of
+/// 784-256-128-10 (235k weights, read from L2 in about 15 µs), where the queue and its
+/// wake-ups cost more than the shared read saves.
 const AUTO_MIN_MULTIPLY_ADDS: usize = 1 << 19;
 
 /// Multiply-adds of one row's forward pass.
