@@ -219,13 +219,16 @@ impl Batch {
     }
 
     /// Computes the batch and answers each request with its rows of the outputs.
-    fn answer(mut self) {
-        if self.requests.len() == 1 {
-            let p = self.requests.pop().expect("one request");
-            let _ = p.reply.send(guarded(|| self.model.predict_owned(p.inputs)));
+    fn answer(self) {
+        let width = self.model.spec.inputs();
+        // The handlers check the width before a request is queued; one that slipped through
+        // must get its own error, not make the stacking below panic for the whole batch.
+        if self.requests.len() == 1 || self.requests.iter().any(|p| p.inputs.ncols() != width) {
+            for p in self.requests {
+                let _ = p.reply.send(guarded(|| self.model.predict_owned(p.inputs)));
+            }
             return;
         }
-        let width = self.model.spec.inputs();
         let mut x = Array2::zeros((self.rows, width));
         let mut at = 0;
         for p in &self.requests {
@@ -326,6 +329,44 @@ mod tests {
             (Arc::clone(&a), rows(1, 5, 1.3)),
         ];
         assert_eq!(together(&requests).await, (3, 6));
+    }
+
+    #[tokio::test]
+    async fn a_request_that_would_fail_gets_its_own_error_and_the_others_their_answers() {
+        let m = model(&[5, 8, 3], 6);
+        let mut nan = rows(2, 5, 0.4);
+        nan[[1, 3]] = f32::NAN;
+        // A value the forward pass refuses (the product fails, then each request runs alone),
+        // and a row of the wrong width (the batch is not stacked at all).
+        for bad in [nan, rows(3, 4, 0.5)] {
+            let requests = [
+                (Arc::clone(&m), rows(1, 5, 0.3)),
+                (Arc::clone(&m), bad),
+                (Arc::clone(&m), rows(2, 5, 0.6)),
+            ];
+            let batcher = Batcher::default();
+            let metrics = Metrics::new();
+            let answers = join_all(
+                requests
+                    .iter()
+                    .map(|(m, x)| batcher.predict(Arc::clone(m), x.clone(), &metrics)),
+            )
+            .await;
+            assert_eq!(metrics.batch_counts(), (1, 3));
+            for (i, ((m, x), got)) in requests.iter().zip(answers).enumerate() {
+                match (i, got) {
+                    (1, Err(e)) => {
+                        // The error names the request's own row, not its place in the batch.
+                        let want = ApiError::from(m.predict(x.view()).unwrap_err());
+                        assert_eq!(format!("{e:?}"), format!("{want:?}"));
+                    }
+                    (0 | 2, Ok(got)) => {
+                        assert_eq!(bits(&got), bits(&m.predict(x.view()).unwrap()));
+                    }
+                    (i, got) => panic!("request {i}: {got:?}"),
+                }
+            }
+        }
     }
 
     #[test]
