@@ -286,18 +286,28 @@ mod tests {
         a.iter().map(|x| x.to_bits()).collect()
     }
 
+    /// The answers to `requests` sent to `batcher` at once: in a current-thread runtime all
+    /// of them are queued before the batch task first runs.
+    async fn at_once(
+        batcher: &Batcher,
+        metrics: &Metrics,
+        requests: &[(Arc<Model>, Array2<f32>)],
+    ) -> Vec<Answer> {
+        join_all(
+            requests
+                .iter()
+                .map(|(m, x)| batcher.predict(Arc::clone(m), x.clone(), metrics)),
+        )
+        .await
+    }
+
     /// Runs `requests` through one batcher as if they arrived together (in a current-thread
     /// runtime all of them are queued before the batch task first runs) and checks that each
     /// gets the bits the model gives its rows alone; returns (batches, requests batched).
     async fn together(requests: &[(Arc<Model>, Array2<f32>)]) -> (u64, u64) {
         let batcher = Batcher::default();
         let metrics = Metrics::new();
-        let answers = join_all(
-            requests
-                .iter()
-                .map(|(m, x)| batcher.predict(Arc::clone(m), x.clone(), &metrics)),
-        )
-        .await;
+        let answers = at_once(&batcher, &metrics, requests).await;
         for ((m, x), got) in requests.iter().zip(answers) {
             let want = m.predict(x.view()).expect("valid rows");
             assert_eq!(bits(&got.expect("answered")), bits(&want));
@@ -344,14 +354,8 @@ mod tests {
                 (Arc::clone(&m), bad),
                 (Arc::clone(&m), rows(2, 5, 0.6)),
             ];
-            let batcher = Batcher::default();
             let metrics = Metrics::new();
-            let answers = join_all(
-                requests
-                    .iter()
-                    .map(|(m, x)| batcher.predict(Arc::clone(m), x.clone(), &metrics)),
-            )
-            .await;
+            let answers = at_once(&Batcher::default(), &metrics, &requests).await;
             assert_eq!(metrics.batch_counts(), (1, 3));
             for (i, ((m, x), got)) in requests.iter().zip(answers).enumerate() {
                 match (i, got) {
