@@ -24,14 +24,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderValue};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
+use super::gate::{Gate, Reply};
 use crate::config::{AccessError, Config, Token};
 
 /// The realm of every challenge.
@@ -73,10 +73,15 @@ pub fn scope_of(path: &str) -> Scope {
     if path.starts_with("/dashboard/") {
         return Scope::Public;
     }
-    let segments: Vec<&str> = path.split('/').collect();
     // Everything else, experiments included (they create models and jobs), is management.
-    match segments.as_slice() {
-        ["", "v1", "models", model, "predict"] if !model.is_empty() => Scope::Inference,
+    let mut segments = path.split('/');
+    let segments: [Option<&str>; 6] = std::array::from_fn(|_| segments.next());
+    match segments {
+        [Some(""), Some("v1"), Some("models"), Some(model), Some("predict"), None]
+            if !model.is_empty() =>
+        {
+            Scope::Inference
+        }
         _ => Scope::Management,
     }
 }
@@ -251,17 +256,22 @@ fn presented(headers: &axum::http::HeaderMap) -> Presented<'_> {
 }
 
 /// Middleware: answers 401 or 403 for a request whose token does not open its path.
-pub async fn require_token(
-    State(auth): State<Arc<Auth>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let path = request.uri().path();
-    let scope = scope_of(path);
-    match auth.check(scope, presented(request.headers())) {
-        Ok(()) => next.run(request).await,
-        Err(error) if path == "/v2" || path.starts_with("/v2/") => oip_error(error),
-        Err(error) => error.into_response(),
+#[derive(Clone, Debug)]
+pub(crate) struct RequireToken(pub Arc<Auth>);
+
+impl Gate for RequireToken {
+    type Kept = ();
+
+    fn before(&self, request: Request) -> Result<((), Request), Reply> {
+        let path = request.uri().path();
+        let scope = scope_of(path);
+        match self.0.check(scope, presented(request.headers())) {
+            Ok(()) => Ok(((), request)),
+            Err(error) if path == "/v2" || path.starts_with("/v2/") => {
+                Err(Reply::Now(oip_error(error)))
+            }
+            Err(error) => Err(Reply::Now(error.into_response())),
+        }
     }
 }
 

@@ -15,13 +15,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderValue};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use tokio::sync::Semaphore;
+use axum::response::IntoResponse;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::error::ApiError;
+use super::gate::{Gate, Reply};
 use super::metrics::Metrics;
 
 /// What a client that found every slot taken is told to wait: predictions take milliseconds,
@@ -56,29 +56,38 @@ impl PredictionSlots {
     }
 }
 
-/// Middleware of the prediction routes: serves the request while it holds a slot, or answers
-/// 429 at once when there is none.
-pub(crate) async fn limit_predictions(
-    State((slots, metrics)): State<(PredictionSlots, Metrics)>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Ok(_slot) = Arc::clone(&slots.semaphore).try_acquire_owned() else {
-        metrics.prediction_rejected();
-        let drained = drain_small_body(request).await;
-        let mut response = ApiError::TooManyPredictions {
-            max: slots.max,
-            retry_after: PREDICTION_RETRY_AFTER,
+/// Middleware of the prediction routes: serves the request while it holds a slot (until its
+/// response is made), or answers 429 at once when there is none.
+#[derive(Clone, Debug)]
+pub(crate) struct LimitPredictions {
+    pub slots: PredictionSlots,
+    pub metrics: Metrics,
+}
+
+impl Gate for LimitPredictions {
+    type Kept = OwnedSemaphorePermit;
+
+    fn before(&self, request: Request) -> Result<(Self::Kept, Request), Reply> {
+        if let Ok(slot) = Arc::clone(&self.slots.semaphore).try_acquire_owned() {
+            return Ok((slot, request));
         }
-        .into_response();
-        if !drained {
+        self.metrics.prediction_rejected();
+        let max = self.slots.max;
+        Err(Reply::Later(Box::pin(async move {
+            let drained = drain_small_body(request).await;
+            let mut response = ApiError::TooManyPredictions {
+                max,
+                retry_after: PREDICTION_RETRY_AFTER,
+            }
+            .into_response();
+            if !drained {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             response
-                .headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        }
-        return response;
-    };
-    next.run(request).await
+        })))
+    }
 }
 
 /// Reads and drops the body when `Content-Length` says it is at most [`DRAIN_MAX`]; whether

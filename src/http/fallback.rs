@@ -4,7 +4,7 @@
 //! Handlers return [`ApiError`], so their errors are already problem+json. The rest come from
 //! layers that know nothing of our shape: axum's router (404, 405), tower-http's timeout (408)
 //! and body limit (413), a `Bytes` or `Json` extractor used directly (text/plain 4xx). The
-//! middleware [`problem_json_only`] rewrites those, keeping their headers (`Allow`,
+//! middleware [`ProblemJsonOnly`] rewrites those, keeping their headers (`Allow`,
 //! `Retry-After`, …), so no text/plain error ever leaves the server.
 
 use std::any::Any;
@@ -12,10 +12,10 @@ use std::any::Any;
 use axum::body::{self, Body};
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, Method, Uri};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::{ApiError, Problem, PROBLEM_JSON};
+use super::gate::{Gate, Reply};
 use super::v2::{is_v2_path, V2Error};
 
 /// The longest request path echoed back in a 404, in bytes.
@@ -62,17 +62,39 @@ pub(crate) fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
 /// made before or around those handlers (unknown route, wrong method, body limit, timeout,
 /// panic, path rejection) are problem+json or bare, and become `{"error": detail}` with their
 /// status and headers (`Allow`, …) kept.
-pub async fn problem_json_only(request: Request, next: Next) -> Response {
-    let method = request.method().clone();
-    let uri = request.uri().clone();
-    let response = next.run(request).await;
+///
+/// Only an error response that must be rewritten costs more than a look at its headers.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ProblemJsonOnly;
+
+impl Gate for ProblemJsonOnly {
+    type Kept = (Method, Uri);
+
+    fn before(&self, request: Request) -> Result<(Self::Kept, Request), Reply> {
+        Ok(((request.method().clone(), request.uri().clone()), request))
+    }
+
+    fn after((method, uri): Self::Kept, response: Response) -> Reply {
+        let status = response.status();
+        let is_error = status.is_client_error() || status.is_server_error();
+        if is_v2_path(uri.path()) {
+            if !is_error || media_type(response.headers()).as_deref() == Some("application/json") {
+                return Reply::Now(response);
+            }
+            return Reply::Later(Box::pin(async move {
+                v2_error_only(response, method, &uri).await
+            }));
+        }
+        if !is_error || is_json(&response) {
+            return Reply::Now(response);
+        }
+        Reply::Later(Box::pin(problem_json(response, method, uri)))
+    }
+}
+
+/// A bare error response, outside `/v2`, as problem+json.
+async fn problem_json(response: Response, method: Method, uri: Uri) -> Response {
     let status = response.status();
-    if is_v2_path(uri.path()) {
-        return v2_error_only(response, method, &uri).await;
-    }
-    if !(status.is_client_error() || status.is_server_error()) || is_json(&response) {
-        return response;
-    }
     let (parts, body) = response.into_parts();
     // 4xx text from axum's rejections is meant for the client; 5xx text never is.
     let text = if status.is_client_error() && is_text(&parts.headers) {
@@ -87,7 +109,7 @@ pub async fn problem_json_only(request: Request, next: Next) -> Response {
     with_headers_of(error.into_response(), &parts.headers)
 }
 
-/// The `/v2` half of [`problem_json_only`].
+/// The `/v2` half of [`ProblemJsonOnly`].
 async fn v2_error_only(response: Response, method: Method, uri: &Uri) -> Response {
     let status = response.status();
     let is_error = status.is_client_error() || status.is_server_error();

@@ -8,14 +8,14 @@
 //! - puts the [`BodyLimit`] into the request's extensions, and rewrites any bare 413 that comes
 //!   back, so every 413 names the limit and the setting that raises it.
 
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 
 use super::error::ApiError;
 use super::fallback;
+use super::gate::{Gate, GateLayer, Reply};
 use crate::config::{ByteSize, Limit, Limits};
 
 /// The body limit of a route group: which setting it is and its value.
@@ -78,9 +78,7 @@ pub fn with_body_limit<S>(router: Router<S>, body_limit: BodyLimit) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
-    router
-        .layer(middleware::from_fn_with_state(body_limit, enforce))
-        .layer(DefaultBodyLimit::max(body_limit.max.as_usize()))
+    router.layer(body_limit_layers(body_limit))
 }
 
 /// Applies `body_limit` to one method router: for a route whose methods take different limits
@@ -92,33 +90,49 @@ pub fn method_with_body_limit<S>(
 where
     S: Clone + Send + Sync + 'static,
 {
-    route
-        .layer::<_, std::convert::Infallible>(middleware::from_fn_with_state(body_limit, enforce))
-        .layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(body_limit.max.as_usize()))
+    route.layer::<_, std::convert::Infallible>(body_limit_layers(body_limit))
 }
 
-async fn enforce(
-    State(body_limit): State<BodyLimit>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    if let Some(given) = content_encoding(request.headers()) {
-        let mut response = ApiError::UnsupportedContentEncoding { given }.into_response();
-        response.headers_mut().insert(
-            header::ACCEPT_ENCODING,
-            header::HeaderValue::from_static("identity"),
-        );
-        return response;
+/// The layers that apply `body_limit`: axum's `DefaultBodyLimit` (for extractors reading a
+/// chunked body) around the [`Enforce`] gate.
+pub(crate) fn body_limit_layers(body_limit: BodyLimit) -> (DefaultBodyLimit, GateLayer<Enforce>) {
+    (
+        DefaultBodyLimit::max(body_limit.max.as_usize()),
+        GateLayer(Enforce(body_limit)),
+    )
+}
+
+/// The gate of a body limit: 415 for an encoded body, 413 when `Content-Length` is over the
+/// limit, the limit in the request's extensions, and a bare 413 from inside rewritten.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Enforce(BodyLimit);
+
+impl Gate for Enforce {
+    type Kept = BodyLimit;
+
+    fn before(&self, mut request: Request) -> Result<(BodyLimit, Request), Reply> {
+        let body_limit = self.0;
+        if let Some(given) = content_encoding(request.headers()) {
+            let mut response = ApiError::UnsupportedContentEncoding { given }.into_response();
+            response.headers_mut().insert(
+                header::ACCEPT_ENCODING,
+                header::HeaderValue::from_static("identity"),
+            );
+            return Err(Reply::Now(response));
+        }
+        if content_length(request.headers()).is_some_and(|len| len > body_limit.max.0) {
+            return Err(Reply::Now(body_limit.exceeded().into_response()));
+        }
+        request.extensions_mut().insert(body_limit);
+        Ok((body_limit, request))
     }
-    if content_length(request.headers()).is_some_and(|len| len > body_limit.max.0) {
-        return body_limit.exceeded().into_response();
+
+    fn after(body_limit: BodyLimit, response: Response) -> Reply {
+        if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !fallback::is_json(&response) {
+            return Reply::Now(fallback::replace_body(response, body_limit.exceeded()));
+        }
+        Reply::Now(response)
     }
-    request.extensions_mut().insert(body_limit);
-    let response = next.run(request).await;
-    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !fallback::is_json(&response) {
-        return fallback::replace_body(response, body_limit.exceeded());
-    }
-    response
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
@@ -144,16 +158,21 @@ fn content_encoding(headers: &HeaderMap) -> Option<String> {
 /// Middleware: answers 431 in our error shape when the request line and headers are larger
 /// than `--max-header-bytes`. hyper itself refuses heads beyond its read buffer (see
 /// `server`), with an empty 431; that buffer is set well above this limit.
-pub(crate) async fn limit_header_bytes(
-    State(max): State<ByteSize>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let given = head_bytes(&request);
-    if u64::try_from(given).unwrap_or(u64::MAX) > max.0 {
-        return ApiError::HeadersTooLarge { max, given }.into_response();
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LimitHeaderBytes(pub ByteSize);
+
+impl Gate for LimitHeaderBytes {
+    type Kept = ();
+
+    fn before(&self, request: Request) -> Result<((), Request), Reply> {
+        let (max, given) = (self.0, head_bytes(&request));
+        if u64::try_from(given).unwrap_or(u64::MAX) > max.0 {
+            return Err(Reply::Now(
+                ApiError::HeadersTooLarge { max, given }.into_response(),
+            ));
+        }
+        Ok(((), request))
     }
-    next.run(request).await
 }
 
 /// The size of a request's head as sent in HTTP/1: `METHOD URI HTTP/1.1\r\n`, then `name:

@@ -29,7 +29,6 @@ use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, Method};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use prometheus::{
     HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
@@ -37,6 +36,7 @@ use prometheus::{
 };
 
 use super::error::ApiError;
+use super::gate::{Gate, Reply};
 use super::AppState;
 use crate::jobs::JobState;
 
@@ -264,21 +264,32 @@ fn method_label(method: &Method) -> &'static str {
 }
 
 /// Middleware: counts each request by its route template and times it.
-pub async fn track(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| UNMATCHED.to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().clone();
-    let response = next.run(request).await;
-    metrics.observe(
-        &route,
-        &method,
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
-    response
+#[derive(Clone, Debug)]
+pub(crate) struct Track(pub Metrics);
+
+impl Gate for Track {
+    type Kept = (Metrics, Instant, Option<MatchedPath>, Method);
+
+    fn before(&self, request: Request) -> Result<(Self::Kept, Request), Reply> {
+        let route = request.extensions().get::<MatchedPath>().cloned();
+        let kept = (
+            self.0.clone(),
+            Instant::now(),
+            route,
+            request.method().clone(),
+        );
+        Ok((kept, request))
+    }
+
+    fn after((metrics, started, route, method): Self::Kept, response: Response) -> Reply {
+        metrics.observe(
+            route.as_ref().map_or(UNMATCHED, MatchedPath::as_str),
+            &method,
+            response.status().as_u16(),
+            started.elapsed().as_secs_f64(),
+        );
+        Reply::Now(response)
+    }
 }
 
 /// `GET /metrics`

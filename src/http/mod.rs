@@ -22,6 +22,7 @@ mod fallback;
 mod fast_json;
 #[doc(hidden)]
 pub mod fuzz;
+mod gate;
 mod health;
 mod jobs;
 pub mod limit;
@@ -45,7 +46,7 @@ use std::time::Duration;
 use axum::extract::Request;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{middleware, Router};
+use axum::Router;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{
@@ -64,7 +65,8 @@ pub use auth::Auth;
 pub use capacity::PredictionSlots;
 pub use error::{ApiError, FieldError, Problem};
 pub use extract::{AppJson, AppPath, AppQuery};
-pub use fallback::problem_json_only;
+use fallback::ProblemJsonOnly;
+use gate::GateLayer;
 pub use limit::{method_with_body_limit, with_body_limit, BodyLimit};
 pub use metrics::Metrics;
 pub use openapi::OPENAPI_YAML;
@@ -244,14 +246,19 @@ pub fn router(state: AppState) -> Router {
             BodyGroup::Predict => BodyLimit::predict(limits),
             BodyGroup::WeightsUpload => BodyLimit::weights_upload(limits),
         };
-        let mut endpoint = method_with_body_limit(route.endpoint, limit);
-        if route.group == BodyGroup::Predict {
-            // Outside the body limit, so that a slot is held while the body is read.
-            endpoint = endpoint.layer(middleware::from_fn_with_state(
-                (state.prediction_slots.clone(), state.metrics.clone()),
-                capacity::limit_predictions,
-            ));
-        }
+        let endpoint = if route.group == BodyGroup::Predict {
+            // Outside the body limit, so that a slot is held while the body is read. One
+            // `layer` call: each wraps (and so boxes) the route's service once more.
+            let slots = GateLayer(capacity::LimitPredictions {
+                slots: state.prediction_slots.clone(),
+                metrics: state.metrics.clone(),
+            });
+            route
+                .endpoint
+                .layer((slots, limit::body_limit_layers(limit)))
+        } else {
+            method_with_body_limit(route.endpoint, limit)
+        };
         app = app.route(route.path, endpoint);
     }
     with_layers(
@@ -275,7 +282,7 @@ pub fn with_service_layers(routes: Router, config: &Config) -> Router {
 /// The layers, from the outside in: a client's `x-request-id` dropped unless it is short and
 /// plain, a request id set (a UUIDv7 when none is left), `Authorization` marked sensitive, the
 /// tracing span, the id copied to the response, the request metrics ([`metrics`]), the
-/// header-size limit ([`limit::limit_header_bytes`]), CORS when
+/// header-size limit ([`limit::LimitHeaderBytes`]), CORS when
 /// origins are configured ([`cors`]), the bearer-token check ([`auth`]; after CORS so that
 /// preflights need no token), problem+json for bare errors, the timeout, panic catching.
 fn with_layers(routes: Router, config: &Config, auth: Arc<Auth>, metrics: Metrics) -> Router {
@@ -297,14 +304,11 @@ fn with_layers(routes: Router, config: &Config, auth: Arc<Auth>, metrics: Metric
                         .on_response(log_response),
                 )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID_HEADER))
-                .layer(middleware::from_fn_with_state(metrics, metrics::track))
-                .layer(middleware::from_fn_with_state(
-                    config.max_header_bytes,
-                    limit::limit_header_bytes,
-                ))
+                .layer(GateLayer(metrics::Track(metrics)))
+                .layer(GateLayer(limit::LimitHeaderBytes(config.max_header_bytes)))
                 .option_layer(cors::layer(&config.access.cors_origins))
-                .layer(middleware::from_fn_with_state(auth, auth::require_token))
-                .layer(middleware::from_fn(problem_json_only))
+                .layer(GateLayer(auth::RequireToken(auth)))
+                .layer(GateLayer(ProblemJsonOnly))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::REQUEST_TIMEOUT,
                     config.request_timeout(),

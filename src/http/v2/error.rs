@@ -5,7 +5,7 @@
 //! protocol and Triton answer every bad request with 400, and clients such as `tritonclient`
 //! report any non-200 with the body's `error`. Errors made outside the `/v2` handlers (unknown
 //! routes, wrong methods, body limits, timeouts, panics) are rewritten into this shape by
-//! [`super::super::fallback::problem_json_only`].
+//! [`super::super::fallback::ProblemJsonOnly`].
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
