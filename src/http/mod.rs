@@ -457,10 +457,36 @@ struct MakeRequestUuidV7;
 
 impl MakeRequestId for MakeRequestUuidV7 {
     fn make_request_id<B>(&mut self, _request: &axum::http::Request<B>) -> Option<RequestId> {
-        HeaderValue::from_str(&Uuid::now_v7().to_string())
-            .ok()
-            .map(RequestId::new)
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let id = request_uuid().hyphenated().encode_lower(&mut text);
+        HeaderValue::from_str(id).ok().map(RequestId::new)
     }
+}
+
+/// A UUIDv7 for a request id: the time in milliseconds, and 74 bits from a generator per
+/// thread that the operating system seeds once. `Uuid::now_v7` asks the kernel for random
+/// bytes each time, a system call per request (about 0.7 % of a one-row prediction's time);
+/// a request id only has to be unique, not unguessable.
+fn request_uuid() -> Uuid {
+    thread_local! {
+        static STATE: std::cell::Cell<u64> = std::cell::Cell::new(Uuid::now_v7().as_u64_pair().1);
+    }
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let (high, low) = STATE.with(|state| {
+        let mut s = state.get();
+        let random = (
+            crate::nn::rng::splitmix64(&mut s),
+            crate::nn::rng::splitmix64(&mut s),
+        );
+        state.set(s);
+        random
+    });
+    let mut random = [0u8; 10];
+    random[..8].copy_from_slice(&high.to_le_bytes());
+    random[8..].copy_from_slice(&low.to_le_bytes()[..2]);
+    uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()
 }
 
 /// One line per answered request: `INFO` for a client or server error (the trace layer also
@@ -524,4 +550,33 @@ fn drop_unusable_request_id(mut request: Request) -> Request {
         headers.remove(&REQUEST_ID_HEADER);
     }
     request
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_distinct_uuidv7s_of_the_current_millisecond() {
+        let before = std::time::SystemTime::now();
+        let ids: Vec<Uuid> = (0..10_000).map(|_| request_uuid()).collect();
+        let after = std::time::SystemTime::now();
+        let distinct: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+        let millis = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .expect("after 1970")
+                .as_millis()
+        };
+        for id in &ids {
+            assert_eq!(id.get_version_num(), 7, "{id}");
+            assert_eq!(id.get_variant(), uuid::Variant::RFC4122, "{id}");
+            let (seconds, nanos) = id.get_timestamp().expect("v7 has a time").to_unix();
+            let at = u128::from(seconds) * 1000 + u128::from(nanos / 1_000_000);
+            assert!((millis(before)..=millis(after)).contains(&at), "{id}");
+        }
+        // Another thread draws from its own generator.
+        let other = std::thread::spawn(request_uuid).join().expect("joins");
+        assert!(!distinct.contains(&other));
+    }
 }
