@@ -268,8 +268,9 @@ impl Cursor<'_> {
             exponent *= sign;
         }
         let e = exponent - fraction as i64;
-        if digits + fraction <= 19 && (-22..=22).contains(&e) {
-            let m = mantissa as f64;
+        // Up to 19 digits cannot overflow; below 2^63 the conversion is one instruction.
+        if digits + fraction <= 19 && mantissa < 1 << 63 && (-22..=22).contains(&e) {
+            let m = mantissa as i64 as f64;
             let m = if e >= 0 {
                 m * POW10[e as usize]
             } else {
@@ -398,6 +399,10 @@ mod tests {
             "1e22".into(),
             "1e23".into(),
             "9007199254740993".into(),
+            // 19 digits at or above 2^63 (and just below it)
+            "9999999999999999999".into(),
+            "9.223372036854775808e-3".into(),
+            "9.223372036854775807e-3".into(),
             "123456789012345678901234567890".into(),
             "0.000000000000000000000000000001".into(),
             "3.4028235e38".into(),
