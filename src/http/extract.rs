@@ -71,9 +71,6 @@ pub fn require_json(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
 /// [`ApiError::PayloadTooLarge`] or [`ApiError::BadRequest`].
 pub async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
     let body_limit = request.extensions().get::<BodyLimit>().copied();
-    if let Some(body_limit) = body_limit {
-        return read_within(request, body_limit).await;
-    }
     Bytes::from_request(request, state)
         .await
         .map_err(|rejection| {
@@ -88,50 +85,6 @@ pub async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<By
                 }
             }
         })
-}
-
-/// Reads the body of a request within `body_limit` into one buffer of the size its
-/// `Content-Length` gives.
-///
-/// A body that comes in one piece is kept as it came. A larger one comes in pieces (hyper
-/// reads at most about 400 KB at a time): each is copied into the buffer as it arrives and
-/// then freed, so a body is held once, not as its pieces and a copy of them all (axum's
-/// `Bytes` extractor gathers the pieces first). A 64-row prediction of a 784-input model is a
-/// 577 KB body; with 16 of them in flight, that is about 9 MB less at the peak.
-async fn read_within(request: Request, body_limit: BodyLimit) -> Result<Bytes, ApiError> {
-    use futures_util::StreamExt;
-    let max = body_limit.max.as_usize();
-    let announced = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<usize>().ok());
-    let mut body = request.into_body().into_data_stream();
-    let mut first: Option<Bytes> = None;
-    let mut joined: Vec<u8> = Vec::new();
-    let mut total = 0usize;
-    while let Some(data) = body.next().await {
-        let data = data.map_err(|error| ApiError::BadRequest {
-            code: "unreadable_body",
-            detail: format!("Failed to buffer the request body: {error}"),
-        })?;
-        total = total.saturating_add(data.len());
-        if total > max {
-            return Err(body_limit.exceeded());
-        }
-        match first.take() {
-            None if joined.is_empty() => first = Some(data),
-            None => joined.extend_from_slice(&data),
-            Some(earlier) => {
-                // `announced` was checked against the limit before the handler ran; a body
-                // longer than it announced just grows the buffer.
-                joined.reserve_exact(announced.unwrap_or(0).clamp(total, max));
-                joined.extend_from_slice(&earlier);
-                joined.extend_from_slice(&data);
-            }
-        }
-    }
-    Ok(first.unwrap_or_else(|| Bytes::from(joined)))
 }
 
 /// Converts an already parsed JSON value into `T`, with [`from_json_slice`]'s 422 naming the
