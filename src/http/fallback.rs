@@ -81,9 +81,7 @@ impl Gate for ProblemJsonOnly {
             if !is_error || media_type(response.headers()).as_deref() == Some("application/json") {
                 return Reply::Now(response);
             }
-            return Reply::Later(Box::pin(async move {
-                v2_error_only(response, method, &uri).await
-            }));
+            return Reply::Later(Box::pin(v2_error(response, method, uri)));
         }
         if !is_error || is_json(&response) {
             return Reply::Now(response);
@@ -109,13 +107,9 @@ async fn problem_json(response: Response, method: Method, uri: Uri) -> Response 
     with_headers_of(error.into_response(), &parts.headers)
 }
 
-/// The `/v2` half of [`ProblemJsonOnly`].
-async fn v2_error_only(response: Response, method: Method, uri: &Uri) -> Response {
+/// An error response on a `/v2` path that is not `{"error": …}` yet, in that shape.
+async fn v2_error(response: Response, method: Method, uri: Uri) -> Response {
     let status = response.status();
-    let is_error = status.is_client_error() || status.is_server_error();
-    if !is_error || media_type(response.headers()).as_deref() == Some("application/json") {
-        return response;
-    }
     let (parts, body) = response.into_parts();
     let problem = media_type(&parts.headers).as_deref() == Some(PROBLEM_JSON);
     let readable = problem || (status.is_client_error() && is_text(&parts.headers));
@@ -131,13 +125,13 @@ async fn v2_error_only(response: Response, method: Method, uri: &Uri) -> Respons
         Some(bytes) => {
             let text = String::from_utf8(bytes.to_vec()).ok();
             let error =
-                ApiError::from_bare_response(status, method.clone(), echoable_path(uri), text);
+                ApiError::from_bare_response(status, method.clone(), echoable_path(&uri), text);
             Some(error.to_problem().detail)
         }
         None => None,
     };
     let message = message.unwrap_or_else(|| {
-        ApiError::from_bare_response(status, method, echoable_path(uri), None)
+        ApiError::from_bare_response(status, method, echoable_path(&uri), None)
             .to_problem()
             .detail
     });

@@ -207,12 +207,12 @@ impl Cursor<'_> {
     /// mantissa (at most 2^53) and `10^|e|` (|e| ≤ 22) are both exact `f64`s and one
     /// multiplication or division rounds once, correctly (Clinger's fast path). Mantissas of
     /// up to 19 digits above 2^53 take the same path unless the result lies next to an f32
-    /// midpoint (see below). Other numbers go to `fast-float2`. The 64-row request of a 784-input model is 50,176 numbers, and
-    /// reading them was 60 % of the server's time: digits are read eight at a time
-    /// ([`Cursor::digits`]) and the sign without a branch (signs are random in most data, and
-    /// a mispredicted branch costs more than the rest of a short number), which took about a
-    /// quarter off the parse of such a body (timed against the byte-at-a-time parser in one
-    /// process).
+    /// midpoint (see below). Other numbers go to `fast-float2`. The 64-row request of a
+    /// 784-input model is 50,176 numbers, and reading them was 60 % of the server's time:
+    /// digits are read eight at a time ([`Cursor::digits`]) and the sign without a branch
+    /// (signs are random in most data, and a mispredicted branch costs more than the rest of a
+    /// short number), which took about a quarter off the parse of such a body (timed against
+    /// the byte-at-a-time parser in one process).
     fn number(&mut self) -> Option<f32> {
         const POW10: [f64; 23] = [
             1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,

@@ -8,7 +8,8 @@
 //! these clones. A [`Gated`] service calls the service behind it in place, after passing on
 //! `poll_ready`, and its future is a plain enum: a gate allocates only when it must answer
 //! with work of its own to do (reading a body to rewrite an error, say), which is the rare
-//! path.
+//! path, and when the service behind answers with a body type other than axum's (tower-http's
+//! panic catcher does), which is boxed once.
 
 use std::convert::Infallible;
 use std::future::Future;
