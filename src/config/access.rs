@@ -31,7 +31,7 @@ pub struct Access {
     #[arg(long, env = "MLP_LAB_INFERENCE_TOKEN_FILE")]
     pub inference_token_file: Option<PathBuf>,
 
-    /// Browser origin allowed to call the API (CORS), e.g. https://app.example.com; repeat the
+    /// Browser origin allowed to call the API (CORS), e.g. `https://app.example.com`; repeat the
     /// flag or separate with commas. None: no CORS headers at all.
     #[arg(long = "cors-origin", env = "MLP_LAB_CORS_ORIGINS", value_delimiter = ',',
           value_parser = parse_origin)]
