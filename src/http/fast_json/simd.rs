@@ -121,6 +121,12 @@ impl RowReader {
     unsafe fn classify(&mut self, b: &[u8], start: usize) -> Option<usize> {
         self.starts.clear();
         self.ends.clear();
+        // Room at once for a number every eight bytes of what is left (up to 4,096), as
+        // the byte-serial reader guesses for its values: the lists do not grow by doubling
+        // through the first row, and keep their room for the rows after it.
+        let guess = ((b.len() - start) / 8).min(4096);
+        self.starts.reserve(guess);
+        self.ends.reserve(guess);
         let byte = |c: u8| _mm512_set1_epi8(c as i8);
         let mut at = start;
         // The last byte of the 64 before belonged to a number.
