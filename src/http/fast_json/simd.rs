@@ -12,7 +12,7 @@
 //!    (`vpcompressb`). Anything else in the row hands it back to the byte-serial reader.
 //! 2. **Convert.** Eight numbers at a time, in 64-bit lanes: gather the eight bytes from each
 //!    start (sign, digits before the point and the point itself) and the eight bytes that end
-//!    each number (its last digits and the separator after it), find the point, move the
+//!    each number (its last digits), find the point, move the
 //!    digits into place and take their value with integer multiply-adds, then one division
 //!    by a power of ten per lane. A number of the usual form has up to eight digits before
 //!    the point, up to fifteen in all, and is read here. Its decimal mantissa is below 10^15,
@@ -27,8 +27,8 @@
 //! eight), and the byte-serial reader alone reads it at its own speed.
 //!
 //! The separators are checked from the masks: only commas and whitespace between the runs,
-//! each run but the last followed at once by its comma, the last by none, and as many commas
-//! as runs less one. A row this reader does not take (`None`) is read again by the
+//! every comma right after a run, as many commas as runs less one, and none after the last
+//! run; so there is one comma between each two numbers. A row this reader does not take (`None`) is read again by the
 //! byte-serial reader, which decides what is wrong with it; nothing is written to the output
 //! until the whole row is read.
 
@@ -37,17 +37,16 @@ use std::arch::x86_64::{
     _mm512_add_epi64, _mm512_and_si512, _mm512_castpd_si512, _mm512_castsi512_pd,
     _mm512_castsi512_si128, _mm512_cmpeq_epi64_mask, _mm512_cmpeq_epi8_mask,
     _mm512_cmpgt_epi64_mask, _mm512_cmple_epi64_mask, _mm512_cmple_epu8_mask,
-    _mm512_cmplt_epi64_mask, _mm512_cmpneq_epi64_mask, _mm512_cvtepu32_epi64, _mm512_cvtepu64_pd,
-    _mm512_cvtepu8_epi32, _mm512_cvtpd_ps, _mm512_div_pd, _mm512_extracti32x4_epi32,
-    _mm512_loadu_si512, _mm512_lzcnt_epi64, _mm512_madd_epi16, _mm512_maddubs_epi16,
-    _mm512_mask_i64gather_epi64, _mm512_mask_mov_epi64, _mm512_mask_or_epi64,
-    _mm512_mask_srli_epi64, _mm512_mask_sub_epi64, _mm512_maskz_compress_epi8,
-    _mm512_maskz_loadu_epi8, _mm512_maskz_sub_epi64, _mm512_max_epu8, _mm512_min_epi64,
-    _mm512_min_epu8, _mm512_movm_epi8, _mm512_mul_epu32, _mm512_mullo_epi64, _mm512_or_si512,
-    _mm512_permutex2var_epi64, _mm512_permutex2var_pd, _mm512_set1_epi16, _mm512_set1_epi32,
-    _mm512_set1_epi64, _mm512_set1_epi8, _mm512_setr_epi64, _mm512_setr_pd, _mm512_setzero_si512,
-    _mm512_slli_epi64, _mm512_sllv_epi64, _mm512_srli_epi64, _mm512_storeu_si512, _mm512_sub_epi64,
-    _mm512_sub_epi8, _mm512_xor_si512,
+    _mm512_cmplt_epi64_mask, _mm512_cvtepu32_epi64, _mm512_cvtepu64_pd, _mm512_cvtepu8_epi32,
+    _mm512_cvtpd_ps, _mm512_div_pd, _mm512_extracti32x4_epi32, _mm512_loadu_si512,
+    _mm512_lzcnt_epi64, _mm512_madd_epi16, _mm512_maddubs_epi16, _mm512_mask_i64gather_epi64,
+    _mm512_mask_mov_epi64, _mm512_mask_or_epi64, _mm512_mask_srli_epi64, _mm512_mask_sub_epi64,
+    _mm512_maskz_compress_epi8, _mm512_maskz_loadu_epi8, _mm512_maskz_sub_epi64, _mm512_max_epu8,
+    _mm512_min_epi64, _mm512_min_epu8, _mm512_movm_epi8, _mm512_mul_epu32, _mm512_mullo_epi64,
+    _mm512_or_si512, _mm512_permutex2var_epi64, _mm512_permutex2var_pd, _mm512_set1_epi16,
+    _mm512_set1_epi32, _mm512_set1_epi64, _mm512_set1_epi8, _mm512_setr_epi64, _mm512_setr_pd,
+    _mm512_setzero_si512, _mm512_slli_epi64, _mm512_sllv_epi64, _mm512_srli_epi64,
+    _mm512_storeu_si512, _mm512_sub_epi64, _mm512_sub_epi8, _mm512_xor_si512,
 };
 use std::sync::OnceLock;
 
@@ -113,7 +112,8 @@ impl RowReader {
 
     /// Pass 1: the positions of the row's numbers into `starts` and `ends`, and the index
     /// of the `]` that closes the row; `None` if the row holds anything but numbers,
-    /// commas and whitespace, or its commas do not number one less than its numbers.
+    /// commas and whitespace, or its commas are not one between each two numbers, right
+    /// after the first of them.
     ///
     /// # Safety
     /// As [`RowReader::read_row`].
@@ -166,6 +166,8 @@ impl RowReader {
             }
             let after_number = (number << 1) | carry;
             carry = number >> 63;
+            // A comma must follow a number at once.
+            stray |= comma & inside & !after_number;
             let offset = (at - start) as u32;
             // SAFETY: AVX-512 BW and VBMI2 are enabled in this function.
             unsafe {
@@ -179,10 +181,13 @@ impl RowReader {
             if close != 0 {
                 let close = at + close.trailing_zeros() as usize;
                 let count = self.starts.len();
+                // As many commas as numbers less one, each right after a number, and none
+                // after the last: one between each two numbers.
                 let well_formed = stray == 0
                     && count > 0
                     && self.ends.len() == count
-                    && commas as usize == count - 1;
+                    && commas as usize == count - 1
+                    && b[start + self.ends[count - 1] as usize] != b',';
                 return well_formed.then_some(close);
             }
             at += 64;
@@ -190,7 +195,7 @@ impl RowReader {
     }
 
     /// Pass 2: the values of the numbers `classify` found, written to `dst[..count]`; `None`
-    /// if one is malformed or a separator is out of place.
+    /// if one is malformed.
     ///
     /// # Safety
     /// As [`RowReader::read_row`]; `dst` has room for `starts.len()` values, and `starts`
@@ -241,7 +246,6 @@ impl RowReader {
         let base = lanes(start as i64);
         // A gather may start eight bytes in only this far from the end of `b`.
         let last_head = lanes(b.len() as i64 - 8);
-        let mut misplaced: __mmask8 = 0;
         let fetch = |k: usize| {
             let live: __mmask8 = if count - k >= 8 {
                 0xFF
@@ -265,18 +269,18 @@ impl RowReader {
             let whole_head = live & _mm512_cmple_epi64_mask(first, last_head);
             // SAFETY: each gathered lane reads 8 bytes inside `b`:
             // - `head`: from a number's first byte, only where 8 bytes are left (`whole_head`);
-            // - `tail`: the 7 bytes before a number's end and the byte at its end, which is
-            //   the row's `]` at the furthest (`end ≤ close < b.len()`); a number starts at
-            //   `start ≥ 8` or later, so `end − 7 ≥ 2`;
-            // - `more` (below): only for numbers with 8 or more digits after their point,
-            //   whose end is at least 10 bytes after their first.
+            // - `tail`: the 8 bytes before a number's end, which is the row's `]` at the
+            //   furthest (`end ≤ close < b.len()`); a number starts at `start ≥ 8` or later,
+            //   so `end − 8 ≥ 1`;
+            // - `more` (below): only for numbers with more than 8 digits after their point,
+            //   whose end is at least 11 bytes after their first (`end − 16 ≥ 3`).
             let (head, tail) = unsafe {
                 (
                     _mm512_mask_i64gather_epi64::<1>(zero, whole_head, first, b.as_ptr().cast()),
                     _mm512_mask_i64gather_epi64::<1>(
                         zero,
                         live,
-                        _mm512_sub_epi64(end, lanes(7)),
+                        _mm512_sub_epi64(end, lanes(8)),
                         b.as_ptr().cast(),
                     ),
                 )
@@ -298,8 +302,8 @@ impl RowReader {
             let lowest = _mm512_and_si512(points, _mm512_sub_epi64(zero, points));
             let point_at =
                 _mm512_srli_epi64::<3>(_mm512_sub_epi64(lanes(63), _mm512_lzcnt_epi64(lowest)));
-            let has_point =
-                _mm512_cmpneq_epi64_mask(points, zero) & _mm512_cmplt_epi64_mask(point_at, len);
+            // (With no point, `point_at` is far above any length.)
+            let has_point = _mm512_cmplt_epi64_mask(point_at, len);
             // Bytes before the point (or in all), digits after it.
             let before = _mm512_mask_mov_epi64(len, has_point, point_at);
             let fraction = _mm512_maskz_sub_epi64(has_point, _mm512_sub_epi64(len, before), one);
@@ -307,8 +311,8 @@ impl RowReader {
                 _mm512_cmpeq_epi64_mask(_mm512_and_si512(head, lanes(0xFF)), lanes(b'-' as i64));
             let whole = _mm512_mask_sub_epi64(before, negative, before, one);
             // Digits as byte values 0..=9 (anything else is above 9), each run at the top of
-            // its lane: the whole part moved up to end at byte 7, the last seven digits of
-            // the fraction above the separator, and the digits before those.
+            // its lane: the whole part moved up to end at byte 7, the last eight digits of
+            // the fraction, and the digits before those.
             let whole_digits = keep_top(
                 _mm512_sllv_epi64(
                     _mm512_xor_si512(head, ascii_zeros),
@@ -317,31 +321,38 @@ impl RowReader {
                 whole,
             );
             let last_digits = keep_top(
-                _mm512_slli_epi64::<8>(_mm512_xor_si512(tail, ascii_zeros)),
-                _mm512_min_epi64(fraction, lanes(7)),
+                _mm512_xor_si512(tail, ascii_zeros),
+                _mm512_min_epi64(fraction, eight),
             );
-            let long = live & _mm512_cmpgt_epi64_mask(fraction, lanes(7));
-            let first_digits = if long == 0 {
-                zero
+            let long = live & _mm512_cmpgt_epi64_mask(fraction, eight);
+            // The digits before the last eight of a fraction: for most rows, none.
+            let (fraction_value, digits) = if long == 0 {
+                (
+                    value(last_digits),
+                    _mm512_max_epu8(whole_digits, last_digits),
+                )
             } else {
                 // SAFETY: see `more` above.
                 let more = unsafe {
                     _mm512_mask_i64gather_epi64::<1>(
                         zero,
                         long,
-                        _mm512_sub_epi64(end, lanes(15)),
+                        _mm512_sub_epi64(end, lanes(16)),
                         b.as_ptr().cast(),
                     )
                 };
-                keep_top(
+                let first_digits = keep_top(
                     _mm512_xor_si512(more, ascii_zeros),
-                    _mm512_sub_epi64(fraction, lanes(7)),
+                    _mm512_sub_epi64(fraction, eight),
+                );
+                (
+                    _mm512_add_epi64(
+                        _mm512_mul_epu32(value(first_digits), lanes(100_000_000)),
+                        value(last_digits),
+                    ),
+                    _mm512_max_epu8(whole_digits, _mm512_max_epu8(last_digits, first_digits)),
                 )
             };
-            let fraction_value = _mm512_add_epi64(
-                _mm512_mul_epu32(value(first_digits), lanes(10_000_000)),
-                value(last_digits),
-            );
             let scale = _mm512_min_epi64(fraction, lanes(15));
             let mantissa = _mm512_add_epi64(
                 _mm512_mullo_epi64(
@@ -350,7 +361,6 @@ impl RowReader {
                 ),
                 fraction_value,
             );
-            let digits = _mm512_max_epu8(whole_digits, _mm512_max_epu8(last_digits, first_digits));
             // The first digit (after the sign).
             let leading = _mm512_and_si512(
                 _mm512_mask_srli_epi64::<8>(head, negative, head),
@@ -369,10 +379,6 @@ impl RowReader {
                     | _mm512_cmpgt_epi64_mask(_mm512_add_epi64(whole, fraction), lanes(15))
                     | (_mm512_cmpgt_epi64_mask(whole, one)
                         & _mm512_cmpeq_epi64_mask(leading, lanes(b'0' as i64))));
-            let comma_after =
-                _mm512_cmpeq_epi64_mask(_mm512_srli_epi64::<56>(tail), lanes(b',' as i64));
-            let not_last = if count - k > 8 { 0xFF } else { live >> 1 };
-            misplaced |= (comma_after ^ not_last) & live;
             // Below 10^15 and a power of ten up to 10^15: both exact, one rounding.
             let x = _mm512_div_pd(
                 _mm512_cvtepu64_pd(mantissa),
@@ -405,7 +411,7 @@ impl RowReader {
             }
             k += 8;
         }
-        (misplaced == 0).then_some(())
+        Some(())
     }
 }
 
