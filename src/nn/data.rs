@@ -494,16 +494,29 @@ impl Standardizer {
         let columns = self.std.len().min(x.ncols());
         for from in (0..columns).step_by(BLOCK) {
             let to = (from + BLOCK).min(columns);
+            let inv = &mut inv[..to - from];
             for (i, s) in inv.iter_mut().zip(&self.std[from..to]) {
                 *i = 1.0 / s;
             }
+            let (mean, inv) = (&self.mean[from..to], &*inv);
             for mut row in x.rows_mut() {
-                let row = row.slice_mut(ndarray::s![from..to]);
-                for ((v, m), s) in row.into_iter().zip(&self.mean[from..to]).zip(&inv) {
-                    *v = (*v - m) * s;
+                match row.as_slice_mut() {
+                    Some(row) => scale(&mut row[from..to], mean, inv),
+                    None => {
+                        for ((v, m), s) in row.iter_mut().skip(from).zip(mean).zip(inv) {
+                            *v = (*v - m) * s;
+                        }
+                    }
                 }
             }
         }
+    }
+}
+
+/// `(v − mean)·(1/std)` over a contiguous block of a row (vectorized).
+fn scale(row: &mut [f32], mean: &[f32], inv: &[f32]) {
+    for ((v, m), s) in row.iter_mut().zip(mean).zip(inv) {
+        *v = (*v - m) * s;
     }
 }
 
