@@ -688,6 +688,18 @@ mod tests {
         let mut rng = crate::nn::rng::Rng::new(11);
         let separators = [", ", ",", " , ", ",\n  ", "\t,\r\n"];
         let interesting = b"-+.eE0159 ,\n[]\"x\xff";
+        // Every prefix of a body: it ends inside a number, a row or between rows (the row
+        // reader must not read past the end looking for the row's `]`).
+        let body = random_body(&mut rng, (3, 30, 8), &[", "]);
+        for end in 0..body.len() {
+            let prefix = &body.as_bytes()[..end];
+            assert_eq!(
+                bits(&parse_predict_with(prefix, true)),
+                bits(&parse_predict_with(prefix, false)),
+                "{}",
+                String::from_utf8_lossy(prefix)
+            );
+        }
         // As many commas as numbers less one, but not one between each two of them.
         for row in [
             "[1 2,]",

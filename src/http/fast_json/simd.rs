@@ -82,7 +82,8 @@ impl RowReader {
     /// The row that starts at `b[start]` (the byte after its `[`): its numbers appended to
     /// `out`, and the index after its `]`. `None` leaves `out` as it was.
     pub(super) fn read(&mut self, b: &[u8], start: usize, out: &mut Vec<f32>) -> Option<usize> {
-        // The gathers read up to eight bytes before the first number's point.
+        // The gathers read up to eight bytes before a number's end (sixteen before a long
+        // one's), and the first number ends at `start + 1` at the earliest.
         if start < 8 || start >= b.len() {
             return None;
         }
@@ -189,6 +190,10 @@ impl RowReader {
                     && commas as usize == count - 1
                     && b[start + self.ends[count - 1] as usize] != b',';
                 return well_formed.then_some(close);
+            }
+            if left <= 64 {
+                // The body ends inside the row.
+                return None;
             }
             at += 64;
         }
