@@ -123,7 +123,8 @@ impl RowReader {
 struct Cursor<'a> {
     b: &'a [u8],
     i: usize,
-    /// Whether rows may be read with the SIMD row reader.
+    /// Whether rows may be read with the SIMD row reader (x86-64 only).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     simd: bool,
 }
 
