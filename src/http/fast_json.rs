@@ -92,6 +92,12 @@ pub fn parse_numbers(bytes: &[u8]) -> Option<Vec<f32>> {
     (c.i == bytes.len()).then_some(values)
 }
 
+/// A first guess of how many numbers `left` bytes of a body hold: one every eight bytes (one
+/// with an f32's seven digits and its separator takes 10 or 11), up to 4,096.
+fn numbers_in(left: usize) -> usize {
+    (left / 8).min(4096)
+}
+
 /// The number that is exactly `bytes[start..end]`, as [`Cursor::number`] reads it.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 fn number_in(bytes: &[u8], start: usize, end: usize) -> Option<f32> {
@@ -193,10 +199,9 @@ impl Cursor<'_> {
     fn rows(&mut self) -> Option<(Vec<f32>, usize, usize)> {
         self.eat(b'[')?;
         self.ws();
-        // A first guess of eight bytes a number (one with an f32's seven digits and its
-        // separator takes 10 or 11), up to 4,096 numbers, so that a first row is not copied
-        // each time it outgrows its buffer; after it, the rest is reserved from its size.
-        let mut values = Vec::with_capacity(((self.b.len() - self.i) / 8).min(4096));
+        // A first guess, so that a first row is not copied each time it outgrows its
+        // buffer; after it, the rest is reserved from its size.
+        let mut values = Vec::with_capacity(numbers_in(self.b.len() - self.i));
         let mut rows = 0;
         let mut width = 0;
         let mut simd = self.row_reader();

@@ -122,10 +122,10 @@ impl RowReader {
     unsafe fn classify(&mut self, b: &[u8], start: usize) -> Option<usize> {
         self.starts.clear();
         self.ends.clear();
-        // Room at once for a number every eight bytes of what is left (up to 4,096), as
-        // the byte-serial reader guesses for its values: the lists do not grow by doubling
-        // through the first row, and keep their room for the rows after it.
-        let guess = ((b.len() - start) / 8).min(4096);
+        // Room at once for as many numbers as the byte-serial reader guesses for its values:
+        // the lists do not grow by doubling through the first row, and keep their room for
+        // the rows after it.
+        let guess = super::numbers_in(b.len() - start);
         self.starts.reserve(guess);
         self.ends.reserve(guess);
         let byte = |c: u8| _mm512_set1_epi8(c as i8);
