@@ -3,7 +3,7 @@
 //! Pure: no async, no locks, no HTTP types. A data scientist can use it as a library:
 //! build a [`ModelSpec`], get a [`Dataset`] (inline, generated or built-in), and call [`fit`].
 //!
-//! One concept a file: [`activation`], [`head`] (output layer + loss), [`init`], [`optim`]
+//! One concept a file: [`activation`], [`aligned`] (parameter storage on cache lines), [`head`] (output layer + loss), [`init`], [`optim`]
 //! (optimizers), [`schedule`] (learning rates), [`data`] (datasets, splits, standardization),
 //! [`generators`] and [`builtin`] (data to learn), [`model`] (parameters and inference),
 //! [`train`] (the training loop and its diagnostics), [`serialize`] (model files),
@@ -11,6 +11,7 @@
 //! [`linalg`] (matrix products through the `gemm` crate, elementwise kernels).
 
 pub mod activation;
+pub mod aligned;
 pub mod backprop;
 pub mod builtin;
 pub mod data;

@@ -10,6 +10,7 @@ use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 use serde::{Deserialize, Serialize};
 
 use super::activation::{prelu_forward, Activation};
+use super::aligned::AlignedVec;
 use super::data::{check_finite, Standardizer, Task};
 use super::error::{NnError, Result};
 use super::head::Head;
@@ -212,8 +213,8 @@ pub struct Param {
     pub kind: ParamKind,
     /// `(rows, cols)`; vectors are `(1, n)`.
     pub shape: (usize, usize),
-    /// Row-major values.
-    pub data: Vec<f32>,
+    /// Row-major values, from a cache-line boundary (see [`AlignedVec`]).
+    pub data: AlignedVec,
 }
 
 impl Param {
@@ -221,7 +222,7 @@ impl Param {
         Self {
             kind,
             shape,
-            data: vec![fill; shape.0 * shape.1],
+            data: AlignedVec::from_elem(fill, shape.0 * shape.1),
         }
     }
 

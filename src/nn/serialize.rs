@@ -131,7 +131,7 @@ pub fn to_safetensors(model: &Model) -> Result<Vec<u8>> {
                 let values: Vec<f32> = if p.kind == ParamKind::Weight {
                     p.view().t().iter().copied().collect()
                 } else {
-                    p.data.clone()
+                    p.data.to_vec()
                 };
                 (Dtype::F32, f32_bytes(&values))
             }
@@ -374,7 +374,7 @@ pub(super) fn set_param(p: &mut super::model::Param, values: Vec<f32>) {
             }
         }
     } else {
-        p.data = values;
+        p.data = values.into();
     }
 }
 
