@@ -4,8 +4,8 @@
 //! A one-row forward pass is bound by reading the weights (the 940 KB of a 784-256-128-10
 //! network take about 8 µs from a core's L2 cache; a network that does not fit there is read
 //! from L3, several times slower), and eight rows that read them once take about four times
-//! as long as one, not eight. A request of at most [`FEW_ROWS`] rows for a model that gains from it
-//! ([`batched`]) therefore joins a queue instead of computing at once.
+//! as long as one, not eight. A request of at most [`FEW_ROWS`] rows for a model that gains
+//! from it ([`batched`]) therefore joins a queue instead of computing at once.
 //! If no batch is being computed, it also starts one: a task that first yields to the runtime,
 //! so that the requests whose bodies are already read can join, and then computes everything
 //! queued, model by model, up to [`FEW_ROWS`] rows at a time, until the queue is empty. Nothing
@@ -74,8 +74,7 @@ pub fn batched(mode: Batching, model: &Model, rows: usize) -> bool {
 /// build, `bench/batching.sh`): batching served 1.2–1.38× the requests of 784-512-512-10
 /// (669k weights) and 1.6–1.75× those of 784-1024-1024-10, but 0.71–0.94× those of
 /// 784-256-128-10 (235k weights, read from L2 in about 15 µs then, 8 µs since the weights
-/// sit on cache lines), where the queue and its
-/// wake-ups cost more than the shared read saves.
+/// sit on cache lines), where the queue and its wake-ups cost more than the shared read saves.
 const AUTO_MIN_MULTIPLY_ADDS: usize = 1 << 19;
 
 /// Multiply-adds of one row's forward pass.

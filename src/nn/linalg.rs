@@ -546,9 +546,9 @@ mod tests {
     #[test]
     fn one_row_kernels_agree_bit_for_bit_at_every_width() {
         // Widths around the register blocks (16 lanes, blocks of 1, 2, 4, 8, 15, 16 vectors,
-        // whole or with a masked tail, and a second block), accumulating or not: the dispatched kernel (AVX-512 on a CPU
-        // that has it) must give the portable kernel's bits, since both add rows in order
-        // with one fused multiply-add each.
+        // whole or with a masked tail, and a second block), accumulating or not: the
+        // dispatched kernel (AVX-512 on a CPU that has it) must give the portable kernel's
+        // bits, since both add rows in order with one fused multiply-add each.
         for &n in &[
             1, 3, 10, 16, 17, 32, 33, 64, 100, 128, 129, 240, 255, 256, 257, 300, 513,
         ] {
