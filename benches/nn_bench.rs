@@ -169,7 +169,7 @@ fn weight_read_floor(model: &Model) {
         .parameter_count()
         .expect("W2 has a parameter count");
     // From a cache-line boundary, as the model keeps its weights: from a plain `Vec` every
-    // 64-byte load would straddle two lines and the floor would read 1.5–1.8× higher.
+    // 64-byte load would straddle two lines, and the floor read 1.7–2.0× higher that way.
     let weights = AlignedVec::from_elem(1.0, count.next_multiple_of(128));
     for _ in 0..200 {
         std::hint::black_box(read_once(std::hint::black_box(&weights)));

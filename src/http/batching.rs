@@ -3,9 +3,9 @@
 //!
 //! A one-row forward pass is bound by reading the weights (the 940 KB of a 784-256-128-10
 //! network take about 8 µs from a core's L2 cache; a network that does not fit there is read
-//! from L3, several times slower), and eight rows that read them once take about four times
-//! as long as one, not eight. A request of at most [`FEW_ROWS`] rows for a model that gains
-//! from it ([`batched`]) therefore joins a queue instead of computing at once.
+//! from L3, several times slower), and eight rows that read them once take three to four
+//! times as long as one, not eight. A request of at most [`FEW_ROWS`] rows for a model that
+//! gains from it ([`batched`]) therefore joins a queue instead of computing at once.
 //! If no batch is being computed, it also starts one: a task that first yields to the runtime,
 //! so that the requests whose bodies are already read can join, and then computes everything
 //! queued, model by model, up to [`FEW_ROWS`] rows at a time, until the queue is empty. Nothing
