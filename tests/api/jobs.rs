@@ -118,6 +118,32 @@ async fn zero_epochs_and_batch_size_zero_are_422_naming_the_field() {
 }
 
 #[tokio::test]
+async fn penalties_are_taken_up_to_the_largest_f32_and_echoed_within_the_spec() {
+    // openapi.yaml's F32: 0 ≤ value < 2^128 − 2^103, the midpoint above f32::MAX from where a
+    // number rounds to infinity. f32::MAX comes back as its shortest decimal, 3.4028235e38:
+    // above its exact value (which was the spec's maximum, and what schemathesis flagged),
+    // below the bound.
+    let app = TestApp::spawn().await;
+    let dataset = xor_setup(&app).await;
+    let bound = 2f64.powi(128) - 2f64.powi(103);
+    for field in ["l1", "l2"] {
+        let mut body = json!({"model": "xor", "dataset": dataset, "epochs": 1});
+        body[field] = json!(f64::from(f32::MAX));
+        let job = app.post_ok("/v1/jobs", &body, 202).await;
+        let echoed = job["request"][field].as_f64().unwrap();
+        assert!(echoed < bound && echoed as f32 == f32::MAX, "{echoed}");
+        body[field] = json!(bound);
+        let problem = assert_problem(
+            app.post_json("/v1/jobs", &body).await,
+            422,
+            "validation_failed",
+        )
+        .await;
+        assert_eq!(problem.errors[0].field, field);
+    }
+}
+
+#[tokio::test]
 async fn a_client_cannot_set_status_or_id() {
     let app = TestApp::spawn().await;
     let dataset = xor_setup(&app).await;
