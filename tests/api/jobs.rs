@@ -118,7 +118,7 @@ async fn zero_epochs_and_batch_size_zero_are_422_naming_the_field() {
 }
 
 #[tokio::test]
-async fn penalties_are_taken_up_to_the_largest_f32_and_echoed_within_the_spec() {
+async fn penalties_and_clip_norms_are_taken_up_to_the_largest_f32_and_echoed_within_the_spec() {
     // openapi.yaml's F32: 0 ≤ value < 2^128 − 2^103, the midpoint above f32::MAX from where a
     // number rounds to infinity. f32::MAX comes back as its shortest decimal, 3.4028235e38:
     // above its exact value (which was the spec's maximum, and what schemathesis flagged),
@@ -126,7 +126,7 @@ async fn penalties_are_taken_up_to_the_largest_f32_and_echoed_within_the_spec() 
     let app = TestApp::spawn().await;
     let dataset = xor_setup(&app).await;
     let bound = 2f64.powi(128) - 2f64.powi(103);
-    for field in ["l1", "l2"] {
+    for field in ["l1", "l2", "gradient_clip_norm"] {
         let mut body = json!({"model": "xor", "dataset": dataset, "epochs": 1});
         body[field] = json!(f64::from(f32::MAX));
         let job = app.post_ok("/v1/jobs", &body, 202).await;

@@ -77,6 +77,17 @@ async fn a_value_that_is_not_a_finite_f32_names_its_row_and_column() {
 
     let problem = assert_problem(response, 422, "validation_failed").await;
     assert_eq!(problem.errors[0].field, "inputs[1][1]");
+
+    // openapi.yaml's bound: below 2^128 − 2^103 (the midpoint above f32::MAX) a number rounds
+    // to a finite f32 and is taken; from it on it rounds to infinity.
+    let bound = 2f64.powi(128) - 2f64.powi(103);
+    let below = f64::from_bits(bound.to_bits() - 1);
+    for (value, status) in [(-below, 200), (below, 200), (bound, 422), (-bound, 422)] {
+        let response = app
+            .post_json("/v1/models/m/predict", &json!({"inputs": [[0, value]]}))
+            .await;
+        assert_eq!(response.status().as_u16(), status, "{value:e}");
+    }
 }
 
 #[tokio::test]
