@@ -173,7 +173,7 @@ pub(crate) async fn create(
     // `name` is checked whatever the body, so that a bad one is never silently ignored.
     check_name(query.name.as_ref())?;
     let kind = body_kind(&request)?;
-    let bytes = read_body(request, &()).await?;
+    let bytes = read_body(request).await?;
     let (registry, limits) = (Arc::clone(&state.registry), state.config.limits.clone());
     let entry = blocking(move || match kind {
         Body::Json => register_json(&registry, from_json_slice(&bytes)?, &limits),

@@ -17,6 +17,9 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use axum::RequestExt;
+use bytes::BytesMut;
+use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -40,9 +43,9 @@ where
 {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
         require_json(request.headers())?;
-        let bytes = read_body(request, state).await?;
+        let bytes = read_body(request).await?;
         from_json_slice(&bytes).map(AppJson)
     }
 }
@@ -69,22 +72,76 @@ pub fn require_json(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
 ///
 /// # Errors
 /// [`ApiError::PayloadTooLarge`] or [`ApiError::BadRequest`].
-pub async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
-    let body_limit = request.extensions().get::<BodyLimit>().copied();
-    Bytes::from_request(request, state)
-        .await
-        .map_err(|rejection| {
-            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge {
-                    limit: body_limit.map(|b| (b.limit, b.max)),
+pub async fn read_body(request: Request) -> Result<Bytes, ApiError> {
+    Ok(read_body_with(request, |_| {}).await?.join())
+}
+
+/// The pieces of a request body, as hyper read them.
+pub struct BodyPieces(Vec<Bytes>);
+
+impl BodyPieces {
+    /// The body in one buffer (the piece itself when there is one).
+    pub fn join(mut self) -> Bytes {
+        match self.0.len() {
+            0 => Bytes::new(),
+            1 => self.0.pop().expect("one piece"),
+            _ => {
+                let mut body = BytesMut::with_capacity(self.0.iter().map(Bytes::len).sum());
+                for piece in &self.0 {
+                    body.extend_from_slice(piece);
                 }
-            } else {
-                ApiError::BadRequest {
-                    code: "unreadable_body",
-                    detail: rejection.body_text(),
-                }
+                body.freeze()
             }
-        })
+        }
+    }
+}
+
+/// [`read_body`], handing each piece to `on_piece` as it arrives (to parse a body while it is
+/// read), and keeping the pieces apart.
+///
+/// # Errors
+/// As [`read_body`]: 413 when the body outgrows the route group's limit, 400 when it cannot
+/// be read, with axum's own wording.
+pub async fn read_body_with(
+    request: Request,
+    mut on_piece: impl FnMut(&[u8]),
+) -> Result<BodyPieces, ApiError> {
+    let body_limit = request.extensions().get::<BodyLimit>().copied();
+    let mut body = request.into_limited_body();
+    let mut pieces = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| unreadable(error, body_limit))?;
+        if let Ok(data) = frame.into_data() {
+            if !data.is_empty() {
+                on_piece(&data);
+                pieces.push(data);
+            }
+        }
+    }
+    Ok(BodyPieces(pieces))
+}
+
+/// The error for a body that could not be read, as axum's `Bytes` extractor tells them
+/// apart: the limit's `LengthLimitError` (inside one or two `axum::Error`s) is a 413, anything
+/// else a 400 with axum's text.
+fn unreadable(error: axum::Error, body_limit: Option<BodyLimit>) -> ApiError {
+    let mut error: axum::BoxError = error.into_inner();
+    for _ in 0..2 {
+        error = match error.downcast::<axum::Error>() {
+            Ok(inner) => inner.into_inner(),
+            Err(other) => other,
+        };
+    }
+    if error.is::<http_body_util::LengthLimitError>() {
+        ApiError::PayloadTooLarge {
+            limit: body_limit.map(|b| (b.limit, b.max)),
+        }
+    } else {
+        ApiError::BadRequest {
+            code: "unreadable_body",
+            detail: format!("Failed to buffer the request body: {error}"),
+        }
+    }
 }
 
 /// Converts an already parsed JSON value into `T`, with [`from_json_slice`]'s 422 naming the

@@ -40,25 +40,14 @@ fn parse_predict_with(bytes: &[u8], simd: bool) -> Option<FastPredict> {
         simd,
     };
     let mut inputs: Option<(Vec<f32>, usize, usize)> = None;
-    let mut version: Option<u32> = None;
-    let mut seen_version = false;
+    let mut version = None;
     c.ws();
     c.eat(b'{')?;
     c.ws();
-    loop {
-        match c.key()? {
-            b"inputs" if inputs.is_none() => inputs = Some(c.rows()?),
-            b"version" if !seen_version => {
-                seen_version = true;
-                version = c.version()?;
-            }
-            _ => return None,
-        }
-        c.ws();
-        match c.next()? {
-            b',' => c.ws(),
-            b'}' => break,
-            _ => return None,
+    while let Member::Inputs = c.members(inputs.is_some(), &mut version)? {
+        inputs = Some(c.rows()?);
+        if c.after_value()? {
+            break;
         }
     }
     c.ws();
@@ -70,8 +59,16 @@ fn parse_predict_with(bytes: &[u8], simd: bool) -> Option<FastPredict> {
         values,
         rows,
         width,
-        version,
+        version: version.flatten(),
     })
+}
+
+/// Where [`Cursor::members`] stopped.
+enum Member {
+    /// Before the value of `inputs`.
+    Inputs,
+    /// After the object's closing `}`.
+    End,
 }
 
 /// Decodes a JSON array of numbers, flat or nested to any depth (up to 32 levels), into its
@@ -112,8 +109,10 @@ fn number_in(bytes: &[u8], start: usize, end: usize) -> Option<f32> {
 
 #[cfg(target_arch = "x86_64")]
 mod simd;
+mod stream;
 #[cfg(target_arch = "x86_64")]
 use simd::RowReader;
+pub use stream::PredictStream;
 
 /// Elsewhere there is no SIMD row reader.
 #[cfg(not(target_arch = "x86_64"))]
@@ -126,11 +125,30 @@ impl RowReader {
     }
 }
 
+/// The AVX-512 row reader, where the CPU has it and `simd` allows it.
+fn row_reader(simd: bool) -> Option<RowReader> {
+    #[cfg(target_arch = "x86_64")]
+    if simd {
+        return RowReader::new();
+    }
+    let _ = simd;
+    None
+}
+
+/// After the first row (`row_bytes` long with its brackets, `width` values), room in `values`
+/// for the rows that fit in the `left` bytes of the body after it. Rows are usually printed
+/// alike, give or take a sign or a digit: room for as many more rows as fit if they are up
+/// to an eighth shorter than the first (none after a one-row body's `]}`). The vector doubles
+/// if they are shorter still.
+fn reserve_rows(values: &mut Vec<f32>, width: usize, row_bytes: usize, left: usize) {
+    let rows_left = left.saturating_mul(8) / (row_bytes * 7);
+    values.reserve(width.saturating_mul(rows_left));
+}
+
 struct Cursor<'a> {
     b: &'a [u8],
     i: usize,
     /// Whether rows may be read with the SIMD row reader (x86-64 only).
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     simd: bool,
 }
 
@@ -204,28 +222,21 @@ impl Cursor<'_> {
         let mut values = Vec::with_capacity(numbers_in(self.b.len() - self.i));
         let mut rows = 0;
         let mut width = 0;
-        let mut simd = self.row_reader();
+        let mut simd = row_reader(self.simd);
         loop {
             let row_start = self.i;
             self.eat(b'[')?;
             let before = values.len();
-            match simd
-                .as_mut()
-                .and_then(|r| r.read(self.b, self.i, &mut values))
-            {
-                Some(end) => self.i = end,
-                None => self.row(&mut values)?,
-            }
+            self.row_values(simd.as_mut(), &mut values)?;
             let n = values.len() - before;
             if rows == 0 {
                 width = n;
-                // Rows are usually printed alike, give or take a sign or a digit: room for
-                // as many more rows as fit in what is left if they are up to an eighth
-                // shorter than the first (none after a one-row body's `]}`). The vector
-                // doubles if they are shorter still.
-                let row_bytes = self.i - row_start;
-                let rows_left = (self.b.len() - self.i).saturating_mul(8) / (row_bytes * 7);
-                values.reserve(width.saturating_mul(rows_left));
+                reserve_rows(
+                    &mut values,
+                    width,
+                    self.i - row_start,
+                    self.b.len() - self.i,
+                );
             } else if n != width {
                 return None;
             }
@@ -239,13 +250,45 @@ impl Cursor<'_> {
         }
     }
 
-    /// The AVX-512 row reader, where the CPU has it and this cursor may use it.
-    fn row_reader(&self) -> Option<RowReader> {
-        #[cfg(target_arch = "x86_64")]
-        if self.simd {
-            return RowReader::new();
+    /// A row's numbers from after its `[` through its `]`, appended to `values`: by `simd`
+    /// if it takes the row, else one at a time.
+    fn row_values(&mut self, simd: Option<&mut RowReader>, values: &mut Vec<f32>) -> Option<()> {
+        match simd.and_then(|r| r.read(self.b, self.i, values)) {
+            Some(end) => {
+                self.i = end;
+                Some(())
+            }
+            None => self.row(values),
         }
-        None
+    }
+
+    /// The members of the request object from a key on: `version` (once) is read, and the
+    /// cursor stops before the value of `inputs` (unless `seen_inputs`) or after the closing
+    /// `}`. `version` is `None` until the member is read (`Some(None)` for `null`).
+    fn members(&mut self, seen_inputs: bool, version: &mut Option<Option<u32>>) -> Option<Member> {
+        loop {
+            match self.key()? {
+                b"inputs" if !seen_inputs => return Some(Member::Inputs),
+                b"version" if version.is_none() => *version = Some(self.version()?),
+                _ => return None,
+            }
+            if self.after_value()? {
+                return Some(Member::End);
+            }
+        }
+    }
+
+    /// After a member's value: `,` and whitespace (`false`), or the object's `}` (`true`).
+    fn after_value(&mut self) -> Option<bool> {
+        self.ws();
+        match self.next()? {
+            b',' => {
+                self.ws();
+                Some(false)
+            }
+            b'}' => Some(true),
+            _ => None,
+        }
     }
 
     /// The numbers of a row, one after another, through its `]` (the cursor after its `[`).
@@ -631,7 +674,7 @@ mod tests {
 
     /// A random JSON number in one of the forms clients print: f32 and f64 digits, fixed
     /// decimals, exponents, integers, long fractions, and a few with extra zeros.
-    fn random_number(rng: &mut crate::nn::rng::Rng) -> String {
+    pub(super) fn random_number(rng: &mut crate::nn::rng::Rng) -> String {
         let v = rng.normal() * 10f64.powi(rng.below(12) as i32 - 6);
         match rng.below(10) {
             0 => format!("{v}"),
@@ -652,7 +695,7 @@ mod tests {
 
     /// A prediction body of `rows` rows of `width` random numbers, the first `usual` of each
     /// row with an f32's seven digits, with separators chosen from `separators`.
-    fn random_body(
+    pub(super) fn random_body(
         rng: &mut crate::nn::rng::Rng,
         (rows, width, usual): (usize, usize, usize),
         separators: &[&str],
@@ -676,7 +719,7 @@ mod tests {
         format!("{{\"inputs\": [{}]}}", rows.join(", "))
     }
 
-    fn bits(p: &Option<FastPredict>) -> Option<(Vec<u32>, usize, usize)> {
+    pub(super) fn bits(p: &Option<FastPredict>) -> Option<(Vec<u32>, usize, usize)> {
         p.as_ref().map(|p| {
             (
                 p.values.iter().map(|x| x.to_bits()).collect(),

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::datasets::{ingest_json, DatasetRequest};
 use super::extract::{from_json_slice, from_json_value};
-use super::fast_json::{parse_numbers, parse_predict};
+use super::fast_json::{parse_numbers, parse_predict, PredictStream};
 use super::models::CreateModel;
 use super::predict::{PredictBody, PredictRequest};
 use super::v2::infer::decode;
@@ -113,7 +113,39 @@ pub fn experiment_json(bytes: &[u8]) {
 /// a model of 1 to 8 inputs. When the fast path takes a body, serde must read the same
 /// numbers from it.
 pub fn predict_json(bytes: &[u8]) {
-    if let Some(fast) = parse_predict(bytes) {
+    let whole = parse_predict(bytes);
+    // Read as it arrives, in pieces of a size taken from the body, it reads the same (or, for
+    // a body whose members around the rows are longer than the stream keeps, 4 KB after the
+    // rows, not at all).
+    for size in [1, 3, 1 + bytes.first().map_or(0, |&b| usize::from(b)), 64] {
+        let mut stream = PredictStream::new(Some(bytes.len()));
+        for piece in bytes.chunks(size) {
+            stream.feed(piece);
+        }
+        if let Some(streamed) = stream.finish() {
+            let whole = whole
+                .as_ref()
+                .expect("the stream took a body the parser refuses");
+            assert_eq!(
+                (streamed.rows, streamed.width, streamed.version),
+                (whole.rows, whole.width, whole.version)
+            );
+            assert!(
+                streamed
+                    .values
+                    .iter()
+                    .zip(&whole.values)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "streamed values differ"
+            );
+        } else {
+            assert!(
+                whole.is_none() || bytes.len() > 4096,
+                "the stream refused a short body the parser takes"
+            );
+        }
+    }
+    if let Some(fast) = whole {
         let slow = from_json_slice::<PredictRequest>(bytes)
             .unwrap_or_else(|e| panic!("the fast path took a body serde refuses: {e:?}"));
         assert_eq!(slow.version, fast.version, "version");

@@ -16,6 +16,7 @@
 use std::borrow::Cow;
 
 use axum::extract::{FromRequest, Request, State};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use ndarray::{Array2, ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
@@ -24,8 +25,8 @@ use serde_json::Value;
 use super::batching::batched;
 use super::error::ApiError;
 use super::error_map::blocking;
-use super::extract::{from_json_slice, read_body, require_json, AppJson, AppPath};
-use super::fast_json::parse_predict;
+use super::extract::{from_json_slice, read_body_with, require_json, AppJson, AppPath};
+use super::fast_json::{parse_predict, FastPredict, PredictStream};
 use super::AppState;
 use crate::config::Limit;
 use crate::nn::{Model, Task};
@@ -107,25 +108,39 @@ impl Inputs {
 impl<S: Send + Sync> FromRequest<S> for PredictBody {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+    /// The body is parsed piece by piece as it is read ([`PredictStream`]); one that the
+    /// stream does not take is joined and decoded as [`PredictBody::decode`] does.
+    async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
         require_json(request.headers())?;
-        let bytes = read_body(request, state).await?;
-        PredictBody::decode(&bytes)
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok());
+        let mut stream = PredictStream::new(declared);
+        let pieces = read_body_with(request, |piece| stream.feed(piece)).await?;
+        match stream.finish() {
+            Some(fast) => Ok(PredictBody::fast(fast)),
+            None => PredictBody::decode(&pieces.join()),
+        }
     }
 }
 
 impl PredictBody {
+    fn fast(fast: FastPredict) -> Self {
+        PredictBody {
+            inputs: Inputs::Flat {
+                values: fast.values,
+                rows: fast.rows,
+                width: fast.width,
+            },
+            version: fast.version,
+        }
+    }
+
     /// Decodes a body: the fast path first, serde for anything else.
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, ApiError> {
         if let Some(fast) = parse_predict(bytes) {
-            return Ok(PredictBody {
-                inputs: Inputs::Flat {
-                    values: fast.values,
-                    rows: fast.rows,
-                    width: fast.width,
-                },
-                version: fast.version,
-            });
+            return Ok(PredictBody::fast(fast));
         }
         let request: PredictRequest = from_json_slice(bytes)?;
         Ok(PredictBody {

@@ -110,7 +110,7 @@ pub(crate) async fn import(
     }
     // 404 before reading a large body for a model that does not exist.
     state.registry.model(&model)?;
-    let bytes = read_body(request, &state).await?;
+    let bytes = read_body(request).await?;
     let registry = Arc::clone(&state.registry);
     let (entry, version) = blocking(move || Ok(registry.import_version(&model, &bytes)?)).await?;
     Ok(created(

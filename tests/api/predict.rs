@@ -222,3 +222,58 @@ async fn requests_sent_at_once_get_the_answers_they_get_alone_batched_or_not() {
     }
     assert_eq!(answers[0], answers[1]);
 }
+
+/// `body` as a chunked stream of `size`-byte pieces: hyper hands the server each piece as it
+/// comes, and the server parses them as they come.
+fn in_pieces(body: &str, size: usize) -> reqwest::Body {
+    let pieces: Vec<Result<Vec<u8>, std::io::Error>> = body
+        .as_bytes()
+        .chunks(size)
+        .map(|piece| Ok(piece.to_vec()))
+        .collect();
+    reqwest::Body::wrap_stream(futures_util::stream::iter(pieces))
+}
+
+#[tokio::test]
+async fn a_body_sent_in_pieces_is_answered_as_it_is_in_one() {
+    let app = TestApp::spawn().await;
+    trained(&app).await;
+    let rows: Vec<String> = (0..300)
+        .map(|i| {
+            let i = f64::from(i);
+            format!("[{:.7}, {:.7}]", (i * 0.37).sin(), (i * 1.3).cos())
+        })
+        .collect();
+    let bodies = [
+        format!(r#"{{"inputs": [{}]}}"#, rows.join(", ")),
+        format!(r#"{{ "version": 1, "inputs": [{}] }}"#, rows.join(",\n")),
+        format!(r#"{{"inputs": [{}], "version": null}}"#, rows.join(",")),
+    ];
+    let json = Some("application/json");
+    for body in &bodies {
+        let whole = app
+            .post_raw("/v1/models/m/predict", body.clone(), json)
+            .await;
+        assert_eq!(whole.status(), 200);
+        let whole: serde_json::Value = whole.json().await.expect("JSON");
+        assert_eq!(whole["outputs"].as_array().map(Vec::len), Some(300));
+        for size in [1, 7, 100, 4096] {
+            let response = app
+                .post_raw("/v1/models/m/predict", in_pieces(body, size), json)
+                .await;
+            assert_eq!(response.status(), 200, "pieces of {size}");
+            let answer: serde_json::Value = response.json().await.expect("JSON");
+            assert_eq!(answer, whole, "pieces of {size}");
+        }
+    }
+
+    // A bad body gets the error it gets in one piece, naming the row.
+    let ragged = r#"{"inputs": [[0, 0], [0.5, 0.25], [1]]}"#;
+    for size in [ragged.len(), 5, 1] {
+        let response = app
+            .post_raw("/v1/models/m/predict", in_pieces(ragged, size), json)
+            .await;
+        let problem = assert_problem(response, 422, "validation_failed").await;
+        assert_eq!(problem.errors[0].field, "inputs[2]", "pieces of {size}");
+    }
+}

@@ -207,7 +207,7 @@ async fn run_infer(
 ) -> Result<Response, V2Error> {
     let (entry, version) = find(&state, model, version)?;
     let json_length = infer::header_length(request.headers())?;
-    let body = read_body(request, &state).await?;
+    let body = read_body(request).await?;
     let width = version.model.spec.inputs();
     let max_rows = state.config.limits.max_predict_rows;
     let request = if body.len() <= INLINE_BYTES {
