@@ -181,6 +181,8 @@ struct Inner {
     max_epochs: u64,
     /// Nice value of the training threads (`--training-nice`).
     training_nice: i32,
+    /// Whether they run under `SCHED_IDLE` (`--training-idle`).
+    training_idle: bool,
 }
 
 /// The runner. Cloning is shallow.

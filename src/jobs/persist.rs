@@ -165,6 +165,7 @@ impl Jobs {
                 store,
                 max_epochs: config.limits.max_epochs,
                 training_nice: config.training_nice,
+                training_idle: config.training_idle,
             }),
         })
     }
