@@ -3,13 +3,15 @@
 //! softmax cross-entropy, Adam lr 1e-3, one thread), so that the figures compare with JAX,
 //! PyTorch and scikit-learn run in the same sitting (`bench/peers.sh`).
 //!
-//! `cargo run --release --bin nn-bench -- [w1|w2|w3|lat|all]`
+//! `cargo run --release --bin nn-bench -- [w1|w2|w3|lat|all|peak]`
 //!
 //! Each training workload runs one warm-up epoch and then `reps` timed epochs through the real
 //! `fit` (diagnostics included) and reports the median. Latency is `Model::predict` on the W2
 //! network for 1 and 64 rows, median of 7 rounds, and beside it the floor of a one-row
 //! forward pass on this core: the time to read as many floats as the network has weights
 //! once, from cache (a one-row product reads each weight once and does one FMA with it).
+//! `peak` (not part of `all`) times this core's peak rate of `f32` fused multiply-adds, the
+//! ceiling of every product above.
 
 use std::time::Instant;
 
@@ -201,4 +203,66 @@ fn main() {
     if which == "all" || which == "lat" {
         latency();
     }
+    if which == "peak" {
+        fma_peak();
+    }
+}
+
+/// The core's peak of `f32` multiply-adds: twelve independent accumulators of sixteen lanes
+/// (AVX-512) or eight (AVX2), enough to hide the FMA latency on the cores we run on, in
+/// registers, so that nothing but the multiply-adds runs; median of 7 rounds, 2 FLOP each.
+fn fma_peak() {
+    const ACCUMULATORS: usize = 12;
+    const STEPS: usize = 1 << 22;
+    #[cfg(target_arch = "x86_64")]
+    let lanes = if std::arch::is_x86_feature_detected!("avx512f") {
+        16
+    } else {
+        8
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let lanes = 4;
+    let run = |steps: usize| -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        if lanes == 16 {
+            // SAFETY: the feature was detected above.
+            return unsafe { fma_loop_avx512::<ACCUMULATORS>(steps) };
+        }
+        let mut acc = [[0f32; 8]; ACCUMULATORS];
+        for _ in 0..steps {
+            for a in acc.iter_mut() {
+                for v in a.iter_mut() {
+                    *v = v.mul_add(0.999_999, 1e-7);
+                }
+            }
+        }
+        acc.iter().flatten().sum()
+    };
+    std::hint::black_box(run(STEPS / 8));
+    let rounds: Vec<f64> = (0..7)
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(run(std::hint::black_box(STEPS)));
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    let flops = (2 * STEPS * ACCUMULATORS * lanes) as f64;
+    println!(
+        "mlp-lab\tFMA peak one core ({ACCUMULATORS} accumulators x {lanes} lanes)\t{:.1} GFLOP/s",
+        flops / median(rounds) / 1e9
+    );
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn fma_loop_avx512<const A: usize>(steps: usize) -> f32 {
+    use std::arch::x86_64::{_mm512_fmadd_ps, _mm512_reduce_add_ps, _mm512_set1_ps};
+    let (a, b) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
+    let mut acc = [_mm512_set1_ps(0.0); A];
+    for _ in 0..steps {
+        for x in acc.iter_mut() {
+            *x = _mm512_fmadd_ps(*x, a, b);
+        }
+    }
+    acc.iter().map(|&x| _mm512_reduce_add_ps(x)).sum()
 }
