@@ -42,11 +42,17 @@ pub struct PredictStream {
     rows: usize,
     width: usize,
     reader: Option<RowReader>,
-    /// The body's bytes before the current piece, and its declared length (to size
-    /// `values`).
+    /// The body's bytes before the current piece, and through it; and its declared length.
+    /// `values` is sized from the declared length, but never for more than [`LOOKAHEAD`]
+    /// times the bytes that came: a client may declare any length up to the route's limit
+    /// and then send nothing.
     fed: usize,
+    received: usize,
     declared: Option<usize>,
 }
+
+/// See [`PredictStream::received`].
+const LOOKAHEAD: usize = 8;
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Phase {
@@ -75,12 +81,14 @@ impl PredictStream {
             width: 0,
             reader: row_reader(true),
             fed: 0,
+            received: 0,
             declared,
         }
     }
 
     /// Reads the next piece of the body.
     pub fn feed(&mut self, piece: &[u8]) {
+        self.received = self.fed + piece.len();
         match self.phase {
             Phase::Head => self.head(piece),
             Phase::Rows { .. } => self.rows(piece, 0, self.fed),
@@ -250,7 +258,10 @@ impl PredictStream {
         let n = self.values.len() - before;
         if self.rows == 0 {
             self.width = n;
-            let left = self.declared.map_or(0, |d| d.saturating_sub(base + c.i));
+            let left = self
+                .declared
+                .map_or(0, |d| d.saturating_sub(base + c.i))
+                .min(LOOKAHEAD.saturating_mul(self.received));
             reserve_rows(&mut self.values, n, c.i - start + 1, left);
         } else if n != self.width {
             return None;
@@ -405,6 +416,28 @@ mod tests {
             size *= 2;
         }
         assert_eq!(read(&in_pieces(&body, growing)), whole);
+    }
+
+    #[test]
+    fn room_for_values_follows_the_bytes_that_came_not_only_the_declared_length() {
+        // The first row sizes `values` for the rows the rest of the body can hold: a declared
+        // length (up to the route's limit) counts only up to eight times what has come.
+        // Without that bound this client would have the server reserve 2^40 · 8/21 floats.
+        let piece = br#"{"inputs": [[1], [2"#;
+        let mut liar = PredictStream::new(Some(1 << 40));
+        liar.feed(piece);
+        assert_eq!(liar.rows, 1);
+        // (The first guess, before any row, is at most 4,096 values whatever is declared.)
+        let first_guess = super::super::numbers_in(usize::MAX);
+        assert!(liar.values.capacity() <= first_guess.max(8 * piece.len()));
+        // An honest length sizes it for the whole body once the bytes are there.
+        let mut rng = crate::nn::rng::Rng::new(2);
+        let body = random_body(&mut rng, (64, 100, 100), &[", "]).into_bytes();
+        let mut honest = PredictStream::new(Some(body.len()));
+        honest.feed(&body[..body.len() / 4]);
+        assert!(honest.values.capacity() >= 64 * 100);
+        honest.feed(&body[body.len() / 4..]);
+        assert_eq!(honest.finish().map(|p| p.values.len()), Some(64 * 100));
     }
 
     #[test]
