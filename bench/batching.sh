@@ -8,9 +8,9 @@
 # JSON body from wrk (16 connections), alternating between the two servers ROUNDS times so
 # that the machine's drift falls on both alike. It reports the median req/s, p50 and p99 of
 # each, the ratio batched/unbatched, and the mean batch (requests per product, from
-# /metrics). `--batch-predictions auto` (the default) batches the networks with at least 2 MiB
-# of weights; this is the measurement that threshold comes from. The table goes to stdout and
-# to bench/out/batching-<time>.txt.
+# /metrics). `--batch-predictions auto` (the default) batches the networks whose weights fill
+# at least three quarters of a core's L2 cache; this is the measurement that threshold comes
+# from. The table goes to stdout and to bench/out/batching-<time>.txt.
 #
 # Settings (environment):
 #   NETWORKS     space-separated layer lists  [784,256,128,10 784,512,512,10 784,1024,1024,10]

@@ -95,10 +95,10 @@ pub struct Config {
     pub max_concurrent_predictions: usize,
 
     /// Which models compute small predictions (up to 16 rows each) that arrive together as one
-    /// product, reading the weights once for all of them: `auto`, those whose weights take
-    /// at least 2 MiB (a smaller network is read from a core's cache in a few microseconds,
-    /// and batching costs more than it saves); `always`; `never`. Every row gets the same
-    /// bits either way.
+    /// product, reading the weights once for all of them: `auto`, those whose weights fill at
+    /// least three quarters of a core's L2 cache (a smaller network is read from it in a few
+    /// microseconds, and batching costs more than it saves); `always`; `never`. Every row
+    /// gets the same bits either way.
     #[arg(
         long,
         env = "MLP_LAB_BATCH_PREDICTIONS",
@@ -188,7 +188,7 @@ fn default_running_jobs() -> usize {
 /// Which models batch small predictions (`--batch-predictions`).
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Batching {
-    /// Models whose weights take at least 2 MiB.
+    /// Models whose weights fill at least three quarters of a core's L2 cache.
     Auto,
     /// Every model.
     Always,

@@ -17,7 +17,7 @@
 //! gets alone (`nn::linalg`), and standardization, activations and heads work row by row. A
 //! request's rows are never split across batches.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use ndarray::{s, Array2};
 use tokio::sync::oneshot;
@@ -63,19 +63,56 @@ pub fn batched(mode: Batching, model: &Model, rows: usize) -> bool {
         && match mode {
             Batching::Never => false,
             Batching::Always => true,
-            Batching::Auto => multiply_adds(model) >= AUTO_MIN_MULTIPLY_ADDS,
+            Batching::Auto => {
+                static THRESHOLD: OnceLock<usize> = OnceLock::new();
+                multiply_adds(model) >= *THRESHOLD.get_or_init(|| auto_threshold(l2_bytes()))
+            }
         }
 }
 
 /// Under `--batch-predictions auto`, the multiply-adds a row (as many as the network has
-/// weights) from which requests are batched: 2 MiB of `f32` weights, beyond the L2 cache of a
-/// core of the machine we measured on (2 MiB), so a one-row pass streams them from L3. Measured
-/// there with `wrk` (16 connections, one row each, alternating runs on two servers of one
-/// build, `bench/batching.sh`): batching served 1.2–1.38× the requests of 784-512-512-10
-/// (669k weights) and 1.6–1.75× those of 784-1024-1024-10, but 0.71–0.94× those of
-/// 784-256-128-10 (235k weights, read from L2 in about 15 µs then, 8 µs since the weights
-/// sit on cache lines), where the queue and its wake-ups cost more than the shared read saves.
-const AUTO_MIN_MULTIPLY_ADDS: usize = 1 << 19;
+/// weights) from which requests are batched, on a core with `l2` bytes of L2 cache: weights
+/// of at least three quarters of it. Below that a one-row pass reads them from L2 and the
+/// queue's wake-ups cost more than a shared read saves; above it they do not stay in L2
+/// beside the network buffers and `wrk`, and a shared read pays. Measured with `wrk` (16
+/// connections, one row each, alternating runs on two servers of one build,
+/// `bench/batching.sh`):
+/// - a machine with 2 MiB of L2 a core (2026-11-29 05:33 UTC): batching served 1.2–1.38× the
+///   requests of 784-512-512-10 (669k weights, 2.6 MiB) and 1.6–1.75× those of
+///   784-1024-1024-10, but 0.71–0.94× those of 784-256-128-10 (235k weights, 940 KB, under
+///   half the cache);
+/// - an AMD EPYC (Zen 4) with 1 MiB a core (17:54 UTC): 1.25× for 784-256-128-10 (35.4k
+///   against 28.4k req/s, medians of four rounds each; 940 KB is 92 % of the cache).
+fn auto_threshold(l2: usize) -> usize {
+    l2 / 4 * 3 / 4
+}
+
+/// One core's L2 cache in bytes, from Linux's sysfs; 2 MiB (the larger of the caches we
+/// measured on) where it cannot be read.
+fn l2_bytes() -> usize {
+    const FALLBACK: usize = 2 << 20;
+    (0..8)
+        .find_map(|index| {
+            let dir = format!("/sys/devices/system/cpu/cpu0/cache/index{index}");
+            let level = std::fs::read_to_string(format!("{dir}/level")).ok()?;
+            let kind = std::fs::read_to_string(format!("{dir}/type")).ok()?;
+            (level.trim() == "2" && kind.trim() != "Instruction")
+                .then(|| parse_cache_size(&std::fs::read_to_string(format!("{dir}/size")).ok()?))
+                .flatten()
+        })
+        .unwrap_or(FALLBACK)
+}
+
+/// A sysfs cache size: `1024K`, `2M`, or bytes.
+fn parse_cache_size(text: &str) -> Option<usize> {
+    let text = text.trim();
+    let (digits, unit) = match text.as_bytes().last()? {
+        b'K' => (&text[..text.len() - 1], 1 << 10),
+        b'M' => (&text[..text.len() - 1], 1 << 20),
+        _ => (text, 1),
+    };
+    digits.parse::<usize>().ok()?.checked_mul(unit)
+}
 
 /// Multiply-adds of one row's forward pass.
 fn multiply_adds(model: &Model) -> usize {
@@ -266,6 +303,24 @@ fn guarded(f: impl FnOnce() -> Result<Array2<f32>, crate::nn::NnError>) -> Answe
 #[cfg(test)]
 mod tests {
     use std::future::Future;
+
+    #[test]
+    fn auto_batches_networks_whose_weights_fill_three_quarters_of_a_cores_l2() {
+        // 784-256-128-10: 234,752 multiply-adds, 940 KB of weights.
+        let w2 = 784 * 256 + 256 * 128 + 128 * 10;
+        // Measured: batched 1.25× faster with 1 MiB of L2, 0.71–0.94× as fast with 2 MiB.
+        assert!(w2 >= super::auto_threshold(1 << 20));
+        assert!(w2 < super::auto_threshold(2 << 20));
+        // 784-512-512-10 (1.2–1.38× with 2 MiB).
+        assert!(784 * 512 + 512 * 512 + 512 * 10 >= super::auto_threshold(2 << 20));
+        for (text, bytes) in [("1024K\n", 1 << 20), ("2M", 2 << 20), ("512", 512)] {
+            assert_eq!(super::parse_cache_size(text), Some(bytes));
+        }
+        assert_eq!(super::parse_cache_size("K"), None);
+        assert_eq!(super::parse_cache_size(""), None);
+        // Whatever this machine has, it reads as a cache size.
+        assert!(super::l2_bytes() >= 64 << 10);
+    }
     use std::time::Duration;
 
     use futures_util::future::join_all;
@@ -376,12 +431,14 @@ mod tests {
     #[test]
     fn auto_batches_networks_whose_weights_outgrow_a_core_cache() {
         let spec = |layers: &[usize]| ModelSpec::new(layers, Activation::Relu, Head::Softmax);
-        let w2 = Model::new(spec(&[784, 256, 128, 10]), 0).expect("valid");
-        let wide = Model::new(spec(&[784, 512, 512, 10]), 0).expect("valid");
-        assert!(!batched(Batching::Auto, &w2, 1));
+        // 69 KB of weights, and 7.4 MB: inside and outside any core's L2 we know of (the
+        // 940 KB of 784-256-128-10 are batched or not by the cache, see below).
+        let small = Model::new(spec(&[64, 128, 64, 10]), 0).expect("valid");
+        let wide = Model::new(spec(&[784, 1024, 1024, 10]), 0).expect("valid");
+        assert!(!batched(Batching::Auto, &small, 1));
         assert!(batched(Batching::Auto, &wide, 1) && batched(Batching::Auto, &wide, FEW_ROWS));
         assert!(!batched(Batching::Auto, &wide, FEW_ROWS + 1));
-        assert!(batched(Batching::Always, &w2, 1) && !batched(Batching::Always, &w2, 17));
+        assert!(batched(Batching::Always, &small, 1) && !batched(Batching::Always, &small, 17));
         assert!(!batched(Batching::Never, &wide, 1));
     }
 
