@@ -73,52 +73,43 @@ pub fn require_json(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
 /// # Errors
 /// [`ApiError::PayloadTooLarge`] or [`ApiError::BadRequest`].
 pub async fn read_body(request: Request) -> Result<Bytes, ApiError> {
-    Ok(read_body_with(request, |_| {}).await?.join())
-}
-
-/// The pieces of a request body, as hyper read them.
-pub struct BodyPieces(Vec<Bytes>);
-
-impl BodyPieces {
-    /// The body in one buffer (the piece itself when there is one).
-    pub fn join(mut self) -> Bytes {
-        match self.0.len() {
-            0 => Bytes::new(),
-            1 => self.0.pop().expect("one piece"),
-            _ => {
-                let mut body = BytesMut::with_capacity(self.0.iter().map(Bytes::len).sum());
-                for piece in &self.0 {
-                    body.extend_from_slice(piece);
-                }
-                body.freeze()
+    let mut pieces: Vec<Bytes> = Vec::new();
+    read_body_with(request, |piece| pieces.push(piece)).await?;
+    Ok(match pieces.len() {
+        0 => Bytes::new(),
+        1 => pieces.pop().expect("one piece"),
+        _ => {
+            let mut body = BytesMut::with_capacity(pieces.iter().map(Bytes::len).sum());
+            for piece in &pieces {
+                body.extend_from_slice(piece);
             }
+            body.freeze()
         }
-    }
+    })
 }
 
 /// [`read_body`], handing each piece to `on_piece` as it arrives (to parse a body while it is
-/// read), and keeping the pieces apart.
+/// read) instead of keeping it: a piece shares the read buffer hyper cut it from, which
+/// cannot be reused while the piece lives.
 ///
 /// # Errors
 /// As [`read_body`]: 413 when the body outgrows the route group's limit, 400 when it cannot
 /// be read, with axum's own wording.
 pub async fn read_body_with(
     request: Request,
-    mut on_piece: impl FnMut(&[u8]),
-) -> Result<BodyPieces, ApiError> {
+    mut on_piece: impl FnMut(Bytes),
+) -> Result<(), ApiError> {
     let body_limit = request.extensions().get::<BodyLimit>().copied();
     let mut body = request.into_limited_body();
-    let mut pieces = Vec::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|error| unreadable(error, body_limit))?;
         if let Ok(data) = frame.into_data() {
             if !data.is_empty() {
-                on_piece(&data);
-                pieces.push(data);
+                on_piece(data);
             }
         }
     }
-    Ok(BodyPieces(pieces))
+    Ok(())
 }
 
 /// The error for a body that could not be read, as axum's `Bytes` extractor tells them

@@ -112,7 +112,7 @@ mod simd;
 mod stream;
 #[cfg(target_arch = "x86_64")]
 use simd::RowReader;
-pub use stream::PredictStream;
+pub use stream::{Fallback, PredictStream};
 
 /// Elsewhere there is no SIMD row reader.
 #[cfg(not(target_arch = "x86_64"))]
@@ -121,6 +121,10 @@ enum RowReader {}
 #[cfg(not(target_arch = "x86_64"))]
 impl RowReader {
     fn read(&mut self, _: &[u8], _: usize, _: &mut Vec<f32>) -> Option<usize> {
+        match *self {}
+    }
+
+    fn saw_newline(&self) -> bool {
         match *self {}
     }
 }

@@ -122,27 +122,36 @@ pub fn predict_json(bytes: &[u8]) {
         for piece in bytes.chunks(size) {
             stream.feed(piece);
         }
-        if let Some(streamed) = stream.finish() {
-            let whole = whole
-                .as_ref()
-                .expect("the stream took a body the parser refuses");
-            assert_eq!(
-                (streamed.rows, streamed.width, streamed.version),
-                (whole.rows, whole.width, whole.version)
-            );
-            assert!(
-                streamed
-                    .values
-                    .iter()
-                    .zip(&whole.values)
-                    .all(|(a, b)| a.to_bits() == b.to_bits()),
-                "streamed values differ"
-            );
-        } else {
-            assert!(
-                whole.is_none() || bytes.len() > 4096,
-                "the stream refused a short body the parser takes"
-            );
+        match stream.finish() {
+            Ok(streamed) => {
+                let whole = whole
+                    .as_ref()
+                    .expect("the stream took a body the parser refuses");
+                assert_eq!(
+                    (streamed.rows, streamed.width, streamed.version),
+                    (whole.rows, whole.width, whole.version)
+                );
+                assert!(
+                    streamed
+                        .values
+                        .iter()
+                        .zip(&whole.values)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "streamed values differ"
+                );
+            }
+            Err(fallback) => {
+                assert!(
+                    whole.is_none() || bytes.len() > 4096,
+                    "the stream refused a short body the parser takes"
+                );
+                // What the general path makes of the fallback is what it makes of the body.
+                assert_eq!(
+                    outcome(PredictBody::from_fallback(fallback)),
+                    outcome(PredictBody::decode(bytes)),
+                    "the fallback reads otherwise than the body"
+                );
+            }
         }
     }
     if let Some(fast) = whole {
@@ -164,6 +173,13 @@ pub fn predict_json(bytes: &[u8]) {
         let width = bytes.len() % 8 + 1;
         let _ = body.into_matrix(width);
     }
+}
+
+/// A decoded prediction body as [`PredictBody::outline`], or its error as it prints.
+fn outcome(
+    body: Result<PredictBody, crate::http::error::ApiError>,
+) -> Result<(Vec<Vec<u32>>, Option<u32>), String> {
+    body.map(|b| b.outline()).map_err(|e| format!("{e:?}"))
 }
 
 /// A `/v2/.../infer` body. The first three bytes are the call's arguments: the model's width

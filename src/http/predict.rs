@@ -26,7 +26,7 @@ use super::batching::batched;
 use super::error::ApiError;
 use super::error_map::blocking;
 use super::extract::{from_json_slice, read_body_with, require_json, AppJson, AppPath};
-use super::fast_json::{parse_predict, FastPredict, PredictStream};
+use super::fast_json::{parse_predict, Fallback, FastPredict, PredictStream};
 use super::AppState;
 use crate::config::Limit;
 use crate::nn::{Model, Task};
@@ -108,8 +108,9 @@ impl Inputs {
 impl<S: Send + Sync> FromRequest<S> for PredictBody {
     type Rejection = ApiError;
 
-    /// The body is parsed piece by piece as it is read ([`PredictStream`]); one that the
-    /// stream does not take is joined and decoded as [`PredictBody::decode`] does.
+    /// The body is parsed piece by piece as it is read ([`PredictStream`]), and no piece is
+    /// kept; one that the stream does not take is decoded from its [`Fallback`] as
+    /// [`PredictBody::decode`] decodes the whole body.
     async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
         require_json(request.headers())?;
         let declared = request
@@ -117,11 +118,8 @@ impl<S: Send + Sync> FromRequest<S> for PredictBody {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse().ok());
         let mut stream = PredictStream::new(declared);
-        let pieces = read_body_with(request, |piece| stream.feed(piece)).await?;
-        match stream.finish() {
-            Some(fast) => Ok(PredictBody::fast(fast)),
-            None => PredictBody::decode(&pieces.join()),
-        }
+        read_body_with(request, |piece| stream.feed(&piece)).await?;
+        PredictBody::streamed(stream)
     }
 }
 
@@ -137,6 +135,47 @@ impl PredictBody {
         }
     }
 
+    /// The body a [`PredictStream`] was fed: what it read, or else its [`Fallback`] decoded,
+    /// with the values of the rows the stream read written over their zeros. Answers and
+    /// errors are those of [`PredictBody::decode`] for the whole body.
+    pub(crate) fn streamed(stream: PredictStream) -> Result<Self, ApiError> {
+        match stream.finish() {
+            Ok(fast) => Ok(PredictBody::fast(fast)),
+            Err(fallback) => PredictBody::from_fallback(fallback),
+        }
+    }
+
+    /// [`Fallback::body`] decoded, with [`Fallback::values`] written over its zero rows.
+    pub(crate) fn from_fallback(fallback: Fallback) -> Result<Self, ApiError> {
+        let mut body = PredictBody::decode(&fallback.body)?;
+        let (read, width) = (fallback.rows, fallback.width);
+        if read == 0 {
+            return Ok(body);
+        }
+        // The zero rows parse as rows of `width` values, so the shapes agree; the guard only
+        // keeps a mistake here from becoming a panic.
+        match &mut body.inputs {
+            Inputs::Flat {
+                values,
+                rows,
+                width: w,
+            } if *w == width && *rows >= read => {
+                values[..read * width].copy_from_slice(&fallback.values);
+            }
+            Inputs::Nested(rows) if rows.len() >= read => {
+                for (row, given) in rows.iter_mut().zip(fallback.values.chunks_exact(width)) {
+                    if row.len() == width {
+                        for (v, g) in row.iter_mut().zip(given) {
+                            *v = f64::from(*g);
+                        }
+                    }
+                }
+            }
+            _ => debug_assert!(false, "the fallback's rows are not the body's"),
+        }
+        Ok(body)
+    }
+
     /// Decodes a body: the fast path first, serde for anything else.
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, ApiError> {
         if let Some(fast) = parse_predict(bytes) {
@@ -147,6 +186,23 @@ impl PredictBody {
             inputs: Inputs::Nested(request.inputs),
             version: request.version,
         })
+    }
+
+    /// The rows as the bits of the `f32`s [`PredictBody::into_matrix`] makes of their values,
+    /// and the version: what two decodings of a body are compared by.
+    pub(crate) fn outline(&self) -> (Vec<Vec<u32>>, Option<u32>) {
+        #[allow(clippy::cast_possible_truncation)] // as `matrix` narrows them
+        let rows = match &self.inputs {
+            Inputs::Flat { values, width, .. } => values
+                .chunks_exact(*width)
+                .map(|row| row.iter().map(|v| v.to_bits()).collect())
+                .collect(),
+            Inputs::Nested(rows) => rows
+                .iter()
+                .map(|row| row.iter().map(|&v| (v as f32).to_bits()).collect())
+                .collect(),
+        };
+        (rows, self.version)
     }
 
     /// The inputs as a matrix of `width` columns, as [`predict`] checks them.

@@ -276,4 +276,50 @@ async fn a_body_sent_in_pieces_is_answered_as_it_is_in_one() {
         let problem = assert_problem(response, 422, "validation_failed").await;
         assert_eq!(problem.errors[0].field, "inputs[2]", "pieces of {size}");
     }
+    // Errors after many rows the server read as they came (and did not keep): the same row,
+    // value, line and column as in one piece, on one line or over many.
+    let late = [
+        (
+            format!(r#"{{"inputs": [{}, [1, 2x]]}}"#, rows.join(", ")),
+            400,
+            "at line 1 column 7500",
+        ),
+        (
+            format!("{{\"inputs\": [{},\n [1, 2x]]}}", rows.join(",\n")),
+            400,
+            "line 301 column 7",
+        ),
+        (
+            format!(r#"{{"inputs": [{}, [1, "2"]]}}"#, rows.join(", ")),
+            422,
+            "`inputs[300][1]`",
+        ),
+        (
+            format!(
+                r#"{{"inputs": [{}], "version": 1, "extra": 2}}"#,
+                rows.join(", ")
+            ),
+            422,
+            "`extra`",
+        ),
+    ];
+    for (body, status, names) in &late {
+        let whole = app
+            .post_raw("/v1/models/m/predict", body.clone(), json)
+            .await;
+        let code = if *status == 400 {
+            "malformed_json"
+        } else {
+            "validation_failed"
+        };
+        let whole = assert_problem(whole, *status, code).await;
+        assert!(whole.detail.contains(names), "{}", whole.detail);
+        for size in [7, 4096] {
+            let response = app
+                .post_raw("/v1/models/m/predict", in_pieces(body, size), json)
+                .await;
+            let problem = assert_problem(response, *status, code).await;
+            assert_eq!(problem.detail, whole.detail, "pieces of {size}");
+        }
+    }
 }

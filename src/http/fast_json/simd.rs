@@ -58,6 +58,8 @@ pub(super) struct RowReader {
     /// Where each number of the row ends (the byte after its last), from the row's first
     /// byte.
     ends: Vec<u32>,
+    /// Whether the last row read had a line break in it.
+    newline: bool,
 }
 
 impl RowReader {
@@ -76,7 +78,13 @@ impl RowReader {
         available.then(|| Self {
             starts: Vec::new(),
             ends: Vec::new(),
+            newline: false,
         })
+    }
+
+    /// Whether the row [`RowReader::read`] last read had a line break in it.
+    pub(super) fn saw_newline(&self) -> bool {
+        self.newline
     }
 
     /// The row that starts at `b[start]` (the byte after its `[`): its numbers appended to
@@ -134,6 +142,7 @@ impl RowReader {
         let mut carry = 0u64;
         let mut stray = 0u64;
         let mut commas = 0u32;
+        let mut newlines = 0u64;
         loop {
             let left = b.len() - at;
             if left == 0 {
@@ -148,13 +157,15 @@ impl RowReader {
             let exponent = _mm512_cmpeq_epi8_mask(_mm512_or_si512(v, byte(0x20)), byte(b'e'));
             let number = digit | exponent | is(b'-') | is(b'+') | is(b'.');
             let comma = is(b',');
-            let space = is(b' ') | is(b'\n') | is(b'\t') | is(b'\r');
+            let newline = is(b'\n');
+            let space = is(b' ') | newline | is(b'\t') | is(b'\r');
             let closes = is(b']') & present;
             let close = closes & closes.wrapping_neg();
             // The bytes before the row's `]` (all 64 when it is not among them).
             let inside = close.wrapping_sub(1);
             let number = number & inside;
             stray |= !(number | comma | space) & inside;
+            newlines |= newline & inside;
             commas += (comma & inside).count_ones();
             // Rows of long numbers (an f64's 17 digits, as `json.dumps` prints them) are read
             // faster by the byte-serial reader alone: this reader gives them up at their
@@ -189,6 +200,7 @@ impl RowReader {
                     && self.ends.len() == count
                     && commas as usize == count - 1
                     && b[start + self.ends[count - 1] as usize] != b',';
+                self.newline = newlines != 0;
                 return well_formed.then_some(close);
             }
             if left <= 64 {

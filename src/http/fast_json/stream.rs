@@ -11,11 +11,25 @@
 //! piece that holds its `]`), and what follows the rows.
 //!
 //! The grammar and the readers are those of the contiguous parser ([`Cursor`]), and so are
-//! the bits. A body this parser does not take ([`PredictStream::finish`] gives `None`) is
-//! joined and read by the contiguous path, and then by serde for its errors: it refuses
+//! the bits. A body this parser does not take ([`PredictStream::finish`] gives a
+//! [`Fallback`]) is read by the contiguous path, and then by serde for its errors: it refuses
 //! whatever the contiguous parser refuses, and it may also give up on a body it would take
 //! (an object whose members before `inputs`, or after it, are longer than [`HEAD_MAX`] or
 //! [`TAIL_MAX`] bytes), which then simply takes the slower path.
+//!
+//! **No piece is kept for that slower path.** Keeping every piece until the body was
+//! accepted held each request's whole body, and with it the read buffers hyper had cut the
+//! pieces from: with 16 clients sending 64-row requests, 7 MB of the server's peak RSS. The
+//! parser keeps instead what the general path needs to give the answer (or the error) it
+//! would give for the whole body: the object's start, as it came; for the rows it read
+//! before it stopped, their values and the number of bytes they took; and the body from
+//! there on, as it came ([`PredictStream::kept`]). [`Fallback::body`] puts those rows back
+//! as rows of zeros padded with spaces to the same length, so every error the general path
+//! finds after them names the same row and the same line and column, and
+//! [`Fallback::values`] are written over the zeros of an accepted body. Zeros and spaces
+//! keep lines and columns only where the rows had no line break: from a row or whitespace
+//! with one in it, the body is kept as it came (the cost of the old way, for bodies
+//! pretty-printed over many lines).
 
 use super::{reserve_rows, row_reader, Cursor, FastPredict, Member, RowReader};
 
@@ -33,7 +47,8 @@ const PAD: usize = 8;
 pub struct PredictStream {
     phase: Phase,
     /// The bytes kept back: in [`Phase::Head`] the body so far, in [`Phase::Rows`] a row a
-    /// piece cut off (after [`PAD`] spaces), in [`Phase::Tail`] the bytes after the rows.
+    /// piece cut off (after [`PAD`] spaces, from its `[`, which is at `settled.at`), in
+    /// [`Phase::Tail`] the bytes after the rows.
     held: Vec<u8>,
     /// In [`Phase::Head`], the length of `held` when its head was last tried.
     tried: usize,
@@ -49,10 +64,41 @@ pub struct PredictStream {
     fed: usize,
     received: usize,
     declared: Option<usize>,
+    /// The body before the rows (through `"inputs": [` and whitespace), as it came.
+    head: Vec<u8>,
+    /// How far the body was rows this parser took.
+    settled: Settled,
+    /// Once the parser stops settling (it gave up, or met a line break in the rows): the
+    /// body from `settled.at` on, as it came.
+    kept: Option<Vec<u8>>,
 }
 
 /// See [`PredictStream::received`].
 const LOOKAHEAD: usize = 8;
+
+/// A point between two tokens of the rows, up to which the body was rows this parser read:
+/// body byte `at`, after `rows` rows, and after the `,` that follows the last (`comma`) or
+/// not.
+#[derive(Clone, Copy, Default, Debug)]
+struct Settled {
+    at: usize,
+    rows: usize,
+    comma: bool,
+}
+
+/// A body [`PredictStream`] did not take, for the general path to read.
+#[derive(Debug)]
+pub struct Fallback {
+    /// The body, with the rows the stream read before it stopped as rows of zeros of the
+    /// same widths and lengths in bytes (see the module documentation).
+    pub body: Vec<u8>,
+    /// The values of those first rows (`rows × width` of them), to write over their zeros.
+    pub values: Vec<f32>,
+    /// How many rows `values` has.
+    pub rows: usize,
+    /// Values in each of them.
+    pub width: usize,
+}
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Phase {
@@ -61,10 +107,10 @@ enum Phase {
     /// Inside the `inputs` array: before a row (`expect_row`) or after one (before `,` or
     /// `]`); `cut` when `held` holds the start of a row.
     Rows { expect_row: bool, cut: bool },
-    /// After the `inputs` array.
+    /// After the `inputs` array (whose `]` is at `settled.at`).
     Tail,
     /// Not a body of the simple shape, or beyond what is kept back: the general path reads
-    /// it.
+    /// it ([`PredictStream::kept`] has the body from `settled.at` on).
     Failed,
 }
 
@@ -83,50 +129,120 @@ impl PredictStream {
             fed: 0,
             received: 0,
             declared,
+            head: Vec::new(),
+            settled: Settled::default(),
+            kept: None,
         }
     }
 
     /// Reads the next piece of the body.
     pub fn feed(&mut self, piece: &[u8]) {
         self.received = self.fed + piece.len();
+        // Kept from an earlier piece on: this one is kept whole.
+        let keeping = self.kept.is_some();
         match self.phase {
             Phase::Head => self.head(piece),
             Phase::Rows { .. } => self.rows(piece, 0, self.fed),
             Phase::Tail => self.tail(piece),
             Phase::Failed => {}
         }
+        if keeping {
+            if let Some(kept) = &mut self.kept {
+                kept.extend_from_slice(piece);
+            }
+        }
         self.fed += piece.len();
     }
 
     /// The request, if the pieces fed made a body of the simple shape (exactly what
-    /// [`super::parse_predict`] gives for them joined), or `None`.
-    pub fn finish(mut self) -> Option<FastPredict> {
+    /// [`super::parse_predict`] gives for them joined), or what the general path needs to read
+    /// them.
+    ///
+    /// # Errors
+    /// The [`Fallback`] of a body this parser does not take.
+    pub fn finish(mut self) -> Result<FastPredict, Fallback> {
         if self.phase == Phase::Head {
             self.try_head();
         }
-        if self.phase != Phase::Tail {
-            return None;
+        if self.phase == Phase::Tail && self.tail_ends() {
+            return Ok(FastPredict {
+                values: self.values,
+                rows: self.rows,
+                width: self.width,
+                version: self.version.flatten(),
+            });
         }
+        Err(self.fallback())
+    }
+
+    /// Whether `held`, after the rows' `]`, ends the object (reading a `version` after them).
+    fn tail_ends(&mut self) -> bool {
         let mut c = Cursor {
             b: &self.held,
             i: 0,
             simd: false,
         };
-        if !c.after_value()? && !matches!(c.members(true, &mut self.version)?, Member::End) {
-            return None;
-        }
+        let ended = match c.after_value() {
+            Some(true) => true,
+            Some(false) => matches!(c.members(true, &mut self.version), Some(Member::End)),
+            None => false,
+        };
         c.ws();
-        (c.i == self.held.len()).then_some(FastPredict {
-            values: self.values,
-            rows: self.rows,
-            width: self.width,
-            version: self.version.flatten(),
-        })
+        ended && c.i == self.held.len()
     }
 
-    fn fail(&mut self) {
+    /// See [`Fallback`].
+    fn fallback(self) -> Fallback {
+        let kept = match (self.kept, self.phase) {
+            (Some(kept), _) => kept,
+            // The whole body so far: the head was not found.
+            (None, Phase::Head | Phase::Failed) => self.held,
+            (None, Phase::Rows { cut: true, .. }) => self.held[PAD..].to_vec(),
+            // Every byte was settled.
+            (None, Phase::Rows { cut: false, .. }) => Vec::new(),
+            (None, Phase::Tail) => [&b"]"[..], &self.held].concat(),
+        };
+        let Settled { at, rows, comma } = self.settled;
+        let mut body = self.head;
+        let region = at.saturating_sub(body.len());
+        body.reserve(region + kept.len());
+        zero_rows(&mut body, region, rows, self.width, comma);
+        body.extend_from_slice(&kept);
+        let mut values = self.values;
+        values.truncate(rows * self.width);
+        Fallback {
+            body,
+            values,
+            rows,
+            width: self.width,
+        }
+    }
+
+    /// From here on the general path reads the body: `from` is the body from `settled.at` on,
+    /// as far as it has come (unless it is kept already).
+    fn fail(&mut self, from: &[&[u8]]) {
+        self.keep(from);
         self.phase = Phase::Failed;
         self.held = Vec::new();
+    }
+
+    /// Stops settling, and keeps the body from `settled.at` on: `from`, as far as it has
+    /// come, and every later piece.
+    fn keep(&mut self, from: &[&[u8]]) {
+        if self.kept.is_none() {
+            self.kept = Some(from.concat());
+        }
+    }
+
+    /// The rows read so far end at body byte `at` (after a `,` when `comma`).
+    fn settle(&mut self, at: usize, comma: bool) {
+        if self.kept.is_none() {
+            self.settled = Settled {
+                at,
+                rows: self.rows,
+                comma,
+            };
+        }
     }
 
     /// Before the rows. Usually the first piece holds the whole head, and is read where it
@@ -135,14 +251,14 @@ impl PredictStream {
     fn head(&mut self, piece: &[u8]) {
         if self.held.is_empty() {
             if let Some((at, version)) = head_end(piece) {
-                self.version = version;
-                self.phase = ROWS;
+                self.start_rows(&piece[..at], version);
                 return self.rows(piece, at, self.fed);
             }
             self.tried = piece.len();
         }
         if self.held.len() + piece.len() > HEAD_MAX {
-            return self.fail();
+            let held = std::mem::take(&mut self.held);
+            return self.fail(&[&held, piece]);
         }
         self.held.extend_from_slice(piece);
         if self.held.len() >= 2 * self.tried {
@@ -156,15 +272,22 @@ impl PredictStream {
         self.tried = self.held.len();
         if let Some((at, version)) = head_end(&self.held) {
             let held = std::mem::take(&mut self.held);
-            self.version = version;
-            self.phase = ROWS;
+            self.start_rows(&held[..at], version);
             self.rows(&held, at, 0);
         }
     }
 
+    /// The head was `head`: the rows begin after it.
+    fn start_rows(&mut self, head: &[u8], version: Option<Option<u32>>) {
+        self.head = head.to_vec();
+        self.version = version;
+        self.phase = ROWS;
+        self.settle(head.len(), false);
+    }
+
     /// The rows, from `data[from..]`, where `data[0]` is byte `base` of the body: each whole
     /// row is read where it lies; a row whose `]` is in a later piece is kept in `held`
-    /// until that piece comes.
+    /// until that piece comes. Every token taken is settled, unless it has a line break.
     fn rows(&mut self, data: &[u8], from: usize, base: usize) {
         let Phase::Rows {
             mut expect_row,
@@ -187,25 +310,36 @@ impl PredictStream {
             // `data[i]` starts), or near it for a row that starts within `PAD` bytes of the
             // body's start.
             let read = self.row(&held, PAD + 1, (base + i).saturating_sub(held.len()));
+            // The row starts at `settled.at`: the body from there is `held[PAD..]` and the
+            // rest of `data`.
+            let from: [&[u8]; 2] = [&held[PAD..], &data[i..]];
+            match read {
+                None => return self.fail(&from),
+                Some((_, newline)) if newline => self.keep(&from),
+                Some(_) => {}
+            }
             self.held = held;
             self.held.clear();
-            if read.is_none() {
-                return self.fail();
-            }
             expect_row = false;
+            self.settle(base + i, false);
         }
         // Rows that start before the last `]` of `data` end in it.
         let last_close = memchr::memrchr(b']', &data[i..]).map(|k| i + k);
         loop {
-            while let Some(b' ' | b'\t' | b'\n' | b'\r') = data.get(i) {
+            while let Some(&c @ (b' ' | b'\t' | b'\n' | b'\r')) = data.get(i) {
+                if c == b'\n' && self.kept.is_none() {
+                    // Settled at the whitespace's start, in this piece.
+                    self.keep(&[&data[self.settled.at - base..]]);
+                }
                 i += 1;
             }
+            self.settle(base + i, expect_row && self.rows > 0);
             let Some(&c) = data.get(i) else {
                 break;
             };
             if expect_row {
                 if c != b'[' {
-                    return self.fail();
+                    return self.fail(&[&data[i..]]);
                 }
                 if last_close.is_none_or(|close| close < i) {
                     self.held.clear();
@@ -217,9 +351,12 @@ impl PredictStream {
                     };
                     return;
                 }
-                let Some(end) = self.row(data, i + 1, base) else {
-                    return self.fail();
+                let Some((end, newline)) = self.row(data, i + 1, base) else {
+                    return self.fail(&[&data[i..]]);
                 };
+                if newline {
+                    self.keep(&[&data[i..]]);
+                }
                 i = end;
                 expect_row = false;
             } else {
@@ -233,7 +370,7 @@ impl PredictStream {
                         self.held.clear();
                         return self.tail(&data[i + 1..]);
                     }
-                    _ => return self.fail(),
+                    _ => return self.fail(&[&data[i..]]),
                 }
             }
         }
@@ -244,17 +381,30 @@ impl PredictStream {
     }
 
     /// The row of `data` whose numbers start at `start` (after its `[`), where `data[0]` is
-    /// byte `base` of the body: its values appended, and the index after its `]`; `None` if
-    /// it is not a row of numbers of the first row's width. After the first row, room is
-    /// made for the rest.
-    fn row(&mut self, data: &[u8], start: usize, base: usize) -> Option<usize> {
+    /// byte `base` of the body: its values appended, the index after its `]`, and whether
+    /// the row has a line break; `None` if it is not a row of numbers of the first row's
+    /// width. After the first row, room is made for the rest.
+    fn row(&mut self, data: &[u8], start: usize, base: usize) -> Option<(usize, bool)> {
         let mut c = Cursor {
             b: data,
             i: start,
             simd: false,
         };
         let before = self.values.len();
-        c.row_values(self.reader.as_mut(), &mut self.values)?;
+        let read = self.reader.as_mut().and_then(|reader| {
+            let end = reader.read(data, start, &mut self.values)?;
+            Some((end, reader.saw_newline()))
+        });
+        let newline = match read {
+            Some((end, newline)) => {
+                c.i = end;
+                newline
+            }
+            None => {
+                c.row(&mut self.values)?;
+                memchr::memchr(b'\n', &data[start..c.i]).is_some()
+            }
+        };
         let n = self.values.len() - before;
         if self.rows == 0 {
             self.width = n;
@@ -267,16 +417,46 @@ impl PredictStream {
             return None;
         }
         self.rows += 1;
-        Some(c.i)
+        Some((c.i, newline))
     }
 
     /// After the rows: kept until [`PredictStream::finish`] reads it.
     fn tail(&mut self, piece: &[u8]) {
         if self.held.len() + piece.len() > TAIL_MAX {
-            return self.fail();
+            let held = std::mem::take(&mut self.held);
+            return self.fail(&[b"]", &held, piece]);
         }
         self.held.extend_from_slice(piece);
     }
+}
+
+/// Writes `rows` rows of `width` zeros (and a `,` after them when `comma`), padded with
+/// spaces to `len` bytes: what the rows a stream read before it stopped become for the
+/// general path. They never take more than the rows they stand for (whose numbers take at
+/// least a byte each, and which had every bracket and comma these have).
+fn zero_rows(out: &mut Vec<u8>, len: usize, rows: usize, width: usize, comma: bool) {
+    let start = out.len();
+    for r in 0..rows {
+        if r > 0 {
+            out.push(b',');
+        }
+        out.push(b'[');
+        for k in 0..width {
+            if k > 0 {
+                out.push(b',');
+            }
+            out.push(b'0');
+        }
+        out.push(b']');
+    }
+    if comma {
+        out.push(b',');
+    }
+    debug_assert!(
+        out.len() - start <= len,
+        "zero rows outgrow the rows they stand for"
+    );
+    out.resize(start + len.max(out.len() - start), b' ');
 }
 
 /// [`Phase::Rows`] before the first row.
@@ -310,6 +490,7 @@ mod tests {
     use super::super::parse_predict;
     use super::super::tests::{bits, random_body, REFUSED};
     use super::*;
+    use crate::http::predict::PredictBody;
 
     /// `body` fed in the pieces that end at `cuts` (and the last one), then finished.
     fn in_pieces(body: &[u8], cuts: impl IntoIterator<Item = usize>) -> Option<FastPredict> {
@@ -320,7 +501,7 @@ mod tests {
             at = cut;
         }
         stream.feed(&body[at..]);
-        stream.finish()
+        stream.finish().ok()
     }
 
     /// `body` in pieces of `size` bytes.
@@ -428,7 +609,7 @@ mod tests {
         honest.feed(&body[..body.len() / 4]);
         assert!(honest.values.capacity() >= 64 * 100);
         honest.feed(&body[body.len() / 4..]);
-        assert_eq!(honest.finish().map(|p| p.values.len()), Some(64 * 100));
+        assert_eq!(honest.finish().map(|p| p.values.len()).ok(), Some(64 * 100));
     }
 
     #[test]
@@ -450,5 +631,154 @@ mod tests {
             assert_eq!(read(&by(body.as_bytes(), 1)), whole);
             assert_eq!(read(&by(body.as_bytes(), 1000)), whole);
         }
+    }
+
+    /// What the general path answers for `body` fed in the pieces that end at `cuts`: the
+    /// stream's result, or its fallback decoded ([`PredictBody::streamed`]).
+    fn answered(body: &[u8], cuts: &[usize]) -> Outcome {
+        let mut stream = PredictStream::new(Some(body.len()));
+        let mut at = 0;
+        for &cut in cuts {
+            stream.feed(&body[at..cut]);
+            at = cut;
+        }
+        stream.feed(&body[at..]);
+        outcome(PredictBody::streamed(stream))
+    }
+
+    type Outcome = Result<(Vec<Vec<u32>>, Option<u32>), String>;
+
+    fn outcome(body: Result<PredictBody, crate::http::error::ApiError>) -> Outcome {
+        body.map(|b| b.outline()).map_err(|e| format!("{e:?}"))
+    }
+
+    #[test]
+    fn the_rows_read_before_a_refusal_come_back_as_zeros_of_the_same_length() {
+        let body = br#"{"inputs": [[1.5, 2], [3, 4], [5, x]]}"#;
+        let mut stream = PredictStream::new(Some(body.len()));
+        stream.feed(&body[..20]);
+        stream.feed(&body[20..]);
+        let fallback = stream.finish().expect_err("refused");
+        // Two rows read (18 bytes with the separator after them), then the rest as it came.
+        assert_eq!(
+            std::str::from_utf8(&fallback.body).unwrap(),
+            r#"{"inputs": [[0,0],[0,0],      [5, x]]}"#
+        );
+        assert_eq!(fallback.body.len(), body.len());
+        assert_eq!((fallback.rows, fallback.width), (2, 2));
+        assert_eq!(fallback.values, [1.5, 2.0, 3.0, 4.0]);
+        // The general path names the same line and column in both.
+        let whole = outcome(PredictBody::decode(body));
+        assert!(
+            whole.as_ref().is_err_and(|e| e.contains("column 35")),
+            "{whole:?}"
+        );
+        assert_eq!(outcome(PredictBody::from_fallback(fallback)), whole);
+    }
+
+    #[test]
+    fn a_refused_body_cut_anywhere_is_answered_as_it_is_whole() {
+        // Errors in every part of the body and at every depth, bodies the stream gives up
+        // but the general path takes (their rows written back over the zeros), and line
+        // breaks in rows and between them (kept as they came from there on). Each is also
+        // mutated a byte at a time, at random.
+        let mut rng = crate::nn::rng::Rng::new(11);
+        let long_tail = format!(
+            "{{\"inputs\": [[1.25, -2], [3e-3, 4]]{}, \"version\": 3}}",
+            " ".repeat(TAIL_MAX)
+        );
+        let mut bodies: Vec<Vec<u8>> = [
+            &br#"{"inputs": [[1, 2], [3, 4x]]}"#[..],
+            br#"{"inputs": [[1, 2], [3, "a"]]}"#,
+            br#"{"inputs": [[1, 2], [3, null], [5, 6]]}"#,
+            br#"{"inputs": [[1, 2], [3, [4]]]}"#,
+            br#"{"inputs": [[1, 2], [3], [5, 6]]}"#,
+            br#"{"inputs": [[1, 2], [3, 4, 5]]}"#,
+            br#"{"inputs": [[1, 2], [3, 1e39]]}"#,
+            br#"{"inputs": [[1, 2], [3, 1e999]]}"#,
+            br#"{"inputs": [[1, 2], [3, 4],]}"#,
+            br#"{"inputs": [[1, 2], [3, 4]"#,
+            br#"{"inputs": [[1, 2], [3, 4]], "extra": 1}"#,
+            br#"{"inputs": [[1, 2], [3, 4]], "inputs": [[1]]}"#,
+            br#"{"inputs": [[1, 2], [3, 4]], "version": -1}"#,
+            br#"{"inputs": [[1, 2], [3, 4]], "version": 2} x"#,
+            br#"{"inputs": [[1, 2], [3, 4]], "version": 2"#,
+            br#"{"inputs": [[1, 2]   ,   [3, 4]]  ,  "version" : 2 }"#,
+            b"{\"inputs\": [[1, 2],\n [3, 4],\n [5, 6x]]}",
+            b"{\"inputs\": [[1, 2], [3,\n 4], [5, \"6\"]]}",
+            // A line break inside a row the AVX-512 reader takes, and an error after it.
+            b"{\"inputs\": [[1, 2, 3, 4, 5, 6, 7, 8], [1, 2,\n 3, 4, 5, 6, 7, 8], [1, 2x]]}",
+            b"{\"inputs\": [\n  [1, 2],\n  [3, 4]\n], \"version\": x}",
+            b"{\"inputs\": [[1, 2], [3, 4]]\n\n, \"extra\": 1}",
+            long_tail.as_bytes(),
+        ]
+        .iter()
+        .chain(&REFUSED)
+        .map(|b| b.to_vec())
+        .collect();
+        let base = random_body(&mut rng, (5, 6, 3), &[", ", ",", " ,\n"]).into_bytes();
+        let alphabet = b"0123456789-+.eE,[]{}\" \nx";
+        for _ in 0..120 {
+            let mut mutated = base.clone();
+            let at = rng.below(mutated.len());
+            let byte = alphabet[rng.below(alphabet.len())];
+            match rng.below(3) {
+                0 => mutated[at] = byte,
+                1 => mutated.insert(at, byte),
+                _ => drop(mutated.remove(at)),
+            }
+            bodies.push(mutated);
+        }
+        let mut refused = 0;
+        for body in &bodies {
+            let whole = outcome(PredictBody::decode(body));
+            let text = String::from_utf8_lossy(body);
+            refused += usize::from(parse_predict(body).is_none());
+            let long = body.len() > 200;
+            for cut in (0..=body.len()).step_by(if long { 97 } else { 1 }) {
+                assert_eq!(answered(body, &[cut]), whole, "cut at {cut}: {text}");
+            }
+            for size in [1, 2, 3, 5, 8] {
+                let cuts: Vec<usize> = (size..body.len()).step_by(size).collect();
+                assert_eq!(answered(body, &cuts), whole, "pieces of {size}: {text}");
+            }
+            for _ in 0..10 {
+                let mut cuts: Vec<usize> = (0..1 + rng.below(6))
+                    .map(|_| rng.below(body.len() + 1))
+                    .collect();
+                cuts.sort_unstable();
+                assert_eq!(answered(body, &cuts), whole, "{cuts:?}: {text}");
+            }
+        }
+        assert!(refused > 60, "only {refused} bodies took the general path");
+        // The long tail: the stream gives it up after reading both rows, which come back.
+        let (rows, version) = outcome(PredictBody::decode(long_tail.as_bytes())).unwrap();
+        assert_eq!((rows.len(), version), (2, Some(3)));
+        assert_eq!(rows[0], [1.25f32.to_bits(), (-2f32).to_bits()]);
+    }
+
+    #[test]
+    fn a_compact_body_keeps_no_more_than_a_row_and_a_pretty_one_is_kept_from_its_first_line_break()
+    {
+        let mut rng = crate::nn::rng::Rng::new(3);
+        let body = random_body(&mut rng, (64, 784, 784), &[", "]).into_bytes();
+        let longest_row = body.split(|&b| b == b']').map(<[u8]>::len).max().unwrap();
+        let mut stream = PredictStream::new(Some(body.len()));
+        for piece in body.chunks(16 << 10) {
+            stream.feed(piece);
+            assert!(stream.kept.is_none());
+            assert!(stream.held.capacity() <= 2 * (longest_row + PAD));
+        }
+        assert!(stream.finish().is_ok());
+        // Rows over several lines: the body is kept from the first line break in the rows.
+        let pretty = b"{\"inputs\": [[1, 2], [3, 4],\n [5, 6]], \"version\": x}";
+        let mut stream = PredictStream::new(Some(pretty.len()));
+        stream.feed(&pretty[..30]);
+        // (Settled after `[3, 4]`, before its comma: `,\n [` so far.)
+        assert_eq!(stream.kept.as_deref(), Some(&pretty[26..30]));
+        stream.feed(&pretty[30..]);
+        let fallback = stream.finish().expect_err("refused");
+        assert_eq!(fallback.rows, 2);
+        assert!(fallback.body.ends_with(&pretty[26..]));
     }
 }
