@@ -118,8 +118,8 @@ pub struct Config {
     pub header_read_timeout_secs: u64,
 
     /// Largest request line plus headers (bytes; KiB and MiB suffixes allowed); a larger
-    /// head is answered with 431. Heads beyond 4 × this (at least 400 KiB) are refused by the
-    /// HTTP parser itself, with an empty 431.
+    /// head is answered with 431. Heads beyond this + 16 KiB (at least 64 KiB) are refused by
+    /// the HTTP parser itself, with an empty 431.
     #[arg(long, env = "MLP_LAB_MAX_HEADER_BYTES", default_value_t = ByteSize(64 << 10))]
     pub max_header_bytes: ByteSize,
 

@@ -245,7 +245,8 @@ async fn headers_over_the_limit_are_431_problem_json_and_huge_ones_a_bare_431() 
         "{}",
         problem.detail
     );
-    // Beyond hyper's buffer (at least 400 KiB) the parser answers on its own.
+    // Beyond hyper's buffer (the limit + 16 KiB, at least 64 KiB) the parser answers on its
+    // own.
     let huge = app
         .client
         .get(app.url("/v1/models"))
