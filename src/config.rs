@@ -69,6 +69,14 @@ pub struct Config {
     )]
     pub training_idle: bool,
 
+    /// CPUs kept free of training, for serving: training threads run on the others (the
+    /// lowest-numbered this many of the CPUs the process may use are left out). On a core
+    /// where training runs the scheduler never finds itself idle, so a serving thread that
+    /// waits there is moved to another only by the periodic balancing, milliseconds later.
+    /// 0 lets training run on every CPU; with no more CPUs than this, it does too.
+    #[arg(long, env = "MLP_LAB_SERVING_CPUS", default_value_t = 1)]
+    pub serving_cpus: usize,
+
     /// Training jobs that may wait for a free slot; one more is answered with 429.
     #[arg(long, env = "MLP_LAB_MAX_QUEUED_JOBS", default_value_t = 1000)]
     pub max_queued_jobs: usize,
@@ -149,6 +157,7 @@ impl Config {
             max_running_jobs: 2,
             training_nice: 10,
             training_idle: true,
+            serving_cpus: 1,
             max_queued_jobs: 1000,
             request_timeout_secs: 60,
             max_concurrent_predictions: 16,

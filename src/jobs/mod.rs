@@ -179,10 +179,8 @@ struct Inner {
     registry: Arc<Registry>,
     store: Arc<dyn Store>,
     max_epochs: u64,
-    /// Nice value of the training threads (`--training-nice`).
-    training_nice: i32,
-    /// Whether they run under `SCHED_IDLE` (`--training-idle`).
-    training_idle: bool,
+    /// How the training threads run (`--training-nice`, `--training-idle`, `--serving-cpus`).
+    placement: pool::Placement,
 }
 
 /// The runner. Cloning is shallow.

@@ -164,8 +164,11 @@ impl Jobs {
                 registry,
                 store,
                 max_epochs: config.limits.max_epochs,
-                training_nice: config.training_nice,
-                training_idle: config.training_idle,
+                placement: super::pool::Placement {
+                    nice: config.training_nice,
+                    idle: config.training_idle,
+                    serving_cpus: config.serving_cpus,
+                },
             }),
         })
     }

@@ -87,7 +87,7 @@ pub(super) async fn drive(inner: Arc<Inner>, job: Arc<Job>, work: Work) {
     }
     let id = work.record.id;
     let span = tracing::info_span!("job", %id);
-    let outcome = super::pool::spawn(inner.training_nice, inner.training_idle, {
+    let outcome = super::pool::spawn(inner.placement, {
         let (inner, job) = (Arc::clone(&inner), Arc::clone(&job));
         move || span.in_scope(|| train(&inner, &job, work))
     })
