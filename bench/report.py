@@ -22,6 +22,7 @@ SAMPLES = re.compile(r"samples/s=([0-9.]+)")
 LATENCY = re.compile(r"latency W2 forward rows=(\d+)")
 MICROS = re.compile(r"([0-9.]+)\s*us")
 FLOOR = re.compile(r"floor W2 weights read once \((\d+) floats, ([0-9.]+) GB/s\)")
+L2_FLOOR = re.compile(r"floor W2 weights read at L2 speed \(256 KB read at ([0-9.]+) GB/s\)")
 
 
 def parse_peers(lines):
@@ -30,6 +31,7 @@ def parse_peers(lines):
     latency = defaultdict(lambda: defaultdict(list))
     versions = {}
     floor = []
+    l2_floor = []
     for line in lines:
         fields = line.rstrip("\n").split("\t")
         if len(fields) < 2:
@@ -39,6 +41,9 @@ def parse_peers(lines):
         if m := SAMPLES.search(line):
             train[tool][fields[1].strip()].append(float(m.group(1)))
             versions.setdefault(tool, label)
+        elif (m := L2_FLOOR.search(fields[1])) and len(fields) > 2:
+            if us := MICROS.search(fields[2]):
+                l2_floor.append((float(us.group(1)), float(m.group(1))))
         elif (m := FLOOR.search(fields[1])) and len(fields) > 2:
             if us := MICROS.search(fields[2]):
                 floor.append((float(us.group(1)), int(m.group(1)), float(m.group(2))))
@@ -47,6 +52,7 @@ def parse_peers(lines):
                 latency[tool][int(m.group(1))].append(float(us.group(1)))
                 versions.setdefault(tool, label)
     latency["floor"] = floor
+    latency["l2_floor"] = l2_floor
     return train, latency, versions
 
 
@@ -75,6 +81,7 @@ def report_peers(path):
     with open(path, encoding="utf-8") as f:
         train, latency, versions = parse_peers(f)
     floor = latency.pop("floor")
+    l2_floor = latency.pop("l2_floor", [])
     peers = [t for t in ("jax", "sklearn", "torch") if t in train]
     ours = "mlp-lab"
     workloads = [w for w in ("w1", "w2", "w3") if any(w in train[t] for t in train)]
@@ -122,6 +129,10 @@ def report_peers(path):
               f"{us:.2f} us ({gbs:.0f} GB/s)"
               + (f"; the forward pass is {mine / us:.2f}x that" if mine else "")
               + f"; 8 us would need {floats * 4 / 8e-6 / 1e9:.0f} GB/s")
+    if l2_floor:
+        print(f"Read at the rate of a 256 KB buffer that stays in L2 "
+              f"({median([f[1] for f in l2_floor]):.0f} GB/s), they would take "
+              f"{median([f[0] for f in l2_floor]):.2f} us")
     missing = [t for t in (ours, "jax", "sklearn", "torch") if t not in versions]
     print()
     print("versions: " + "; ".join(versions[t] for t in versions)
