@@ -163,6 +163,24 @@ unsafe fn read_once_avx512(xs: &[f32]) -> f32 {
     acc.iter().map(|&a| _mm512_reduce_add_ps(a)).sum()
 }
 
+/// The median of 7 rounds of `reads` reads of `xs` ([`read_once`]), in seconds a read, after
+/// `warm_up` reads.
+fn seconds_per_read(xs: &[f32], warm_up: usize, reads: usize) -> f64 {
+    for _ in 0..warm_up {
+        std::hint::black_box(read_once(std::hint::black_box(xs)));
+    }
+    let rounds: Vec<f64> = (0..7)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..reads {
+                std::hint::black_box(read_once(std::hint::black_box(xs)));
+            }
+            t.elapsed().as_secs_f64() / reads as f64
+        })
+        .collect();
+    median(rounds)
+}
+
 /// The time to read the W2 weights once, median of 7 rounds of 2,000 after a warm-up, in the
 /// same cache level as `predict` finds them (under 1 MB: L2 on most cores) and with the same
 /// alignment.
@@ -174,19 +192,7 @@ fn weight_read_floor(model: &Model) {
     // From a cache-line boundary, as the model keeps its weights: from a plain `Vec` every
     // 64-byte load would straddle two lines, and the floor read 1.7–2.0× higher that way.
     let weights = AlignedVec::from_elem(1.0, count.next_multiple_of(128));
-    for _ in 0..200 {
-        std::hint::black_box(read_once(std::hint::black_box(&weights)));
-    }
-    let rounds: Vec<f64> = (0..7)
-        .map(|_| {
-            let t = Instant::now();
-            for _ in 0..2000 {
-                std::hint::black_box(read_once(std::hint::black_box(&weights)));
-            }
-            t.elapsed().as_secs_f64() / 2000.0
-        })
-        .collect();
-    let secs = median(rounds);
+    let secs = seconds_per_read(&weights, 200, 2000);
     println!(
         "mlp-lab\tfloor W2 weights read once ({count} floats, {:.0} GB/s)\t{:.2} us",
         (count * 4) as f64 / secs / 1e9,
@@ -197,19 +203,7 @@ fn weight_read_floor(model: &Model) {
     // AMD EPYC machine of 2026-11-29 (1 MiB L2 a core) it read 118 GB/s, L1 210 GB/s: 939 KB
     // of W2 weights then take 7.96 µs.
     let small = AlignedVec::from_elem(1.0, (256 << 10) / 4);
-    for _ in 0..2000 {
-        std::hint::black_box(read_once(std::hint::black_box(&small)));
-    }
-    let rounds: Vec<f64> = (0..7)
-        .map(|_| {
-            let t = Instant::now();
-            for _ in 0..8000 {
-                std::hint::black_box(read_once(std::hint::black_box(&small)));
-            }
-            t.elapsed().as_secs_f64() / 8000.0
-        })
-        .collect();
-    let rate = (small.len() * 4) as f64 / median(rounds);
+    let rate = (small.len() * 4) as f64 / seconds_per_read(&small, 2000, 8000);
     println!(
         "mlp-lab\tfloor W2 weights read at L2 speed (256 KB read at {:.0} GB/s)\t{:.2} us",
         rate / 1e9,
