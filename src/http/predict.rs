@@ -152,8 +152,16 @@ impl PredictBody {
         if read == 0 {
             return Ok(body);
         }
-        // The zero rows parse as rows of `width` values, so the shapes agree; the guard only
-        // keeps a mistake here from becoming a panic.
+        // The zero rows parse as rows of `width` values, so the shapes agree; were they not
+        // (a mistake here), the request fails rather than computing on zeros.
+        let mistake = || {
+            ApiError::internal(format!(
+                "the {read} rows of {width} values the body stream read are not the body's"
+            ))
+        };
+        if fallback.values.len() != read * width {
+            return Err(mistake());
+        }
         match &mut body.inputs {
             Inputs::Flat {
                 values,
@@ -162,16 +170,16 @@ impl PredictBody {
             } if *w == width && *rows >= read => {
                 values[..read * width].copy_from_slice(&fallback.values);
             }
-            Inputs::Nested(rows) if rows.len() >= read => {
+            Inputs::Nested(rows)
+                if rows.len() >= read && rows[..read].iter().all(|r| r.len() == width) =>
+            {
                 for (row, given) in rows.iter_mut().zip(fallback.values.chunks_exact(width)) {
-                    if row.len() == width {
-                        for (v, g) in row.iter_mut().zip(given) {
-                            *v = f64::from(*g);
-                        }
+                    for (v, g) in row.iter_mut().zip(given) {
+                        *v = f64::from(*g);
                     }
                 }
             }
-            _ => debug_assert!(false, "the fallback's rows are not the body's"),
+            _ => return Err(mistake()),
         }
         Ok(body)
     }
