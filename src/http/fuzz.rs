@@ -147,8 +147,8 @@ pub fn predict_json(bytes: &[u8]) {
                 );
                 // What the general path makes of the fallback is what it makes of the body.
                 assert_eq!(
-                    outcome(PredictBody::from_fallback(fallback)),
-                    outcome(PredictBody::decode(bytes)),
+                    PredictBody::outcome(PredictBody::from_fallback(fallback)),
+                    PredictBody::outcome(PredictBody::decode(bytes)),
                     "the fallback reads otherwise than the body"
                 );
             }
@@ -173,13 +173,6 @@ pub fn predict_json(bytes: &[u8]) {
         let width = bytes.len() % 8 + 1;
         let _ = body.into_matrix(width);
     }
-}
-
-/// A decoded prediction body as [`PredictBody::outline`], or its error as it prints.
-fn outcome(
-    body: Result<PredictBody, crate::http::error::ApiError>,
-) -> Result<(Vec<Vec<u32>>, Option<u32>), String> {
-    body.map(|b| b.outline()).map_err(|e| format!("{e:?}"))
 }
 
 /// A `/v2/.../infer` body. The first three bytes are the call's arguments: the model's width

@@ -80,6 +80,9 @@ impl Serialize for Rows<'_> {
     }
 }
 
+/// See [`PredictBody::outcome`].
+pub(crate) type Outcome = Result<(Vec<Vec<u32>>, Option<u32>), String>;
+
 /// A prediction body, decoded by [`parse_predict`] when it has the plain shape (the usual
 /// case, several times faster), otherwise by serde with errors that name the field.
 pub struct PredictBody {
@@ -196,11 +199,13 @@ impl PredictBody {
         })
     }
 
-    /// The rows as the bits of the `f32`s [`PredictBody::into_matrix`] makes of their values,
-    /// and the version: what two decodings of a body are compared by.
-    pub(crate) fn outline(&self) -> (Vec<Vec<u32>>, Option<u32>) {
+    /// A decoding as two decodings of one body are compared: the rows as the bits of the
+    /// `f32`s [`PredictBody::into_matrix`] makes of their values, and the version; or the
+    /// error as it prints.
+    pub(crate) fn outcome(decoded: Result<Self, ApiError>) -> Outcome {
+        let body = decoded.map_err(|e| format!("{e:?}"))?;
         #[allow(clippy::cast_possible_truncation)] // as `matrix` narrows them
-        let rows = match &self.inputs {
+        let rows = match &body.inputs {
             Inputs::Flat { values, width, .. } => values
                 .chunks_exact(*width)
                 .map(|row| row.iter().map(|v| v.to_bits()).collect())
@@ -210,7 +215,7 @@ impl PredictBody {
                 .map(|row| row.iter().map(|&v| (v as f32).to_bits()).collect())
                 .collect(),
         };
-        (rows, self.version)
+        Ok((rows, body.version))
     }
 
     /// The inputs as a matrix of `width` columns, as [`predict`] checks them.

@@ -490,7 +490,7 @@ mod tests {
     use super::super::parse_predict;
     use super::super::tests::{bits, random_body, REFUSED};
     use super::*;
-    use crate::http::predict::PredictBody;
+    use crate::http::predict::{Outcome, PredictBody};
 
     /// `body` fed in the pieces that end at `cuts` (and the last one), then finished.
     fn in_pieces(body: &[u8], cuts: impl IntoIterator<Item = usize>) -> Option<FastPredict> {
@@ -643,13 +643,7 @@ mod tests {
             at = cut;
         }
         stream.feed(&body[at..]);
-        outcome(PredictBody::streamed(stream))
-    }
-
-    type Outcome = Result<(Vec<Vec<u32>>, Option<u32>), String>;
-
-    fn outcome(body: Result<PredictBody, crate::http::error::ApiError>) -> Outcome {
-        body.map(|b| b.outline()).map_err(|e| format!("{e:?}"))
+        PredictBody::outcome(PredictBody::streamed(stream))
     }
 
     #[test]
@@ -668,12 +662,15 @@ mod tests {
         assert_eq!((fallback.rows, fallback.width), (2, 2));
         assert_eq!(fallback.values, [1.5, 2.0, 3.0, 4.0]);
         // The general path names the same line and column in both.
-        let whole = outcome(PredictBody::decode(body));
+        let whole = PredictBody::outcome(PredictBody::decode(body));
         assert!(
             whole.as_ref().is_err_and(|e| e.contains("column 35")),
             "{whole:?}"
         );
-        assert_eq!(outcome(PredictBody::from_fallback(fallback)), whole);
+        assert_eq!(
+            PredictBody::outcome(PredictBody::from_fallback(fallback)),
+            whole
+        );
     }
 
     #[test]
@@ -731,7 +728,7 @@ mod tests {
         }
         let mut refused = 0;
         for body in &bodies {
-            let whole = outcome(PredictBody::decode(body));
+            let whole = PredictBody::outcome(PredictBody::decode(body));
             let text = String::from_utf8_lossy(body);
             refused += usize::from(parse_predict(body).is_none());
             let long = body.len() > 200;
@@ -752,7 +749,8 @@ mod tests {
         }
         assert!(refused > 60, "only {refused} bodies took the general path");
         // The long tail: the stream gives it up after reading both rows, which come back.
-        let (rows, version) = outcome(PredictBody::decode(long_tail.as_bytes())).unwrap();
+        let (rows, version) =
+            PredictBody::outcome(PredictBody::decode(long_tail.as_bytes())).unwrap();
         assert_eq!((rows.len(), version), (2, Some(3)));
         assert_eq!(rows[0], [1.25f32.to_bits(), (-2f32).to_bits()]);
     }
