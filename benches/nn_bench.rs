@@ -3,7 +3,7 @@
 //! softmax cross-entropy, Adam lr 1e-3, one thread), so that the figures compare with JAX,
 //! PyTorch and scikit-learn run in the same sitting (`bench/peers.sh`).
 //!
-//! `cargo run --release --bin nn-bench -- [w1|w2|w3|lat|all|peak]`
+//! `cargo run --release --bin nn-bench -- [w1|w2|w3|lat|all|act|peak]`
 //!
 //! Each training workload runs one warm-up epoch and then `reps` timed epochs through the real
 //! `fit` (diagnostics included) and reports the median. Latency is `Model::predict` on the W2
@@ -11,11 +11,14 @@
 //! forward pass on this core: the time to read as many floats as the network has weights
 //! once, from cache (a one-row product reads each weight once and does one FMA with it), and
 //! the time to read them at the rate of a buffer that stays in L2.
+//! `act` (not part of `all`) trains W1 once with each hidden activation: what each one costs
+//! against ReLU, the activations' own kernels being the difference.
 //! `peak` (not part of `all`) times this core's peak rate of `f32` fused multiply-adds, the
 //! ceiling of every product above.
 
 use std::time::Instant;
 
+use mlp_lab::nn::activation::ACTIVATION_NAMES;
 use mlp_lab::nn::aligned::AlignedVec;
 use mlp_lab::nn::rng::Rng;
 use mlp_lab::nn::{
@@ -63,8 +66,8 @@ fn data(inputs: usize, samples: usize) -> Dataset {
     Dataset::new(x, None, Targets::from_labels(&labels)).expect("valid data")
 }
 
-fn spec(layers: &[usize]) -> ModelSpec {
-    let mut s = ModelSpec::new(layers, Activation::Relu, Head::Softmax);
+fn spec(layers: &[usize], act: Activation) -> ModelSpec {
+    let mut s = ModelSpec::new(layers, act, Head::Softmax);
     s.init = Some(Init::XavierUniform); // as the peers initialize
     s
 }
@@ -74,7 +77,8 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn train(w: &Workload) {
+/// Trains `w` with hidden activation `act` and prints its rate, named `label`.
+fn train(w: &Workload, act: Activation, label: &str) {
     let d = data(w.layers[0], w.samples);
     let config = TrainConfig {
         epochs: w.reps + 1,
@@ -84,7 +88,7 @@ fn train(w: &Workload) {
         standardize: false,
         ..TrainConfig::default()
     };
-    let model = Model::new(spec(w.layers), 0).expect("valid spec");
+    let model = Model::new(spec(w.layers, act), 0).expect("valid spec");
     let (_, report) = fit(model, &d, &config, &Interrupter::new(), &mut |_| {
         Control::Continue
     })
@@ -92,8 +96,7 @@ fn train(w: &Workload) {
     let times: Vec<f64> = report.history[2..].iter().map(|r| r.seconds).collect();
     let med = median(times.clone());
     println!(
-        "mlp-lab\t{}\tbatch={}\tsamples/s={:.0}\t(epoch med {med:.4}s reps {:?})\tloss={:.3}",
-        w.name,
+        "mlp-lab\t{label}\tbatch={}\tsamples/s={:.0}\t(epoch med {med:.4}s reps {:?})\tloss={:.3}",
         w.batch,
         w.samples as f64 / med,
         times
@@ -105,7 +108,7 @@ fn train(w: &Workload) {
 }
 
 fn latency() {
-    let model = Model::new(spec(&[784, 256, 128, 10]), 0).expect("valid spec");
+    let model = Model::new(spec(&[784, 256, 128, 10], Activation::Relu), 0).expect("valid spec");
     let mut rng = Rng::new(1);
     for rows in [1usize, 4, 8, 16, 64] {
         let x = Array2::from_shape_fn((rows, 784), |_| rng.uniform_range(-1.0, 1.0) as f32);
@@ -215,7 +218,14 @@ fn main() {
     let which = std::env::args().nth(1).unwrap_or_else(|| "all".into());
     for w in WORKLOADS {
         if which == "all" || which == w.name {
-            train(w);
+            train(w, Activation::Relu, w.name);
+        }
+    }
+    if which == "act" {
+        // Every hidden activation at its default parameters (identity too: the floor).
+        for name in ACTIVATION_NAMES {
+            let act = Activation::from_name(name).expect("a listed activation");
+            train(&WORKLOADS[0], act, &format!("w1 {}", act.name()));
         }
     }
     if which == "all" || which == "lat" {

@@ -15,6 +15,8 @@ use multiversion::multiversion;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::vmath;
+
 /// SELU's fixed scale λ (Klambauer et al. 2017), written as published.
 #[allow(clippy::excessive_precision)]
 pub const SELU_LAMBDA: f32 = 1.050_700_987_355_480_5;
@@ -209,18 +211,6 @@ impl Activation {
     }
 }
 
-#[inline(always)]
-fn sigmoid(u: f32) -> f32 {
-    // exp(-u) overflows to +inf for u < -88, giving exactly 0: no NaN at either end.
-    1.0 / (1.0 + (-u).exp())
-}
-
-/// erf with |error| < 1.2e-7 (Numerical Recipes' `erfc` Chebyshev fit), enough for `f32`.
-#[inline(always)]
-fn erf(x: f32) -> f32 {
-    erf_f64(x as f64) as f32
-}
-
 /// erf in `f64` with |error| < 1.2e-7 (Numerical Recipes, 3rd ed., `erfccheb`-style fit).
 pub fn erf_f64(x: f64) -> f64 {
     let z = x.abs();
@@ -243,7 +233,6 @@ pub fn erf_f64(x: f64) -> f64 {
     }
 }
 
-const INV_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
 const INV_SQRT_2PI: f32 = 0.398_942_3;
 
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
@@ -251,24 +240,24 @@ fn forward_kernel(act: Activation, u: &[f32], a: &mut [f32]) {
     let pairs = a.iter_mut().zip(u);
     match act {
         Activation::Identity => a.copy_from_slice(u),
-        Activation::Sigmoid => pairs.for_each(|(y, &x)| *y = sigmoid(x)),
-        Activation::Tanh => pairs.for_each(|(y, &x)| *y = x.tanh()),
+        Activation::Sigmoid => pairs.for_each(|(y, &x)| *y = vmath::sigmoid(x)),
+        Activation::Tanh => pairs.for_each(|(y, &x)| *y = vmath::tanh(x)),
         Activation::Relu => pairs.for_each(|(y, &x)| *y = x.max(0.0)),
         Activation::LeakyRelu { alpha } | Activation::Prelu { init: alpha } => {
             pairs.for_each(|(y, &x)| *y = x.max(0.0) + alpha * x.min(0.0))
         }
         Activation::Elu { alpha } => pairs.for_each(|(y, &x)| {
-            let neg = alpha * (x.min(0.0).exp() - 1.0);
+            let neg = alpha * (vmath::exp(x.min(0.0)) - 1.0);
             *y = if x > 0.0 { x } else { neg }
         }),
         Activation::Selu => pairs.for_each(|(y, &x)| {
-            let neg = SELU_ALPHA * (x.min(0.0).exp() - 1.0);
+            let neg = SELU_ALPHA * (vmath::exp(x.min(0.0)) - 1.0);
             *y = SELU_LAMBDA * if x > 0.0 { x } else { neg }
         }),
-        Activation::Gelu => pairs.for_each(|(y, &x)| *y = 0.5 * x * (1.0 + erf(x * INV_SQRT_2))),
-        Activation::Silu => pairs.for_each(|(y, &x)| *y = x * sigmoid(x)),
+        Activation::Gelu => pairs.for_each(|(y, &x)| *y = x * vmath::normal_cdf(x)),
+        Activation::Silu => pairs.for_each(|(y, &x)| *y = x * vmath::sigmoid(x)),
         Activation::Softplus => {
-            pairs.for_each(|(y, &x)| *y = x.max(0.0) + (-x.abs()).exp().ln_1p())
+            pairs.for_each(|(y, &x)| *y = x.max(0.0) + vmath::ln_1p(vmath::exp(-x.abs())))
         }
     }
 }
@@ -325,22 +314,22 @@ fn backward_kernel(act: Activation, u: &[f32], a: &[f32], g: &mut [f32]) -> usiz
         }
         Activation::Gelu => {
             for (d, &x) in g.iter_mut().zip(u) {
-                let cdf = 0.5 * (1.0 + erf(x * INV_SQRT_2));
-                let pdf = INV_SQRT_2PI * (-0.5 * x * x).exp();
+                let cdf = vmath::normal_cdf(x);
+                let pdf = INV_SQRT_2PI * vmath::exp(-0.5 * x * x);
                 *d *= cdf + x * pdf;
             }
             0
         }
         Activation::Silu => {
             for (d, &x) in g.iter_mut().zip(u) {
-                let s = sigmoid(x);
+                let s = vmath::sigmoid(x);
                 *d *= s * (1.0 + x * (1.0 - s));
             }
             0
         }
         Activation::Softplus => {
             for (d, &x) in g.iter_mut().zip(u) {
-                *d *= sigmoid(x);
+                *d *= vmath::sigmoid(x);
             }
             0
         }

@@ -13,6 +13,7 @@ use ndarray::{ArrayView2, ArrayViewMut2};
 use serde::{Deserialize, Serialize};
 
 use super::data::Task;
+use super::vmath;
 
 /// The output layer's nonlinearity, which decides the loss.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,7 +100,7 @@ impl Head {
                 for ((z, g), &y) in zs.chunks_exact(cols).zip(gs.chunks_exact_mut(cols)).zip(ys) {
                     let (lse, argmax) = log_sum_exp(z);
                     for (gi, &zi) in g.iter_mut().zip(z) {
-                        *gi = (zi - lse).exp() * inv;
+                        *gi = vmath::exp(zi - lse) * inv;
                     }
                     g[y as usize] -= inv;
                     acc.loss_sum += (lse - z[y as usize]) as f64;
@@ -113,7 +114,7 @@ impl Head {
                 for ((&z, g), &y) in zs.iter().zip(gs.iter_mut()).zip(ys) {
                     let y = y as f32;
                     acc.loss_sum += bce_with_logits(z, y) as f64;
-                    *g = (sigmoid(z) - y) * inv;
+                    *g = (vmath::sigmoid(z) - y) * inv;
                     acc.correct += ((z > 0.0) == (y > 0.5)) as u64 as f64;
                 }
                 acc.count += rows;
@@ -125,7 +126,7 @@ impl Head {
                 let mut loss = 0.0f64;
                 for ((&z, g), &y) in zs.iter().zip(gs.iter_mut()).zip(ys) {
                     loss += bce_with_logits(z, y) as f64;
-                    *g = (sigmoid(z) - y) * inv;
+                    *g = (vmath::sigmoid(z) - y) * inv;
                     acc.correct += ((z > 0.0) == (y > 0.5)) as u64 as f64;
                 }
                 // Mean over labels per row, so the epoch loss is a per-row mean like the others.
@@ -199,22 +200,18 @@ impl Head {
                 for mut row in logits.rows_mut() {
                     let z = row.as_slice_mut().expect("rows are contiguous");
                     let (lse, _) = log_sum_exp(z);
-                    z.iter_mut().for_each(|v| *v = (*v - lse).exp());
+                    z.iter_mut().for_each(|v| *v = vmath::exp(*v - lse));
                 }
             }
-            Head::Sigmoid => logits.mapv_inplace(sigmoid),
+            Head::Sigmoid => logits.mapv_inplace(vmath::sigmoid),
             Head::Identity => {}
         }
     }
 }
 
-fn sigmoid(z: f32) -> f32 {
-    1.0 / (1.0 + (-z).exp())
-}
-
 /// `-[y ln σ(z) + (1-y) ln(1-σ(z))]` without forming σ(z): `max(z,0) - z·y + ln(1+e^-|z|)`.
 fn bce_with_logits(z: f32, y: f32) -> f32 {
-    z.max(0.0) - z * y + (-z.abs()).exp().ln_1p()
+    z.max(0.0) - z * y + vmath::ln_1p(vmath::exp(-z.abs()))
 }
 
 /// `ln Σ e^z` shifted by the maximum, and the index of the maximum.
@@ -226,7 +223,7 @@ fn log_sum_exp(z: &[f32]) -> (f32, usize) {
             argmax = i;
         }
     }
-    let sum: f32 = z.iter().map(|&v| (v - max).exp()).sum();
+    let sum: f32 = z.iter().map(|&v| vmath::exp(v - max)).sum();
     (max + sum.ln(), argmax)
 }
 

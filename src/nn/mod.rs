@@ -8,7 +8,8 @@
 //! [`generators`] and [`builtin`] (data to learn), [`model`] (parameters and inference),
 //! [`train`] (the training loop and its diagnostics), [`serialize`] (model files),
 //! [`import`] (weights made elsewhere, checked against a spec), [`onnx`] (ONNX export),
-//! [`linalg`] (matrix products through the `gemm` crate, elementwise kernels).
+//! [`linalg`] (matrix products through the `gemm` crate, elementwise kernels), [`vmath`]
+//! (`exp`, `tanh` and their relatives in a form that vectorizes).
 
 pub mod activation;
 pub mod aligned;
@@ -28,6 +29,7 @@ pub mod rng;
 pub mod schedule;
 pub mod serialize;
 pub mod train;
+pub mod vmath;
 
 pub use activation::Activation;
 pub use data::{Dataset, Split, Standardizer, Targets, Task};
