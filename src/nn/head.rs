@@ -13,7 +13,7 @@ use ndarray::{ArrayView2, ArrayViewMut2};
 use serde::{Deserialize, Serialize};
 
 use super::data::Task;
-use super::vmath;
+use super::{linalg, vmath};
 
 /// The output layer's nonlinearity, which decides the loss.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,13 +97,15 @@ impl Head {
         match (self, targets) {
             (Head::Softmax, BatchTargets::Classes(ys)) => {
                 let inv = 1.0 / rows as f32;
+                gs.copy_from_slice(zs);
+                softmax_numerators(gs, cols);
                 for ((z, g), &y) in zs.chunks_exact(cols).zip(gs.chunks_exact_mut(cols)).zip(ys) {
-                    let (lse, argmax) = log_sum_exp(z);
-                    for (gi, &zi) in g.iter_mut().zip(z) {
-                        *gi = vmath::exp(zi - lse) * inv;
-                    }
+                    let (max, argmax) = max_and_argmax(z);
+                    let sum: f32 = g.iter().sum();
+                    let s = inv / sum;
+                    g.iter_mut().for_each(|gi| *gi *= s);
                     g[y as usize] -= inv;
-                    acc.loss_sum += (lse - z[y as usize]) as f64;
+                    acc.loss_sum += (max + sum.ln() - z[y as usize]) as f64;
                     acc.correct += (argmax == y as usize) as u64 as f64;
                 }
                 acc.count += rows;
@@ -197,10 +199,14 @@ impl Head {
     pub fn activate(&self, mut logits: ArrayViewMut2<f32>) {
         match self {
             Head::Softmax => {
-                for mut row in logits.rows_mut() {
-                    let z = row.as_slice_mut().expect("rows are contiguous");
-                    let (lse, _) = log_sum_exp(z);
-                    z.iter_mut().for_each(|v| *v = vmath::exp(*v - lse));
+                let cols = logits.ncols();
+                let zs = logits.as_slice_mut().expect("logits are contiguous");
+                // As training computes them (`loss_and_grad`); row by row, the same bits
+                // whatever the batch.
+                softmax_numerators(zs, cols);
+                for z in zs.chunks_exact_mut(cols) {
+                    let sum: f32 = z.iter().sum();
+                    z.iter_mut().for_each(|v| *v /= sum);
                 }
             }
             Head::Sigmoid => logits.mapv_inplace(vmath::sigmoid),
@@ -214,8 +220,8 @@ fn bce_with_logits(z: f32, y: f32) -> f32 {
     z.max(0.0) - z * y + vmath::ln_1p(vmath::exp(-z.abs()))
 }
 
-/// `ln Σ e^z` shifted by the maximum, and the index of the maximum.
-fn log_sum_exp(z: &[f32]) -> (f32, usize) {
+/// The maximum of `z` and the index of its first occurrence.
+fn max_and_argmax(z: &[f32]) -> (f32, usize) {
     let (mut argmax, mut max) = (0, f32::NEG_INFINITY);
     for (i, &v) in z.iter().enumerate() {
         if v > max {
@@ -223,8 +229,25 @@ fn log_sum_exp(z: &[f32]) -> (f32, usize) {
             argmax = i;
         }
     }
+    (max, argmax)
+}
+
+/// `ln Σ e^z` shifted by the maximum, and the index of the maximum.
+fn log_sum_exp(z: &[f32]) -> (f32, usize) {
+    let (max, argmax) = max_and_argmax(z);
     let sum: f32 = z.iter().map(|&v| vmath::exp(v - max)).sum();
     (max + sum.ln(), argmax)
+}
+
+/// Softmax numerators in place: each `cols`-wide row of `x` (logits) becomes `e^(x - max)`,
+/// the exponentials in one vector loop over the whole batch rather than row by row (ten
+/// columns make a poor vector). Each row's sum is then at least 1, its maximum's own term.
+fn softmax_numerators(x: &mut [f32], cols: usize) {
+    for row in x.chunks_exact_mut(cols) {
+        let (max, _) = max_and_argmax(row);
+        row.iter_mut().for_each(|v| *v -= max);
+    }
+    linalg::exp_in_place(x);
 }
 
 /// Running sums from which a pass's metrics are computed.

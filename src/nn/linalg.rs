@@ -481,6 +481,14 @@ pub fn sum_squares(xs: &[f32]) -> f64 {
     total + tail.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>()
 }
 
+/// `xs = e^xs` elementwise (`vmath::exp`: one vector loop over the whole slice).
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+pub fn exp_in_place(xs: &mut [f32]) {
+    for v in xs {
+        *v = super::vmath::exp(*v);
+    }
+}
+
 /// `xs *= s`.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 pub fn scale(xs: &mut [f32], s: f32) {
