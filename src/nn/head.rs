@@ -199,14 +199,23 @@ impl Head {
     pub fn activate(&self, mut logits: ArrayViewMut2<f32>) {
         match self {
             Head::Softmax => {
-                let cols = logits.ncols();
-                let zs = logits.as_slice_mut().expect("logits are contiguous");
                 // As training computes them (`loss_and_grad`); row by row, the same bits
                 // whatever the batch.
-                softmax_numerators(zs, cols);
-                for z in zs.chunks_exact_mut(cols) {
-                    let sum: f32 = z.iter().sum();
-                    z.iter_mut().for_each(|v| *v /= sum);
+                let cols = logits.ncols();
+                let probabilities = |zs: &mut [f32]| {
+                    softmax_numerators(zs, cols);
+                    for z in zs.chunks_exact_mut(cols) {
+                        let sum: f32 = z.iter().sum();
+                        z.iter_mut().for_each(|v| *v /= sum);
+                    }
+                };
+                match logits.as_slice_mut() {
+                    Some(zs) => probabilities(zs),
+                    None => {
+                        let mut owned = logits.to_owned();
+                        probabilities(owned.as_slice_mut().expect("a new array is contiguous"));
+                        logits.assign(&owned);
+                    }
                 }
             }
             Head::Sigmoid => logits.mapv_inplace(vmath::sigmoid),
@@ -398,6 +407,19 @@ mod tests {
         let mut p = z.clone();
         Head::Softmax.activate(p.view_mut());
         assert_eq!(p, array![[1.0, 0.0, 0.0]]);
+    }
+
+    #[test]
+    fn softmax_of_a_view_that_is_not_contiguous_equals_the_contiguous_one() {
+        let z = array![[1.0f32, 2.0, 3.0], [-4.0, 0.5, 0.25]];
+        let mut want = z.clone();
+        Head::Softmax.activate(want.view_mut());
+        // The same logits stored column by column: rows are not contiguous.
+        let mut t = z.t().to_owned();
+        Head::Softmax.activate(t.view_mut().reversed_axes());
+        assert_eq!(t.t(), want);
+        let sums = want.sum_axis(ndarray::Axis(1));
+        assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-6), "{sums}");
     }
 
     /// Reference: torch.nn.functional.cross_entropy(torch.tensor([[1.,2.,3.]]), torch.tensor([0]))
