@@ -9,8 +9,6 @@ use mlp_lab::http::{serve_loading, Auth};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    // Before any thread exists: the runtime's threads take their arenas as they start.
-    limit_malloc_arenas();
     match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -19,31 +17,6 @@ fn main() -> ExitCode {
         Err(error) => {
             eprintln!("cannot start the async runtime: {error}");
             ExitCode::FAILURE
-        }
-    }
-}
-
-/// Caps glibc's malloc arenas at the number of CPUs (its default is eight per CPU), unless
-/// `MALLOC_ARENA_MAX` or `GLIBC_TUNABLES` already says something.
-///
-/// Every thread that allocates gets an arena of its own while there are fewer than the cap,
-/// and an arena keeps what its threads free for their next allocations. Large predictions
-/// run on the blocking pool, which grows to one thread per request in flight: with 16
-/// concurrent 64-row requests (`bench/serve.sh`'s load, no prediction cap) the server ended
-/// with 11 arenas, each holding one or two megabytes of freed request buffers, and a peak RSS
-/// of 80.7 MB; capped at two arenas on this 2-CPU machine, 64.6 MB under the same load, with
-/// throughput unchanged (threads that run at once never outnumber the CPUs by much, so they
-/// seldom wait for an arena's lock).
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        let told = std::env::var_os("MALLOC_ARENA_MAX").is_some()
-            || std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("arena_max"));
-        if !told {
-            let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
-            let arenas = libc::c_int::try_from(cpus.max(2)).unwrap_or(libc::c_int::MAX);
-            // SAFETY: mallopt only sets a parameter of the allocator; no thread has started yet.
-            unsafe { libc::mallopt(libc::M_ARENA_MAX, arenas) };
         }
     }
 }
