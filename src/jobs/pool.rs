@@ -26,6 +26,13 @@
 //! job running), and the rate 37–40k requests/s instead of 25–31k. The cost is training's
 //! speed while nothing else runs: the jobs share the cores left to them.
 //!
+//! Nor may training threads share a malloc arena with the serving threads: a training thread
+//! preempted while it holds the arena's lock, as `SCHED_IDLE` makes likely, stops every
+//! serving thread that allocates until it runs again. glibc gives each thread an arena of its
+//! own up to eight per CPU. With the server capping them at the number of CPUs (until
+//! 2026-11-30), the one-row p99 was 2.49–2.83 ms while two jobs trained; without the cap,
+//! 1.07–1.72 ms (README, Configuration).
+//!
 //! The pool lives as long as the process, so the server's runtime no longer waits for it when
 //! it is dropped: [`wait_idle`] does, before the process exits.
 
