@@ -10,7 +10,9 @@ use ndarray::{ArrayView2, ArrayViewMut2};
 
 use super::activation::{prelu_backward, prelu_forward, Activation};
 use super::head::{BatchTargets, MetricAccumulator};
-use super::linalg::{add_row, column_sums, fold_column_max, matmul, mul_assign, sum_squares};
+use super::linalg::{
+    add_row, bias_relu_fold_max, column_sums, fold_column_max, matmul, mul_assign, sum_squares,
+};
 use super::model::{LayerParams, Model, UnitStats, BN_EPS, BN_MOMENTUM};
 use super::rng::Rng;
 
@@ -161,6 +163,16 @@ impl Workspace {
                 model.params[lp.weight].view(),
                 false,
             );
+            if l < hidden && !bn && spec.activations[l] == Activation::Relu {
+                let (u, a) = (&mut buf.u[..n], &mut buf.a[..n]);
+                let max_u = &mut self.unit_stats[l].max_u;
+                bias_relu_fold_max(u, &model.params[lp.bias].data, a, max_u);
+                self.unit_stats[l].seen += n;
+                if p > 0.0 {
+                    dropout(buf, n, p, rng);
+                }
+                continue;
+            }
             add_row(z, &model.params[lp.bias].data);
             if l == hidden {
                 break;
@@ -189,19 +201,7 @@ impl Workspace {
             }
             self.unit_stats[l].seen += n;
             if p > 0.0 {
-                let keep = 1.0 / (1.0 - p);
-                // Two 32-bit draws per 64-bit word; the threshold compare is exact in f64.
-                let threshold = (p as f64 * 4_294_967_296.0) as u64;
-                let mask = &mut buf.mask[..n];
-                for pair in mask.chunks_mut(2) {
-                    let bits = rng.next_u64();
-                    for (k, m) in pair.iter_mut().enumerate() {
-                        let draw = (bits >> (32 * k)) & 0xFFFF_FFFF;
-                        *m = if draw >= threshold { keep } else { 0.0 };
-                    }
-                }
-                buf.h[..n].copy_from_slice(&buf.a[..n]);
-                mul_assign(&mut buf.h[..n], &buf.mask[..n]);
+                dropout(buf, n, p, rng);
             }
         }
     }
@@ -298,6 +298,24 @@ impl Workspace {
             .iter()
             .map(|lp| sum_squares(&self.grads[lp.weight]))
     }
+}
+
+/// Inverted dropout with rate `p` on the layer's first `n` outputs: draws the mask and
+/// writes the kept, rescaled outputs to `h`.
+fn dropout(buf: &mut LayerBuffers, n: usize, p: f32, rng: &mut Rng) {
+    let keep = 1.0 / (1.0 - p);
+    // Two 32-bit draws per 64-bit word; the threshold compare is exact in f64.
+    let threshold = (p as f64 * 4_294_967_296.0) as u64;
+    let mask = &mut buf.mask[..n];
+    for pair in mask.chunks_mut(2) {
+        let bits = rng.next_u64();
+        for (k, m) in pair.iter_mut().enumerate() {
+            let draw = (bits >> (32 * k)) & 0xFFFF_FFFF;
+            *m = if draw >= threshold { keep } else { 0.0 };
+        }
+    }
+    buf.h[..n].copy_from_slice(&buf.a[..n]);
+    mul_assign(&mut buf.h[..n], &buf.mask[..n]);
 }
 
 fn layer_output(buf: &LayerBuffers, rows: usize) -> &[f32] {

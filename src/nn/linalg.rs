@@ -451,6 +451,7 @@ mod avx512 {
 
 /// Adds `bias` to every row of the row-major `[rows, bias.len()]` matrix `z`.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 pub fn add_row(z: &mut [f32], bias: &[f32]) {
     for row in z.chunks_exact_mut(bias.len()) {
         for (v, b) in row.iter_mut().zip(bias) {
@@ -466,6 +467,24 @@ pub fn column_sums(g: &[f32], out: &mut [f32]) {
     for row in g.chunks_exact(out.len()) {
         for (o, v) in out.iter_mut().zip(row) {
             *o += v;
+        }
+    }
+}
+
+/// A ReLU layer's forward pass after its product, in one pass over the rows of `u`: adds
+/// `bias` to each row of `u` (the pre-activation, kept for the backward pass), writes
+/// `max(u, 0)` to `a`, and folds the column maxima of `u` into `acc`. The same arithmetic as
+/// [`add_row`], the ReLU of `Activation::forward` and [`fold_column_max`] in turn, so the same
+/// bits (tested). The three passes took 3.9 % of W1's time; fused, W1 trained at
+/// 774–798k samples/s against 771–791k in six alternating pairs (`nn-bench w1`, +1.4 %).
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+pub fn bias_relu_fold_max(u: &mut [f32], bias: &[f32], a: &mut [f32], acc: &mut [f32]) {
+    let width = bias.len();
+    for (urow, arow) in u.chunks_exact_mut(width).zip(a.chunks_exact_mut(width)) {
+        for (((z, y), b), m) in urow.iter_mut().zip(arow).zip(bias).zip(acc.iter_mut()) {
+            *z += b;
+            *y = z.max(0.0);
+            *m = m.max(*z);
         }
     }
 }
@@ -544,6 +563,27 @@ mod tests {
 
     fn filled(r: usize, c: usize, seed: f32) -> Array2<f32> {
         Array2::from_shape_fn((r, c), |(i, j)| ((i * 7 + j * 13) as f32 * seed).sin())
+    }
+
+    #[test]
+    fn fused_relu_forward_matches_its_three_passes() {
+        let (rows, width) = (5, 37);
+        let u0: Vec<f32> = filled(rows, width, 0.9).iter().map(|v| v * 3.0).collect();
+        let bias: Vec<f32> = (0..width).map(|j| (j as f32 * 0.37).cos()).collect();
+        let acc0: Vec<f32> = (0..width).map(|j| (j as f32 * 0.11).sin()).collect();
+
+        let (mut u, mut acc) = (u0.clone(), acc0.clone());
+        add_row(&mut u, &bias);
+        let mut a = vec![0.0; u.len()];
+        crate::nn::Activation::Relu.forward(&u, &mut a);
+        fold_column_max(&u, &mut acc);
+
+        let (mut fu, mut fa, mut facc) = (u0, vec![0.0; rows * width], acc0);
+        bias_relu_fold_max(&mut fu, &bias, &mut fa, &mut facc);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&fu), bits(&u));
+        assert_eq!(bits(&fa), bits(&a));
+        assert_eq!(bits(&facc), bits(&acc));
     }
 
     #[test]
