@@ -451,7 +451,6 @@ mod avx512 {
 
 /// Adds `bias` to every row of the row-major `[rows, bias.len()]` matrix `z`.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
-#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 pub fn add_row(z: &mut [f32], bias: &[f32]) {
     for row in z.chunks_exact_mut(bias.len()) {
         for (v, b) in row.iter_mut().zip(bias) {
