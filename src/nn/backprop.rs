@@ -12,6 +12,7 @@ use super::activation::{prelu_backward, prelu_forward, Activation};
 use super::head::{BatchTargets, MetricAccumulator};
 use super::linalg::{
     add_row, bias_relu_fold_max, column_sums, fold_column_max, matmul, mul_assign, sum_squares,
+    transpose,
 };
 use super::model::{LayerParams, Model, UnitStats, BN_EPS, BN_MOMENTUM};
 use super::rng::Rng;
@@ -35,6 +36,9 @@ struct LayerBuffers {
     mask: Vec<f32>,
     /// Output after dropout `[B, out]` (dropout only; otherwise `a` is the output).
     h: Vec<f32>,
+    /// The layer's weights transposed, `[out, in]`, for the input gradient `G · Wᵀ`
+    /// (every layer but the first).
+    wt: Vec<f32>,
 }
 
 /// Everything one training step needs, sized for batches of up to `max_rows`.
@@ -86,6 +90,11 @@ impl Workspace {
                     a: if is_hidden { vec![0.0; n] } else { Vec::new() },
                     mask: if dropout { vec![0.0; n] } else { Vec::new() },
                     h: if dropout { vec![0.0; n] } else { Vec::new() },
+                    wt: if l > 0 {
+                        vec![0.0; w[0] * w[1]]
+                    } else {
+                        Vec::new()
+                    },
                 }
             })
             .collect();
@@ -284,7 +293,17 @@ impl Workspace {
                 let gx =
                     ArrayViewMut2::from_shape((rows, buf.fan_in), &mut g_prev[..rows * buf.fan_in])
                         .expect("sized");
-                matmul(gx, gview, model.params[lp.weight].view().t(), false);
+                // The weights changed at the last step: transpose them afresh (see
+                // `linalg::transpose` for why `gemm` gets `Wᵀ` rather than a view of `W`).
+                transpose(
+                    &model.params[lp.weight].data,
+                    buf.fan_in,
+                    buf.fan_out,
+                    &mut buf.wt,
+                );
+                let wt =
+                    ArrayView2::from_shape((buf.fan_out, buf.fan_in), &buf.wt[..]).expect("sized");
+                matmul(gx, gview, wt, false);
                 std::mem::swap(&mut g, &mut g_prev);
             }
         }

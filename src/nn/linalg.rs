@@ -172,8 +172,10 @@ mod avx512 {
     //! rows.)
 
     use std::arch::x86_64::{
-        __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps,
-        _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps,
+        __m512, _mm512_castpd_ps, _mm512_castps_pd, _mm512_fmadd_ps, _mm512_loadu_ps,
+        _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps,
+        _mm512_shuffle_f32x4, _mm512_storeu_ps, _mm512_unpackhi_pd, _mm512_unpackhi_ps,
+        _mm512_unpacklo_pd, _mm512_unpacklo_ps,
     };
 
     const LANES: usize = 16;
@@ -447,6 +449,121 @@ mod avx512 {
             }
         }
     }
+    /// Transposes the `height × width` tile (both ≤ 16) at `src`, rows `src_stride` apart,
+    /// into `dst`, rows `dst_stride` apart: interleaves of 32-bit, then 64-bit elements within
+    /// 128-bit lanes, then two shuffles of whole lanes, 64 shuffles in all. A `FULL` tile
+    /// (16 × 16) needs no masks; others load and store through them.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F; `src` must be readable for `height` rows of `width`
+    /// values and `dst` writable for `width` rows of `height` values, at their strides.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn transpose_tile<const FULL: bool>(
+        src: *const f32,
+        src_stride: usize,
+        dst: *mut f32,
+        dst_stride: usize,
+        height: usize,
+        width: usize,
+    ) {
+        let (height, width) = if FULL { (16, 16) } else { (height, width) };
+        let zero = _mm512_setzero_ps();
+        let (row_mask, column_mask) = (masks::<1>(height)[0], masks::<1>(width)[0]);
+        let mut r = [zero; 16];
+        for (i, v) in r.iter_mut().enumerate().take(height) {
+            // SAFETY: row i < height of the tile is inside `src` (the caller's contract).
+            *v = unsafe { load::<FULL>(column_mask, src.add(i * src_stride)) };
+        }
+        // lo[p], hi[p]: rows 2p and 2p + 1 interleaved; within 128-bit lane L, columns 4L, 4L + 1
+        // (lo) or 4L + 2, 4L + 3 (hi) of both rows.
+        let (mut lo, mut hi) = ([zero; 8], [zero; 8]);
+        for p in 0..8 {
+            lo[p] = _mm512_unpacklo_ps(r[2 * p], r[2 * p + 1]);
+            hi[p] = _mm512_unpackhi_ps(r[2 * p], r[2 * p + 1]);
+        }
+        // s[q][c]: within lane L, column 4L + c of rows 4q .. 4q + 4.
+        let mut s = [[zero; 4]; 4];
+        for q in 0..4 {
+            for (half, pair) in [&lo, &hi].into_iter().enumerate() {
+                let (a, b) = (
+                    _mm512_castps_pd(pair[2 * q]),
+                    _mm512_castps_pd(pair[2 * q + 1]),
+                );
+                s[q][2 * half] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+                s[q][2 * half + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+            }
+        }
+        // Column 4L + c of all sixteen rows is lane L of s[0][c], s[1][c], s[2][c], s[3][c].
+        for (c, sc) in s[0]
+            .iter()
+            .zip(&s[1])
+            .zip(s[2].iter().zip(&s[3]))
+            .enumerate()
+        {
+            let ((s0, s1), (s2, s3)) = sc;
+            let u = _mm512_shuffle_f32x4::<0x44>(*s0, *s1); // lanes 0, 1 of s0, then of s1
+            let u2 = _mm512_shuffle_f32x4::<0xEE>(*s0, *s1); // lanes 2, 3
+            let w = _mm512_shuffle_f32x4::<0x44>(*s2, *s3);
+            let w2 = _mm512_shuffle_f32x4::<0xEE>(*s2, *s3);
+            let columns = [
+                _mm512_shuffle_f32x4::<0x88>(u, w), // lane 0 of each: column c
+                _mm512_shuffle_f32x4::<0xDD>(u, w), // lane 1: column 4 + c
+                _mm512_shuffle_f32x4::<0x88>(u2, w2),
+                _mm512_shuffle_f32x4::<0xDD>(u2, w2),
+            ];
+            for (lane, v) in columns.into_iter().enumerate() {
+                let j = 4 * lane + c;
+                if j < width {
+                    // SAFETY: column j < width of the tile is row j of the `dst` tile.
+                    unsafe { store::<FULL>(dst.add(j * dst_stride), row_mask, v) };
+                }
+            }
+        }
+    }
+}
+
+/// `dst = srcᵀ`: `src` row-major `[rows, cols]`, `dst` row-major `[cols, rows]`.
+///
+/// The backward pass needs `G · Wᵀ`. Handed `W` itself, `gemm` copies it into its own layout
+/// one element at a time, down columns `4·cols` bytes apart (for a 1024-wide layer, every
+/// read is a new cache line in the same L1 set); handed `Wᵀ`, its kernel reads the weights in
+/// place or with vector copies. This transpose moves 16 × 16 tiles through registers (on
+/// AVX-512) and gives the product the same bits, since only the copy changes.
+pub fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    assert!(
+        src.len() == rows * cols && dst.len() == rows * cols,
+        "transpose: {} and {} values for [{rows}, {cols}]",
+        src.len(),
+        dst.len()
+    );
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        for r in (0..rows).step_by(16) {
+            for c in (0..cols).step_by(16) {
+                let (height, width) = ((rows - r).min(16), (cols - c).min(16));
+                let (from, to) = (
+                    src[r * cols + c..].as_ptr(),
+                    dst[c * rows + r..].as_mut_ptr(),
+                );
+                // SAFETY: the CPU has AVX-512F (checked just above); the tile's rows
+                // r..r + height and columns c..c + width lie inside `src`, and its transposed
+                // rectangle inside `dst`.
+                unsafe {
+                    if height == 16 && width == 16 {
+                        avx512::transpose_tile::<true>(from, cols, to, rows, 16, 16);
+                    } else {
+                        avx512::transpose_tile::<false>(from, cols, to, rows, height, width);
+                    }
+                }
+            }
+        }
+        return;
+    }
+    for r in 0..rows {
+        for c in 0..cols {
+            dst[c * rows + r] = src[r * cols + c];
+        }
+    }
 }
 
 /// Adds `bias` to every row of the row-major `[rows, bias.len()]` matrix `z`.
@@ -562,6 +679,32 @@ mod tests {
 
     fn filled(r: usize, c: usize, seed: f32) -> Array2<f32> {
         Array2::from_shape_fn((r, c), |(i, j)| ((i * 7 + j * 13) as f32 * seed).sin())
+    }
+
+    #[test]
+    fn transpose_matches_the_definition_in_tiles_and_edges() {
+        for (rows, cols) in [
+            (1, 1),
+            (16, 16),
+            (17, 33),
+            (64, 10),
+            (128, 64),
+            (48, 1024),
+            (31, 16),
+        ] {
+            let src: Vec<f32> = (0..rows * cols).map(|i| i as f32 - 7.5).collect();
+            let mut dst = vec![f32::NAN; rows * cols];
+            transpose(&src, rows, cols, &mut dst);
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(
+                        dst[c * rows + r],
+                        src[r * cols + c],
+                        "[{rows}, {cols}] at ({r}, {c})"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
