@@ -528,7 +528,8 @@ mod avx512 {
 /// one element at a time, down columns `4·cols` bytes apart (for a 1024-wide layer, every
 /// read is a new cache line in the same L1 set); handed `Wᵀ`, its kernel reads the weights in
 /// place or with vector copies. This transpose moves 16 × 16 tiles through registers (on
-/// AVX-512) and gives the product the same bits, since only the copy changes.
+/// AVX-512). The product keeps its bits, since only the copy changes (tested); up to
+/// [`FEW_ROWS`] rows it now goes through the one-row kernels, the copy being contiguous.
 pub fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
     assert!(
         src.len() == rows * cols && dst.len() == rows * cols,
@@ -559,6 +560,11 @@ pub fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
         }
         return;
     }
+    transpose_portable(src, rows, cols, dst);
+}
+
+/// [`transpose`] one element at a time, for CPUs without AVX-512.
+fn transpose_portable(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
     for r in 0..rows {
         for c in 0..cols {
             dst[c * rows + r] = src[r * cols + c];
@@ -691,19 +697,52 @@ mod tests {
             (128, 64),
             (48, 1024),
             (31, 16),
+            (5, 3),
+            (16, 1),
         ] {
             let src: Vec<f32> = (0..rows * cols).map(|i| i as f32 - 7.5).collect();
-            let mut dst = vec![f32::NAN; rows * cols];
-            transpose(&src, rows, cols, &mut dst);
-            for r in 0..rows {
-                for c in 0..cols {
-                    assert_eq!(
-                        dst[c * rows + r],
-                        src[r * cols + c],
-                        "[{rows}, {cols}] at ({r}, {c})"
-                    );
+            for portable in [false, true] {
+                let mut dst = vec![f32::NAN; rows * cols];
+                if portable {
+                    transpose_portable(&src, rows, cols, &mut dst);
+                } else {
+                    transpose(&src, rows, cols, &mut dst);
+                }
+                for r in 0..rows {
+                    for c in 0..cols {
+                        assert_eq!(
+                            dst[c * rows + r],
+                            src[r * cols + c],
+                            "[{rows}, {cols}] at ({r}, {c}), portable: {portable}"
+                        );
+                    }
                 }
             }
+        }
+    }
+
+    /// The backward pass used to hand `gemm` a strided view of `W` for `G · Wᵀ`; it now hands
+    /// it a transposed copy. Above [`FEW_ROWS`] rows both go through `gemm`, which only copies
+    /// the operand differently, so the product keeps its bits (up to `FEW_ROWS` rows the copy,
+    /// being contiguous, goes through the one-row kernels instead).
+    #[test]
+    fn a_transposed_copy_gives_the_strided_views_product_its_bits() {
+        for (rows, out, inputs) in [(17, 64, 128), (32, 10, 64), (100, 1030, 40), (256, 96, 300)] {
+            let g = filled(rows, out, 0.37);
+            let w = filled(inputs, out, 0.91);
+            let mut wt = vec![0.0; inputs * out];
+            transpose(w.as_slice().unwrap(), inputs, out, &mut wt);
+            let wt = ArrayView2::from_shape((out, inputs), &wt).unwrap();
+            let (mut strided, mut copied) =
+                (Array2::zeros((rows, inputs)), Array2::zeros((rows, inputs)));
+            matmul(strided.view_mut(), g.view(), w.t(), false);
+            matmul(copied.view_mut(), g.view(), wt, false);
+            let bits = |a: &Array2<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&strided),
+                bits(&copied),
+                "{rows} rows, [{inputs}, {out}]"
+            );
         }
     }
 
