@@ -208,7 +208,7 @@ pub enum Batching {
 /// How log lines are written.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
-    /// Human-readable lines.
+    /// Human-readable lines, coloured on a terminal.
     Text,
     /// One JSON object a line, for log collectors.
     Json,

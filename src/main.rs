@@ -1,6 +1,7 @@
 //! The `mlp-lab` server: reads its configuration, sets up logging, and serves until SIGTERM or
 //! ctrl-c. Everything else lives in the library.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -67,10 +68,16 @@ async fn run() -> ExitCode {
     }
 }
 
-/// Logs to stdout as text or JSON lines, filtered by `RUST_LOG` (default `info`).
+/// Logs to stdout as text or JSON lines, filtered by `RUST_LOG` (default `info`). Text is
+/// coloured only on a terminal (and not under a non-empty `NO_COLOR`): in a file, a pipe or a container's
+/// log, escape codes would be noise around every field.
 fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let no_colour = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let colour = std::io::stdout().is_terminal() && !no_colour;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(colour);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

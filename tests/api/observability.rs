@@ -342,3 +342,48 @@ async fn metrics_job_counts_follow_submit_cancel_and_finish() {
         "{text}"
     );
 }
+
+/// Text logs in a pipe (a file, a container's log) carry no terminal escape codes: the real
+/// binary, its stdout a pipe, must write its first lines plain.
+#[test]
+fn text_logs_written_to_a_pipe_have_no_colour_codes() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mlp-lab"))
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--ephemeral",
+            "--log-format",
+            "text",
+        ])
+        .env_clear()
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the mlp-lab binary");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = Vec::new();
+    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        let ready = line.contains("ready");
+        lines.push(line);
+        if ready || lines.len() >= 20 {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("listening") && l.contains("addr=127.0.0.1:")),
+        "no `listening` line with its address: {lines:?}"
+    );
+    assert!(
+        lines.iter().all(|l| !l.contains('\u{1b}')),
+        "escape codes in a piped log: {lines:?}"
+    );
+}
