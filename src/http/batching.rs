@@ -161,10 +161,13 @@ impl Batcher {
 /// Computes the queue until it is empty, then marks it idle (under the same lock, so that a
 /// request queued afterwards starts a new task).
 async fn run(mut running: Running, metrics: Metrics) {
+    // The queue's vector and this one trade places each round, both keeping their capacity,
+    // so that queueing a request does not grow (reallocate) a vector just emptied.
+    let mut spare: Vec<Pending> = Vec::with_capacity(FEW_ROWS);
     loop {
         // Let the requests that are ready to be read join this batch.
         tokio::task::yield_now().await;
-        let pending = {
+        let mut pending = {
             let mut q = running.queue.lock().unwrap_or_else(PoisonError::into_inner);
             if q.pending.is_empty() {
                 q.running = false;
@@ -172,9 +175,11 @@ async fn run(mut running: Running, metrics: Metrics) {
                 running.done = true;
                 return;
             }
-            std::mem::take(&mut q.pending)
+            std::mem::replace(&mut q.pending, std::mem::take(&mut spare))
         };
-        for batch in batches(pending) {
+        let ready = batches(pending.drain(..));
+        spare = pending;
+        for batch in ready {
             metrics.prediction_batch(batch.len());
             if batch.cost() <= INLINE_COST {
                 batch.answer();
@@ -222,7 +227,7 @@ struct Batch {
 
 /// `pending` in batches: requests for the same model, in their order of arrival, stacked up
 /// to [`FEW_ROWS`] rows (a request is never split).
-fn batches(pending: Vec<Pending>) -> Vec<Batch> {
+fn batches(pending: impl IntoIterator<Item = Pending>) -> Vec<Batch> {
     let mut out: Vec<Batch> = Vec::new();
     for p in pending {
         let rows = p.inputs.nrows();
@@ -235,11 +240,17 @@ fn batches(pending: Vec<Pending>) -> Vec<Batch> {
                 b.rows += rows;
                 b.requests.push(p);
             }
-            None => out.push(Batch {
-                model: Arc::clone(&p.model),
-                requests: vec![p],
-                rows,
-            }),
+            None => {
+                // At most FEW_ROWS requests fit (each has a row), so it never grows.
+                let model = Arc::clone(&p.model);
+                let mut requests = Vec::with_capacity(FEW_ROWS);
+                requests.push(p);
+                out.push(Batch {
+                    model,
+                    requests,
+                    rows,
+                });
+            }
         }
     }
     out
