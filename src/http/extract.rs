@@ -219,8 +219,11 @@ pub fn from_json_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError>
             detail: error.into_inner().to_string(),
         });
     }
+    // A second try with whole floats as integers (`"epochs": 10.0`), through a `Value`. A
+    // `Value` keeps only the last of a repeated key, which the typed parse refuses: a document
+    // that repeats one is not retried, or whether it is accepted would depend on its numbers.
     if let Ok(mut value) = serde_json::from_slice::<Value>(bytes) {
-        if whole_floats_as_integers(&mut value) {
+        if whole_floats_as_integers(&mut value) && !repeats_a_key(bytes) {
             if let Ok(parsed) = serde_json::from_value(value) {
                 return Ok(parsed);
             }
@@ -233,13 +236,71 @@ pub fn from_json_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError>
     })
 }
 
+/// Whether some object of the JSON document `bytes` has a key twice (or the document does not
+/// parse).
+fn repeats_a_key(bytes: &[u8]) -> bool {
+    use serde::de::{Deserializer, Error, MapAccess, SeqAccess, Visitor};
+    use std::collections::HashSet;
+    use std::fmt;
+
+    /// Any JSON value; deserializing it fails on a repeated key.
+    struct Distinct;
+    impl<'de> serde::Deserialize<'de> for Distinct {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(Distinct)
+        }
+    }
+    impl<'de> Visitor<'de> for Distinct {
+        type Value = Distinct;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
+            Ok(Distinct)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
+            Ok(Distinct)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
+            Ok(Distinct)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
+            Ok(Distinct)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self, E> {
+            Ok(Distinct)
+        }
+        fn visit_unit<E>(self) -> Result<Self, E> {
+            Ok(Distinct)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
+            while seq.next_element::<Distinct>()?.is_some() {}
+            Ok(Distinct)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
+            let mut keys = HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if !keys.insert(key) {
+                    return Err(A::Error::custom("a repeated key"));
+                }
+                map.next_value::<Distinct>()?;
+            }
+            Ok(Distinct)
+        }
+    }
+    serde_json::from_slice::<Distinct>(bytes).is_err()
+}
+
 /// Replaces every number with a zero fraction (`2.0`, `-3e2`) by the same integer, where a
-/// 64-bit float spells it exactly; whether anything was replaced.
+/// 64-bit float spells it exactly; whether anything was replaced. Negative zero stays: as an
+/// integer it would lose its sign, and a float field (a prediction's inputs) would read +0.
 pub fn whole_floats_as_integers(value: &mut Value) -> bool {
     const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
     match value {
         Value::Number(n) if n.is_f64() => match n.as_f64() {
-            Some(f) if f.fract() == 0.0 && f.abs() <= EXACT => {
+            Some(f)
+                if f.fract() == 0.0 && f.abs() <= EXACT && !(f == 0.0 && f.is_sign_negative()) =>
+            {
                 // In range and whole, so the casts are exact.
                 *value = if f < 0.0 {
                     Value::from(f as i64)
@@ -415,6 +476,27 @@ mod tests {
         assert_eq!(e.field, "layers[1]");
         assert!(e.message.contains("invalid type"), "{}", e.message);
         assert!(!e.message.contains("line 1"), "{}", e.message);
+    }
+
+    #[test]
+    fn whole_floats_are_integers_but_a_repeated_key_is_refused_whatever_the_numbers() {
+        let spec = r#"{"name":"x","layers":[2.0,1],"optimizer":{"kind":"sgd","learning_rate":1}}"#;
+        let parsed = from_json_slice::<Spec>(spec.as_bytes()).expect("2.0 is the integer 2");
+        assert_eq!(parsed.layers, [2, 1]);
+        // The second try through a `Value` keeps the last of a repeated key; a whole float
+        // (`2.0`, `-0`) must not let the repetition through. The error names the first
+        // problem of the document.
+        for (layers, first) in [
+            ("[2,1]", "duplicate field `name`"),
+            ("[2.0,1]", "floating point `2.0`"),
+            ("[-0,1]", "floating point `-0.0`"),
+        ] {
+            let body = format!(
+                r#"{{"name":"x","layers":{layers},"name":"y","optimizer":{{"kind":"sgd","learning_rate":1}}}}"#
+            );
+            let e = field_error(&body);
+            assert!(e.message.contains(first), "{layers}: {}", e.message);
+        }
     }
 
     #[test]

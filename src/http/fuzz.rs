@@ -404,10 +404,17 @@ mod tests {
     }
 
     /// Crashes the fuzzers found, each fixed: `(target, input)`.
-    const FOUND: &[(&str, &[u8])] = &[(
-        "dataset_json",
-        br#"{"name": "spirals", "generator": {"kind": "spirals", "samples": 62, "classes": 0, "noise": 0.1, "seed": 0}}"#,
-    )];
+    const FOUND: &[(&str, &[u8])] = &[
+        (
+            "dataset_json",
+            br#"{"name": "spirals", "generator": {"kind": "spirals", "samples": 62, "classes": 0, "noise": 0.1, "seed": 0}}"#,
+        ),
+        (
+            "predict_json",
+            br#"{"inputs": [[-0]], "version": 2        , "version": 2       }"#,
+        ),
+        ("predict_json", br#"{"inputs":[[-0]] ,"version": 36.00  }"#),
+    ];
 
     #[test]
     fn inputs_that_crashed_a_fuzz_target_do_not() {
