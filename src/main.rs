@@ -69,8 +69,8 @@ async fn run() -> ExitCode {
 }
 
 /// Logs to stdout as text or JSON lines, filtered by `RUST_LOG` (default `info`). Text is
-/// coloured only on a terminal (and not under a non-empty `NO_COLOR`): in a file, a pipe or a container's
-/// log, escape codes would be noise around every field.
+/// coloured only on a terminal, and not under a non-empty `NO_COLOR`: in a file, a pipe or a
+/// container's log, escape codes would be noise around every field.
 fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let no_colour = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
