@@ -348,21 +348,8 @@ async fn metrics_job_counts_follow_submit_cancel_and_finish() {
 #[test]
 fn text_logs_written_to_a_pipe_have_no_colour_codes() {
     use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mlp-lab"))
-        .args([
-            "--addr",
-            "127.0.0.1:0",
-            "--ephemeral",
-            "--log-format",
-            "text",
-        ])
-        .env_clear()
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+    let mut child = crate::process::mlp_lab_command(&["--ephemeral", "--log-format", "text"])
         .spawn()
         .expect("start the mlp-lab binary");
     let stdout = child.stdout.take().expect("stdout");

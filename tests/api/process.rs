@@ -24,25 +24,28 @@ pub fn temp_dir(what: &str) -> PathBuf {
     dir
 }
 
+/// The `mlp-lab` binary on `127.0.0.1:0` with `args`, a clean environment but `RUST_LOG=info`,
+/// its log on a pipe (stdout) and nothing on stdin or stderr.
+pub fn mlp_lab_command(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mlp-lab"));
+    command
+        .args(["--addr", "127.0.0.1:0"])
+        .args(args)
+        .env_clear()
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    command
+}
+
 impl ServerProcess {
     /// Starts the binary on `127.0.0.1:0` over `data_dir` and returns once it listens
     /// (it may still be loading: see [`Self::wait_ready`]).
     pub async fn start(data_dir: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mlp-lab"))
-            .args([
-                "--addr",
-                "127.0.0.1:0",
-                "--log-format",
-                "json",
-                "--data-dir",
-            ])
+        let mut child = mlp_lab_command(&["--log-format", "json", "--data-dir"])
             .arg(data_dir)
             .args(extra)
-            .env_clear()
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
             .spawn()
             .expect("start the mlp-lab binary");
         let stdout = child.stdout.take().expect("stdout");
