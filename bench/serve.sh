@@ -21,6 +21,8 @@
 #   DURATION     each wrk run                        [10s]
 #   CONNECTIONS  wrk connections                     [16]
 #   PEER_ONLY=1  measure only the FastAPI peer (to check the setup)
+#   SERVER_BIN   a server binary to measure instead of building target/release/mlp-lab
+#                (to compare two builds in one sitting)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -119,10 +121,13 @@ for n in (1, 64):
 EOF
 
 if [[ ${PEER_ONLY:-0} != 1 ]]; then
-    cargo build --release --locked --bin mlp-lab
+    if [[ -z ${SERVER_BIN:-} ]]; then
+        cargo build --release --locked --bin mlp-lab
+        SERVER_BIN=target/release/mlp-lab
+    fi
     PORT=$(free_port)
     BASE=http://127.0.0.1:$PORT
-    target/release/mlp-lab --addr "127.0.0.1:$PORT" --ephemeral \
+    "$SERVER_BIN" --addr "127.0.0.1:$PORT" --ephemeral \
         --max-concurrent-predictions 1024 >"$WORK/server.log" 2>&1 </dev/null &
     SERVER_PID=$!
     wait_ready "$BASE/readyz" "$SERVER_PID" 60 ||

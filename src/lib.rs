@@ -2,17 +2,22 @@
 //! activation functions shape training.
 //!
 //! Layers, each importing only the ones below it:
-//! - [`http`]: the router, handlers per resource, extractors and the one mapping of errors to
-//!   HTTP statuses (`application/problem+json`). The only layer that knows HTTP.
-//! - [`jobs`]: the training queue and runner (blocking pool, semaphore, cancellation,
-//!   progress and live events).
-//! - [`registry`]: datasets, model specs and trained versions, written through to a store.
+//! - [`http`]: the router, middleware, handlers per resource, extractors and the one mapping
+//!   of errors to HTTP statuses (`application/problem+json`). The only layer that knows HTTP.
+//! - [`serving`]: the prediction engine (version lookup, admission, batching, and where a
+//!   product is computed); no HTTP in it.
 //! - [`experiments`]: grids of jobs (activations, inits, depths… × seeds) and their
 //!   leaderboards with paired tests.
+//! - [`jobs`]: the training queue and runner (blocking pool, semaphore, cancellation,
+//!   progress and live events).
+//! - [`plot`]: SVG charts of histories, leaderboards and decision boundaries.
+//! - [`registry`]: datasets, model specs and trained versions, written through to a store.
 //! - [`nn`]: the numerical core (pure, deterministic, no async).
 //!
 //! Beside them, [`config`] holds the flags (with `MLP_LAB_…` environment fallbacks) and the
-//! limits every layer enforces.
+//! limits every layer enforces. `docs/architecture.md` draws the layers and says where a new
+//! piece of code goes; `tests/architecture.rs` keeps the imports pointing down and free of
+//! circles.
 
 pub mod config;
 pub mod experiments;
@@ -21,3 +26,4 @@ pub mod jobs;
 pub mod nn;
 pub mod plot;
 pub mod registry;
+pub mod serving;

@@ -10,12 +10,12 @@ use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::blocking::blocking;
 use super::error::ApiError;
-use super::error_map::blocking;
+use super::extract::media_type::{is_json_media_type, media_type};
 use super::extract::{from_json_slice, read_body, AppJson, AppPath, AppQuery};
-use super::fallback::{is_json_media_type, media_type};
+use super::state::AppState;
 use super::views::{created, page_bounds, DatasetView, PageQuery, PageView};
-use super::AppState;
 use crate::config::Limits;
 use crate::nn::generators::GeneratorSpec;
 use crate::nn::Task;

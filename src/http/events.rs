@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::error::ApiError;
 use super::extract::AppPath;
-use super::AppState;
+use super::state::AppState;
 use crate::jobs::{JobEvent, JobRecord, Jobs};
 use crate::nn::EpochRecord;
 

@@ -14,8 +14,8 @@ use uuid::Uuid;
 use super::error::ApiError;
 use super::extract::{from_json_value, AppJson, AppPath, AppQuery};
 use super::jobs::dataset_of;
+use super::state::AppState;
 use super::views::{created, page_bounds, PageQuery, PageView};
-use super::AppState;
 use crate::experiments::{ExperimentRequest, ExperimentSummary, ExperimentView};
 
 /// `?sort=&order=` of an experiment's view.
@@ -33,24 +33,7 @@ pub(crate) async fn create(
     State(state): State<AppState>,
     AppJson(body): AppJson<Value>,
 ) -> Result<Response, ApiError> {
-    let Value::Object(mut body) = body else {
-        return Err(ApiError::validation("", "expected a JSON object"));
-    };
-    let dataset = body.remove("dataset").ok_or_else(|| {
-        ApiError::validation(
-            "dataset",
-            "missing field `dataset`: a dataset id or an inline dataset",
-        )
-    })?;
-    if let Some(Value::Object(training)) = body.get("training") {
-        if training.contains_key("seed") {
-            return Err(ApiError::validation(
-                "training.seed",
-                "an experiment runs every cell once per entry of `seeds`; give the seeds there",
-            ));
-        }
-    }
-    let request: ExperimentRequest = from_json_value(Value::Object(body))?;
+    let (dataset, request) = decode_create(body)?;
     // Everything that can be refused without the data is refused before an inline dataset
     // is registered.
     let plans = state.experiments.check(&request)?;
@@ -78,6 +61,29 @@ pub(crate) async fn create(
     }
 }
 
+/// The body of `POST /v1/experiments`: its `dataset` (an id or an inline dataset, checked
+/// later) and the rest as a request. A seed in `training` is refused: the seeds are the grid's.
+fn decode_create(body: Value) -> Result<(Value, ExperimentRequest), ApiError> {
+    let Value::Object(mut body) = body else {
+        return Err(ApiError::validation("", "expected a JSON object"));
+    };
+    let dataset = body.remove("dataset").ok_or_else(|| {
+        ApiError::validation(
+            "dataset",
+            "missing field `dataset`: a dataset id or an inline dataset",
+        )
+    })?;
+    if let Some(Value::Object(training)) = body.get("training") {
+        if training.contains_key("seed") {
+            return Err(ApiError::validation(
+                "training.seed",
+                "an experiment runs every cell once per entry of `seeds`; give the seeds there",
+            ));
+        }
+    }
+    Ok((dataset, from_json_value(Value::Object(body))?))
+}
+
 /// `GET /v1/experiments`
 pub(crate) async fn list(
     State(state): State<AppState>,
@@ -98,7 +104,7 @@ pub(crate) async fn show(
 ) -> Result<AppJson<ExperimentView>, ApiError> {
     let experiments = state.experiments.clone();
     // The leaderboard reads every run's history: off the async workers.
-    let view = super::error_map::blocking(move || {
+    let view = super::blocking::blocking(move || {
         Ok(experiments.view(id, q.sort.as_deref(), q.order.as_deref())?)
     })
     .await?;

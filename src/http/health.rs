@@ -1,89 +1,22 @@
-//! Liveness and readiness: `GET /healthz` answers while the process serves at all; `GET
+//! The operator's endpoints: `GET /healthz` answers while the process serves at all; `GET
 //! /readyz` only while it should be sent traffic: not while starting or shutting down, and not
-//! while the data directory cannot be written (a volume that went away, a full or read-only
-//! disk), which [`WriteProbe`] finds out.
-
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+//! while the data directory cannot be written (see [`super::readiness`]); `GET /metrics`
+//! renders the Prometheus metrics ([`super::metrics`]).
 
 use axum::extract::State;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use tokio::sync::Mutex;
-use uuid::Uuid;
 
 use super::error::ApiError;
 use super::extract::AppJson;
-use super::AppState;
-
-/// How long a probe's answer is reused: readiness checks from many load balancers cost one
-/// small write a second at most.
-pub const PROBE_EVERY: Duration = Duration::from_secs(1);
+use super::state::AppState;
 
 /// The body of a successful health check.
 #[derive(Debug, Serialize)]
 pub struct HealthStatus {
     /// `ok` or `ready`.
     pub status: &'static str,
-}
-
-/// Whether the data directory takes writes: creates, fsyncs and deletes a small file in it,
-/// at most once per [`PROBE_EVERY`], and keeps the answer meanwhile.
-///
-/// The file is named like the store's temporary files (`.ready-probe.tmp-<uuid>`), so one
-/// left behind by a crash is swept at the next start.
-#[derive(Debug)]
-pub struct WriteProbe {
-    dir: PathBuf,
-    last: Mutex<Option<(Instant, Result<(), String>)>>,
-}
-
-impl WriteProbe {
-    /// A probe of `dir`, not yet run.
-    #[must_use]
-    pub fn new(dir: PathBuf) -> Self {
-        Self {
-            dir,
-            last: Mutex::new(None),
-        }
-    }
-
-    /// `Err` with the reason (the system's, without the path) when the last write failed.
-    pub async fn check(&self) -> Result<(), String> {
-        // An async mutex: concurrent checks wait for the one probe in flight.
-        let mut last = self.last.lock().await;
-        if let Some((at, result)) = &*last {
-            if at.elapsed() < PROBE_EVERY {
-                return result.clone();
-            }
-        }
-        let dir = self.dir.clone();
-        let result = tokio::task::spawn_blocking(move || probe(&dir))
-            .await
-            .unwrap_or_else(|_| Err("the write probe failed".to_owned()));
-        *last = Some((Instant::now(), result.clone()));
-        result
-    }
-}
-
-fn probe(dir: &Path) -> Result<(), String> {
-    let path = dir.join(format!(".ready-probe.tmp-{}", Uuid::now_v7()));
-    let written = std::fs::File::create_new(&path).and_then(|mut file| {
-        file.write_all(b"ready")?;
-        file.sync_all()
-    });
-    let result = match written {
-        // Never leave the file behind, even when writing it failed half way.
-        Ok(()) => std::fs::remove_file(&path),
-        Err(error) => {
-            let _ = std::fs::remove_file(&path);
-            Err(error)
-        }
-    };
-    result.map_err(|error| {
-        tracing::warn!(%error, dir = %dir.display(), "the data directory cannot be written");
-        error.to_string()
-    })
 }
 
 /// `GET /healthz`
@@ -97,4 +30,14 @@ pub(crate) async fn readyz(
 ) -> Result<AppJson<HealthStatus>, ApiError> {
     state.readiness().await?;
     Ok(AppJson(HealthStatus { status: "ready" }))
+}
+
+/// `GET /metrics`
+pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let text = state
+        .metrics
+        .render(&state.jobs, &state.registry, &state.predictor)
+        .map_err(ApiError::internal)?;
+    let content_type = HeaderValue::from_static(prometheus::TEXT_FORMAT);
+    Ok(([(header::CONTENT_TYPE, content_type)], text).into_response())
 }

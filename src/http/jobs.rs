@@ -14,12 +14,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use super::blocking::blocking;
 use super::datasets::{register_json, DatasetRequest};
 use super::error::ApiError;
-use super::error_map::blocking;
 use super::extract::{from_json_value, AppJson, AppPath, AppQuery};
+use super::state::AppState;
 use super::views::{page_bounds, PageView};
-use super::AppState;
 use crate::jobs::{JobRecord, JobState, NewJob, WarmStart};
 use crate::nn::{EpochRecord, TrainConfig};
 use crate::registry::DatasetEntry;

@@ -1,10 +1,11 @@
-//! `GET /metrics`: Prometheus text exposition (format 0.0.4).
+//! The metrics `GET /metrics` exposes as Prometheus text (format 0.0.4).
 //!
-//! Each server has its own [`prometheus::Registry`] in its [`AppState`], never the crate's
+//! Each server has its own [`prometheus::Registry`] in its application state, never the crate's
 //! global one, so servers started side by side (the integration tests start dozens in one
 //! process) count only their own requests. Counters and the latency histogram are updated as
-//! requests finish; gauges (jobs by state, queue, registry sizes) are read from the job runner
-//! and the registry when scraped, so they cannot drift from what the API lists.
+//! requests finish (by the middleware `middleware::metrics`); gauges (jobs by state, queue,
+//! registry sizes) and the prediction counters are read from the job runner, the registry and
+//! the prediction engine when scraped, so they cannot drift from what those count.
 //!
 //! | metric                                   | type      | labels                  |
 //! |------------------------------------------|-----------|-------------------------|
@@ -24,21 +25,16 @@
 //! grow the number of series; requests that match no route count as `unmatched`, and methods
 //! outside the standard ones as `OTHER`.
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{Method, StatusCode};
 use prometheus::{
     HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 
-use super::error::ApiError;
-use super::gate::{Gate, Reply};
-use super::AppState;
-use crate::jobs::JobState;
+use crate::jobs::{JobState, Jobs};
+use crate::serving::Predictor;
 
 /// The route label of a request that matched no route.
 pub const UNMATCHED: &str = "unmatched";
@@ -73,6 +69,9 @@ pub struct Collectors {
     datasets: IntGauge,
     models: IntGauge,
     versions: IntGauge,
+    /// Held while a scrape brings the counters up to the prediction engine's, so that two
+    /// scrapes at once cannot both add the same difference.
+    scraping: Mutex<()>,
 }
 
 impl Default for Metrics {
@@ -187,35 +186,12 @@ impl Metrics {
             datasets,
             models,
             versions,
+            scraping: Mutex::new(()),
         }))
     }
 
-    /// Counts `rows` answered by a prediction.
-    pub fn predicted_rows(&self, rows: usize) {
-        self.predicted_rows
-            .inc_by(u64::try_from(rows).unwrap_or(u64::MAX));
-    }
-
-    /// Counts one batch of `requests` prediction requests computed together.
-    pub fn prediction_batch(&self, requests: usize) {
-        self.batches.inc();
-        self.batched
-            .inc_by(u64::try_from(requests).unwrap_or(u64::MAX));
-    }
-
-    /// Batches computed and requests answered in them, for tests.
-    #[cfg(test)]
-    pub(crate) fn batch_counts(&self) -> (u64, u64) {
-        (self.batches.get(), self.batched.get())
-    }
-
-    /// Counts a prediction turned away because every slot was taken.
-    pub fn prediction_rejected(&self) {
-        self.predictions_rejected.inc();
-    }
-
     /// Counts one answered request.
-    fn observe(&self, route: &str, method: &Method, status: StatusCode, seconds: f64) {
+    pub(crate) fn observe(&self, route: &str, method: &Method, status: StatusCode, seconds: f64) {
         let method = method_label(method);
         // `StatusCode::as_str` is a static string: no formatting or allocation a request.
         self.requests
@@ -226,12 +202,32 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// Reads the gauges from `state` and renders everything.
-    fn render(&self, state: &AppState) -> Result<String, prometheus::Error> {
+    /// Reads the gauges and the prediction counters from the parts of the service, and
+    /// renders everything.
+    ///
+    /// # Errors
+    /// The encoder's, which a valid registry never gives.
+    pub fn render(
+        &self,
+        jobs: &Jobs,
+        registry: &crate::registry::Registry,
+        predictor: &Predictor,
+    ) -> Result<String, prometheus::Error> {
         // Counted in place, never cloned: a public scrape must stay cheap however many jobs
         // and models there are.
         let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-        let (by_state, samples_per_second) = state.jobs.gauges();
+        let _scraping = self.scraping.lock().unwrap_or_else(PoisonError::into_inner);
+        let stats = predictor.stats();
+        let (batches, batched) = stats.batch_counts();
+        for (counter, now) in [
+            (&self.predicted_rows, stats.predicted_rows()),
+            (&self.predictions_rejected, stats.rejected()),
+            (&self.batches, batches),
+            (&self.batched, batched),
+        ] {
+            counter.inc_by(now.saturating_sub(counter.get()));
+        }
+        let (by_state, samples_per_second) = jobs.gauges();
         for (s, n) in JobState::ALL.into_iter().zip(by_state) {
             self.jobs.with_label_values(&[s.name()]).set(count(n));
             if s == JobState::Queued {
@@ -240,8 +236,8 @@ impl Metrics {
         }
         self.samples_per_second.set(samples_per_second);
         self.predictions_in_flight
-            .set(count(state.prediction_slots.in_flight()));
-        let (datasets, models, versions) = state.registry.sizes();
+            .set(count(predictor.slots().in_flight()));
+        let (datasets, models, versions) = registry.sizes();
         self.datasets.set(count(datasets));
         self.models.set(count(models));
         self.versions.set(count(versions));
@@ -264,42 +260,6 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-/// Middleware: counts each request by its route template and times it.
-#[derive(Clone, Debug)]
-pub(crate) struct Track(pub Metrics);
-
-impl Gate for Track {
-    type Kept = (Metrics, Instant, Option<MatchedPath>, Method);
-
-    fn before(&self, request: Request) -> Result<(Self::Kept, Request), Reply> {
-        let route = request.extensions().get::<MatchedPath>().cloned();
-        let kept = (
-            self.0.clone(),
-            Instant::now(),
-            route,
-            request.method().clone(),
-        );
-        Ok((kept, request))
-    }
-
-    fn after((metrics, started, route, method): Self::Kept, response: Response) -> Reply {
-        metrics.observe(
-            route.as_ref().map_or(UNMATCHED, MatchedPath::as_str),
-            &method,
-            response.status(),
-            started.elapsed().as_secs_f64(),
-        );
-        Reply::Now(response)
-    }
-}
-
-/// `GET /metrics`
-pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let text = state.metrics.render(&state).map_err(ApiError::internal)?;
-    let content_type = HeaderValue::from_static(prometheus::TEXT_FORMAT);
-    Ok(([(header::CONTENT_TYPE, content_type)], text).into_response())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,7 +268,7 @@ mod tests {
     fn separate_servers_count_separately() {
         let (a, b) = (Metrics::new(), Metrics::new());
         a.observe("/v1/models", &Method::GET, StatusCode::OK, 0.01);
-        a.predicted_rows(3);
+        a.predicted_rows.inc_by(3);
         let text = TextEncoder::new()
             .encode_to_string(&a.registry.gather())
             .expect("renders");

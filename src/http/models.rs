@@ -7,13 +7,13 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 
+use super::blocking::blocking;
 use super::error::ApiError;
-use super::error_map::blocking;
 use super::extract::{AppJson, AppPath, AppQuery};
+use super::state::AppState;
 use super::views::{
     created, page_bounds, ModelView, PageQuery, PageView, VersionEntryView, VersionView,
 };
-use super::AppState;
 use crate::nn::{Activation, Head, Init, ModelSpec};
 use crate::registry::RegistryError;
 

@@ -9,12 +9,12 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::blocking::blocking;
 use super::error::ApiError;
-use super::error_map::blocking;
 use super::extract::{AppPath, AppQuery};
-use super::AppState;
-use crate::experiments::Metric;
-use crate::jobs::{JobRecord, JobState};
+use super::state::AppState;
+use crate::experiments::{ExperimentRecord, Leaderboard, Metric};
+use crate::jobs::{JobRecord, JobState, Jobs};
 use crate::nn::{Dataset, EpochRecord, Targets};
 use crate::plot::{self, BandSeries, Bar, Boundary, JobPlotKind, Part, Point};
 use crate::registry::Version;
@@ -206,86 +206,104 @@ pub(crate) async fn experiment(
         .name
         .clone()
         .unwrap_or_else(|| format!("experiment {}", short(id)));
-    match q.kind.as_deref() {
+    let body = match q.kind.as_deref() {
         Some("curves") => {
-            let metric = q.metric.as_deref().unwrap_or("val_loss");
-            let &(metric, y_label, log_y) = CURVE_METRICS
-                .iter()
-                .find(|(m, _, _)| *m == metric)
-                .ok_or_else(|| {
-                    let names: Vec<&str> = CURVE_METRICS.iter().map(|(m, ..)| *m).collect();
-                    ApiError::validation(
-                        "metric",
-                        format!(
-                            "unknown curve metric '{metric}': one of {}",
-                            names.join(", ")
-                        ),
-                    )
-                })?;
+            let (metric, y_label, log_y) = curve_metric(q.metric.as_deref())?;
             let title = format!("{name} · {metric}, mean ± std over seeds");
             let jobs = state.jobs.clone();
             // Histories are copied (and reduced) on the blocking pool, not on a worker.
-            let body = blocking(move || {
-                let series: Vec<BandSeries> = record
-                    .cells
-                    .iter()
-                    .map(|cell| {
-                        let runs: Vec<Vec<EpochRecord>> = cell
-                            .jobs
-                            .iter()
-                            .filter(|run| {
-                                jobs.get(run.job)
-                                    .is_ok_and(|j| j.record().state == JobState::Succeeded)
-                            })
-                            .filter_map(|run| jobs.history(run.job, 0).ok())
-                            .collect();
-                        band_of(&cell.label, &runs, metric)
-                    })
-                    .collect();
+            blocking(move || {
+                let series = cell_bands(&jobs, &record, metric);
                 Ok(plot::band_curves(&title, y_label, &series, log_y))
             })
-            .await?;
-            Ok(svg(body))
+            .await?
         }
         Some("leaderboard") => {
-            let name_given = q.metric.as_deref().unwrap_or("best_val_loss");
-            let metric = Metric::ALL
-                .into_iter()
-                .find(|m| m.name() == name_given)
-                .ok_or_else(|| {
-                    let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
-                    ApiError::validation(
-                        "metric",
-                        format!(
-                            "unknown leaderboard metric '{name_given}': one of {}",
-                            names.join(", ")
-                        ),
-                    )
-                })?;
-            let view = {
-                let experiments = state.experiments.clone();
-                blocking(move || Ok(experiments.view(id, Some(metric.name()), None)?)).await?
-            };
-            let board = &view.leaderboard;
-            let bars: Vec<Bar> = board
-                .rows
-                .iter()
-                .map(|row| {
-                    let s = row.metric(metric);
-                    Bar {
-                        label: row.label.clone(),
-                        mean: s.and_then(|s| s.mean).unwrap_or(f64::NAN),
-                        std: s.and_then(|s| s.std),
-                    }
-                })
-                .collect();
+            let metric = leaderboard_metric(q.metric.as_deref())?;
+            let experiments = state.experiments.clone();
+            let view =
+                blocking(move || Ok(experiments.view(id, Some(metric.name()), None)?)).await?;
+            let bars = leaderboard_bars(&view.leaderboard, metric);
             let title = format!("{name} · {} by cell, mean ± std over seeds", metric.name());
-            let body =
-                blocking(move || Ok(plot::bar_chart(&title, metric_label(metric), &bars))).await?;
-            Ok(svg(body))
+            blocking(move || Ok(plot::bar_chart(&title, metric_label(metric), &bars))).await?
         }
-        other => Err(unknown_kind(other, EXPERIMENT_KINDS)),
-    }
+        other => return Err(unknown_kind(other, EXPERIMENT_KINDS)),
+    };
+    Ok(svg(body))
+}
+
+/// The curve metric `asked` names (default `val_loss`), with its axis label and whether its
+/// axis is logarithmic.
+fn curve_metric(asked: Option<&str>) -> Result<(&'static str, &'static str, bool), ApiError> {
+    let metric = asked.unwrap_or("val_loss");
+    CURVE_METRICS
+        .iter()
+        .find(|(m, _, _)| *m == metric)
+        .copied()
+        .ok_or_else(|| {
+            let names: Vec<&str> = CURVE_METRICS.iter().map(|(m, ..)| *m).collect();
+            ApiError::validation(
+                "metric",
+                format!(
+                    "unknown curve metric '{metric}': one of {}",
+                    names.join(", ")
+                ),
+            )
+        })
+}
+
+/// The leaderboard metric `asked` names (default `best_val_loss`).
+fn leaderboard_metric(asked: Option<&str>) -> Result<Metric, ApiError> {
+    let name_given = asked.unwrap_or("best_val_loss");
+    Metric::ALL
+        .into_iter()
+        .find(|m| m.name() == name_given)
+        .ok_or_else(|| {
+            let names: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
+            ApiError::validation(
+                "metric",
+                format!(
+                    "unknown leaderboard metric '{name_given}': one of {}",
+                    names.join(", ")
+                ),
+            )
+        })
+}
+
+/// One band a cell of `record`: `metric` over the histories of its succeeded runs.
+fn cell_bands(jobs: &Jobs, record: &ExperimentRecord, metric: &str) -> Vec<BandSeries> {
+    record
+        .cells
+        .iter()
+        .map(|cell| {
+            let runs: Vec<Vec<EpochRecord>> = cell
+                .jobs
+                .iter()
+                .filter(|run| {
+                    jobs.get(run.job)
+                        .is_ok_and(|j| j.record().state == JobState::Succeeded)
+                })
+                .filter_map(|run| jobs.history(run.job, 0).ok())
+                .collect();
+            band_of(&cell.label, &runs, metric)
+        })
+        .collect()
+}
+
+/// One bar a row of `board`: its `metric`'s mean ± std.
+fn leaderboard_bars(board: &Leaderboard, metric: Metric) -> Vec<Bar> {
+    board
+        .rows
+        .iter()
+        .map(|row| {
+            let s = row.metric(metric);
+            Bar {
+                label: row.label.clone(),
+                mean: s.and_then(|s| s.mean).unwrap_or(f64::NAN),
+                std: s.and_then(|s| s.std),
+            }
+        })
+        .collect()
 }
 
 /// The y label of a leaderboard metric.

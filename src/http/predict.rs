@@ -1,38 +1,25 @@
 //! `POST /v1/models/{model}/predict`: outputs and labels from the latest (or a given) version.
 //!
-//! The version's `Arc<Model>` is cloned out of the registry and the lock released before any
-//! computing, so predictions never wait on training. Requests of up to 16 rows for a large
-//! enough model go through the batcher ([`super::batching`]: those that arrive together share
-//! one product, per `--batch-predictions`); others of up to 64 rows are computed right on the
-//! async worker (a row takes microseconds); larger ones go to the blocking pool.
-//!
-//! `outputs` are probabilities for `softmax` and `sigmoid` heads and values for `identity`;
-//! `output_names` names their columns (for a two-class sigmoid head, its one column is the
-//! probability of the second class). `labels` is one entry per row for classifiers: the
-//! predicted class as the dataset named it (a number if the labels were numbers, a string if
-//! they were strings), or for multi-label heads the list of labels with probability ≥ 0.5;
-//! regression answers have no `labels`.
+//! The handler decodes the body ([`PredictBody`]), asks the [`Predictor`](crate::serving::Predictor)
+//! (which decides where the product is computed), and encodes the answer: `outputs`, the
+//! names of their columns and, for classifiers, a label per row
+//! ([`serving::labels`](crate::serving::labels)).
 
 use std::borrow::Cow;
 
 use axum::extract::{FromRequest, Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use ndarray::{Array2, ArrayView1, ArrayView2};
+use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::batching::batched;
 use super::error::ApiError;
-use super::error_map::blocking;
 use super::extract::{from_json_slice, read_body_with, require_json, AppJson, AppPath};
 use super::fast_json::{parse_predict, Fallback, FastPredict, PredictStream};
-use super::AppState;
-use crate::config::Limit;
-use crate::nn::{Model, Task};
-
-/// Rows above which a prediction moves to the blocking pool.
-const INLINE_ROWS: usize = 64;
+use super::state::AppState;
+use crate::serving::labels::{labels_of, output_names};
+use crate::serving::{Inputs, Selector};
 
 /// A prediction request.
 #[derive(Debug, Deserialize)]
@@ -81,6 +68,7 @@ impl Serialize for Rows<'_> {
 }
 
 /// See [`PredictBody::outcome`].
+#[cfg(any(test, fuzzing))]
 pub(crate) type Outcome = Result<(Vec<Vec<u32>>, Option<u32>), String>;
 
 /// A prediction body, decoded by [`parse_predict`] when it has the plain shape (the usual
@@ -88,24 +76,6 @@ pub(crate) type Outcome = Result<(Vec<Vec<u32>>, Option<u32>), String>;
 pub struct PredictBody {
     inputs: Inputs,
     version: Option<u32>,
-}
-
-enum Inputs {
-    Flat {
-        values: Vec<f32>,
-        rows: usize,
-        width: usize,
-    },
-    Nested(Vec<Vec<f64>>),
-}
-
-impl Inputs {
-    fn rows(&self) -> usize {
-        match self {
-            Inputs::Flat { rows, .. } => *rows,
-            Inputs::Nested(rows) => rows.len(),
-        }
-    }
 }
 
 impl<S: Send + Sync> FromRequest<S> for PredictBody {
@@ -202,6 +172,7 @@ impl PredictBody {
     /// A decoding as two decodings of one body are compared: the rows as the bits of the
     /// `f32`s [`PredictBody::into_matrix`] makes of their values, and the version; or the
     /// error as it prints.
+    #[cfg(any(test, fuzzing))]
     pub(crate) fn outcome(decoded: Result<Self, ApiError>) -> Outcome {
         let body = decoded.map_err(|e| format!("{e:?}"))?;
         #[allow(clippy::cast_possible_truncation)] // as `matrix` narrows them
@@ -219,107 +190,9 @@ impl PredictBody {
     }
 
     /// The inputs as a matrix of `width` columns, as [`predict`] checks them.
-    pub(crate) fn into_matrix(self, width: usize) -> Result<Array2<f32>, ApiError> {
-        matrix(self.inputs, width)
-    }
-}
-
-fn wrong_width(rows: usize, width: usize, row: usize, given: usize) -> ApiError {
-    ApiError::validation(
-        format!("inputs[{row}]"),
-        format!(
-            "expected shape [{rows}, {width}] (the model takes {width} inputs), got a row of \
-             {given} values"
-        ),
-    )
-}
-
-/// The inputs as a matrix of the model's width, every value finite.
-fn matrix(inputs: Inputs, width: usize) -> Result<Array2<f32>, ApiError> {
-    let rows = inputs.rows();
-    if rows == 0 {
-        return Err(ApiError::validation("inputs", "expected at least one row"));
-    }
-    let flat = match inputs {
-        // The fast path already checked that every value is a finite f32.
-        Inputs::Flat { width: w, .. } if w != width => return Err(wrong_width(rows, width, 0, w)),
-        Inputs::Flat { values, .. } => values,
-        Inputs::Nested(nested) => {
-            let mut flat = Vec::with_capacity(rows.saturating_mul(width));
-            for (r, row) in nested.iter().enumerate() {
-                if row.len() != width {
-                    return Err(wrong_width(rows, width, r, row.len()));
-                }
-                for (c, &v) in row.iter().enumerate() {
-                    let x = v as f32;
-                    if !x.is_finite() {
-                        return Err(ApiError::validation(
-                            format!("inputs[{r}][{c}]"),
-                            format!("row {r}, column {c}: {v} is not a finite 32-bit number"),
-                        ));
-                    }
-                    flat.push(x);
-                }
-            }
-            flat
-        }
-    };
-    Array2::from_shape_vec((rows, width), flat).map_err(ApiError::internal)
-}
-
-fn label(name: &str, numeric: bool) -> Value {
-    if numeric {
-        if let Ok(n) = serde_json::from_str::<serde_json::Number>(name) {
-            return Value::Number(n);
-        }
-    }
-    Value::String(name.to_owned())
-}
-
-pub(crate) fn labels_of(model: &Model, outputs: &Array2<f32>, numeric: bool) -> Option<Vec<Value>> {
-    let names = &model.labels;
-    let pick = |row: ArrayView1<f32>| -> Value {
-        if row.len() == 1 {
-            let i = usize::from(row[0] >= 0.5);
-            return names.get(i).map_or(Value::Null, |n| label(n, numeric));
-        }
-        let best =
-            row.iter().enumerate().fold(
-                (0, f32::NEG_INFINITY),
-                |b, (i, &p)| if p > b.1 { (i, p) } else { b },
-            );
-        names.get(best.0).map_or(Value::Null, |n| label(n, numeric))
-    };
-    match model.task {
-        Some(Task::Classification) => Some(outputs.rows().into_iter().map(pick).collect()),
-        Some(Task::MultiLabel) => Some(
-            outputs
-                .rows()
-                .into_iter()
-                .map(|row| {
-                    Value::Array(
-                        row.iter()
-                            .zip(names)
-                            .filter(|(&p, _)| p >= 0.5)
-                            .map(|(_, n)| label(n, false))
-                            .collect(),
-                    )
-                })
-                .collect(),
-        ),
-        _ => None,
-    }
-}
-
-fn output_names(model: &Model) -> Cow<'_, [String]> {
-    let outputs = model.spec.outputs();
-    if model.task == Some(Task::Classification) && outputs == 1 && model.labels.len() == 2 {
-        return Cow::Borrowed(&model.labels[1..]);
-    }
-    if model.labels.len() == outputs {
-        Cow::Borrowed(&model.labels)
-    } else {
-        Cow::Owned((0..outputs).map(|i| format!("y{i}")).collect())
+    #[cfg(any(test, fuzzing))]
+    pub(crate) fn into_matrix(self, width: usize) -> Result<ndarray::Array2<f32>, ApiError> {
+        Ok(self.inputs.into_matrix(width)?)
     }
 }
 
@@ -329,27 +202,11 @@ pub(crate) async fn predict(
     AppPath(model): AppPath<String>,
     request: PredictBody,
 ) -> Result<Response, ApiError> {
-    let (entry, version) = state.registry.version(&model, request.version)?;
-    let max = state.config.limits.max_predict_rows;
-    let rows = request.inputs.rows();
-    if rows > max {
-        return Err(ApiError::limit_exceeded(
-            "inputs",
-            Limit::PredictRows,
-            max,
-            rows,
-        ));
-    }
-    let x = matrix(request.inputs, version.model.spec.inputs())?;
-    let net = std::sync::Arc::clone(&version.model);
-    let outputs = if batched(state.config.batch_predictions, &net, x.nrows()) {
-        state.batcher.predict(net, x, &state.metrics).await?
-    } else if x.nrows() <= INLINE_ROWS {
-        net.predict_owned(x)?
-    } else {
-        blocking(move || Ok(net.predict_owned(x)?)).await?
-    };
-    state.metrics.predicted_rows(outputs.nrows());
+    let predictor = &state.predictor;
+    let (entry, version) = predictor.resolve(&model, Selector::from_number(request.version))?;
+    predictor.check_rows(request.inputs.rows())?;
+    let x = request.inputs.into_matrix(version.model.spec.inputs())?;
+    let outputs = predictor.predict(&version, x).await?;
     let m = &version.model;
     Ok(AppJson(PredictResponse {
         model: &entry.record.name,

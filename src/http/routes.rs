@@ -6,9 +6,10 @@ use axum::handler::Handler;
 use axum::http::Method;
 use axum::routing::{on, MethodFilter, MethodRouter};
 
+use super::state::AppState;
 use super::{
     dashboard, datasets, events, experiments, health, jobs, models, openapi, plots, predict,
-    storage, v2, weights, AppState,
+    storage, v2, weights,
 };
 
 /// Which body limit a route takes.
@@ -64,7 +65,7 @@ pub fn routes() -> Vec<Route> {
     vec![
         route(M::GET, "/healthz", Default, health::healthz),
         route(M::GET, "/readyz", Default, health::readyz),
-        route(M::GET, "/metrics", Default, super::metrics::metrics),
+        route(M::GET, "/metrics", Default, health::metrics),
         route(M::GET, "/openapi.yaml", Default, openapi::openapi_yaml),
         // The browser dashboard: static files compiled in, public (they hold no data).
         route(M::GET, "/", Default, dashboard::index),

@@ -10,7 +10,7 @@
 //! - HTTP/1's header-read timeout for every request head, which also closes a keep-alive
 //!   connection that stays idle that long between requests;
 //! - a read buffer large enough that heads up to a few times `--max-header-bytes` reach
-//!   [`super::limit::LimitHeaderBytes`], which answers 431 in our error shape.
+//!   [`super::middleware::body_limit::LimitHeaderBytes`], which answers 431 in our error shape.
 //!
 //! Graceful shutdown is `axum::serve`'s: once the signal completes, no connection is
 //! accepted, every connection is told to finish its request in flight and close, and the

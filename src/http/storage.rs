@@ -4,7 +4,7 @@ use axum::extract::State;
 use serde::Serialize;
 
 use super::extract::AppJson;
-use super::AppState;
+use super::state::AppState;
 use crate::registry::Unavailable;
 
 /// Every stored object that could not be loaded at start-up.

@@ -13,12 +13,12 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
+use super::blocking::blocking;
 use super::error::ApiError;
-use super::error_map::blocking;
+use super::extract::media_type::media_type;
 use super::extract::{read_body, AppPath};
-use super::fallback::media_type;
+use super::state::AppState;
 use super::views::{created, VersionView};
-use super::AppState;
 use crate::nn::onnx::to_onnx;
 use crate::nn::serialize::to_safetensors;
 use crate::registry::{ModelEntry, Version};

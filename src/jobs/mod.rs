@@ -34,6 +34,7 @@ use crate::registry::{
 };
 use persist::{key, persist};
 pub use pool::wait_idle as wait_for_training_threads;
+#[cfg(any(test, fuzzing))]
 pub(crate) use record::StoredJob;
 pub use record::{JobEvent, JobFailure, JobRecord, JobResult, JobState, Progress, WarmStart};
 

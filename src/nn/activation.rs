@@ -204,32 +204,10 @@ impl Activation {
                         SELU_ALPHA as f64 * u.exp_m1()
                     }
             }
-            Self::Gelu => 0.5 * u * (1.0 + erf_f64(u / std::f64::consts::SQRT_2)),
+            Self::Gelu => 0.5 * u * (1.0 + vmath::erf_f64(u / std::f64::consts::SQRT_2)),
             Self::Silu => u / (1.0 + (-u).exp()),
             Self::Softplus => u.max(0.0) + (-u.abs()).exp().ln_1p(),
         }
-    }
-}
-
-/// erf in `f64` with |error| < 1.2e-7 (Numerical Recipes, 3rd ed., `erfccheb`-style fit).
-pub fn erf_f64(x: f64) -> f64 {
-    let z = x.abs();
-    let t = 1.0 / (1.0 + 0.5 * z);
-    let r = t
-        * (-z * z - 1.265_512_23
-            + t * (1.000_023_68
-                + t * (0.374_091_96
-                    + t * (0.096_784_18
-                        + t * (-0.186_288_06
-                            + t * (0.278_868_07
-                                + t * (-1.135_203_98
-                                    + t * (1.488_515_87
-                                        + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
-            .exp();
-    if x >= 0.0 {
-        1.0 - r
-    } else {
-        r - 1.0
     }
 }
 

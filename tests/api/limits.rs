@@ -44,7 +44,7 @@ async fn a_prediction_beyond_the_cap_is_429_at_once_on_v1_and_v2() {
     .await;
     trained(&app).await;
     let held = hold_a_prediction_slot(&app).await;
-    crate::helpers::wait_until(|| app.state.prediction_slots.in_flight() == 1).await;
+    crate::helpers::wait_until(|| app.state.predictor.slots().in_flight() == 1).await;
 
     let started = Instant::now();
     let v1 = app
@@ -92,7 +92,7 @@ async fn a_prediction_beyond_the_cap_is_429_at_once_on_v1_and_v2() {
     assert_eq!(metric(&app, "mlp_lab_predictions_in_flight").await, 1.0);
 
     drop(held);
-    crate::helpers::wait_until(|| app.state.prediction_slots.in_flight() == 0).await;
+    crate::helpers::wait_until(|| app.state.predictor.slots().in_flight() == 0).await;
     app.post_ok("/v1/models/m/predict", &json!({"inputs": [[0, 1]]}), 200)
         .await;
 }

@@ -7,8 +7,8 @@ use serde::de::{DeserializeSeed, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
-use super::error::V2Error;
 use crate::http::error::ApiError;
+use crate::http::error::V2Error;
 use crate::http::extract::from_json_slice;
 use crate::http::fast_json::parse_numbers;
 

@@ -16,9 +16,9 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::data::{little_endian, tensor_data};
-use super::error::V2Error;
 use crate::config::Limit;
 use crate::http::error::ApiError;
+use crate::http::error::V2Error;
 use crate::http::extract::from_json_slice;
 
 /// The header that gives the length of the JSON part of a body, both ways.

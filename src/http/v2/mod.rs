@@ -22,7 +22,6 @@
 //! answer to a model that is not ready), 413 for a body over `--max-predict-body-bytes`.
 
 mod data;
-mod error;
 pub(super) mod infer;
 mod response;
 
@@ -32,14 +31,12 @@ use axum::extract::{Request, State};
 use axum::response::Response;
 use serde::Serialize;
 
-pub use error::{is_v2_path, V2Error};
-
-use super::batching::batched;
 use super::extract::{read_body, AppJson, AppPath};
-use super::AppState;
-use crate::http::error::ApiError;
+use super::state::AppState;
+use crate::http::error::{ApiError, V2Error};
 use crate::nn::Task;
 use crate::registry::{ModelEntry, Version};
+use crate::serving::Selector;
 use response::{OutputKind, Plan};
 
 /// A body whose JSON part is at most this size, and whose binary part (the binary tensor
@@ -48,14 +45,10 @@ use response::{OutputKind, Plan};
 const INLINE_BYTES: usize = 16 * 1024;
 
 /// The binary part decoded on the async worker: 64 rows of 784 FP32 values (200 KB) and more,
-/// a copy of a few tens of microseconds. Decoding such bodies on the blocking pool took one
-/// thread per request in flight, each with a malloc arena of its own that kept its freed
-/// buffers: `bench/serve.sh`'s 64-row binary load took the server's RSS from 44 to 68 MB,
-/// and decoded here it left it at 46.6 MB (and served 3,770 req/s against 3,036–3,400).
+/// a copy of a few tens of microseconds. Decoded on the blocking pool instead, such bodies took
+/// one thread per request in flight, each with a malloc arena of its own that kept its freed
+/// buffers, and the server's memory grew with the load.
 const INLINE_BINARY_BYTES: usize = 256 * 1024;
-
-/// Rows up to this count are predicted on the async worker, as `/v1` does.
-const INLINE_ROWS: usize = 64;
 
 /// The `platform` of every model's metadata.
 pub const PLATFORM: &str = "mlp-lab";
@@ -230,72 +223,26 @@ async fn run_infer(
         request.outputs,
         request.binary_output,
     )?;
-    let x = request.input;
     let id = request.id;
-    if batched(state.config.batch_predictions, &version.model, x.nrows()) {
-        let model = Arc::clone(&version.model);
-        let outputs = state.batcher.predict(model, x, &state.metrics).await?;
-        state.metrics.predicted_rows(outputs.nrows());
-        return response::encode(&entry, &version, id.as_deref(), &plan, &outputs);
-    }
-    let inline = x.nrows() <= INLINE_ROWS;
-    let metrics = state.metrics.clone();
-    let answer = move || {
-        let outputs = version.model.predict_owned(x).map_err(ApiError::from)?;
-        metrics.predicted_rows(outputs.nrows());
-        response::encode(&entry, &version, id.as_deref(), &plan, &outputs)
-    };
-    if inline {
-        answer()
-    } else {
-        off_runtime(answer).await
-    }
+    let answered = Arc::clone(&version);
+    state
+        .predictor
+        .predict_then(&version, request.input, move |outputs| {
+            response::encode(&entry, &answered, id.as_deref(), &plan, &outputs)
+        })
+        .await
 }
 
-/// The model `model` and its version `version` (the latest when `None`).
+/// The model `model` and its version `version` (the latest when `None`), or why it cannot
+/// answer: a version that cannot serve (none trained yet, or its stored files unreadable) is
+/// not ready (400); the latest is the latest that was stored.
 fn find(
     state: &AppState,
     model: &str,
     version: Option<&str>,
 ) -> Result<(Arc<ModelEntry>, Arc<Version>), V2Error> {
-    let entry = state.registry.model(model).map_err(ApiError::from)?;
-    // A version whose stored files could not be loaded is not ready (400, as for a model not
-    // trained yet), with the reason; the latest is the latest that serves.
-    let broken = match version {
-        Some(v) => v
-            .parse::<u32>()
-            .ok()
-            .and_then(|n| entry.unavailable_version(n)),
-        None if entry.versions.is_empty() => entry.unavailable.last(),
-        None => None,
-    };
-    if let Some(broken) = broken {
-        return Err(V2Error::bad_request(format!(
-            "version {} of model '{}' is not ready: its stored files cannot be loaded ({})",
-            broken.version, entry.record.name, broken.reason
-        )));
-    }
-    let found = match version {
-        Some(v) => v
-            .parse::<u32>()
-            .ok()
-            .and_then(|n| entry.version(Some(n)))
-            .ok_or_else(|| {
-                V2Error::not_found(format!(
-                    "model '{}' has no version '{v}'",
-                    entry.record.name
-                ))
-            })?,
-        None => entry.version(None).ok_or_else(|| {
-            V2Error::bad_request(format!(
-                "model '{}' has no trained version yet, so it is not ready; train it with POST \
-                 /v1/jobs",
-                entry.record.name
-            ))
-        })?,
-    };
-    let found = Arc::clone(found);
-    Ok((entry, found))
+    let selector = version.map_or(Selector::Latest, Selector::from_segment);
+    Ok(state.predictor.resolve(model, selector)?)
 }
 
 /// The outputs a version of this task has.

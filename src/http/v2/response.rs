@@ -7,11 +7,11 @@ use axum::response::{IntoResponse, Response};
 use ndarray::Array2;
 use serde::Serialize;
 
-use super::error::V2Error;
 use super::infer::HEADER_LENGTH;
 use crate::http::error::ApiError;
-use crate::http::predict::labels_of;
+use crate::http::error::V2Error;
 use crate::registry::{ModelEntry, Version};
+use crate::serving::labels::labels_of;
 
 /// An output a model can answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

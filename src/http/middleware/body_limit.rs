@@ -13,10 +13,10 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 
-use super::error::ApiError;
-use super::fallback;
 use super::gate::{Gate, GateLayer, Reply};
+use super::problem_json;
 use crate::config::{ByteSize, Limit, Limits};
+use crate::http::error::ApiError;
 
 /// The body limit of a route group: which setting it is and its value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,8 +128,8 @@ impl Gate for Enforce {
     }
 
     fn after(body_limit: BodyLimit, response: Response) -> Reply {
-        if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !fallback::is_json(&response) {
-            return Reply::Now(fallback::replace_body(response, body_limit.exceeded()));
+        if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !problem_json::is_json(&response) {
+            return Reply::Now(problem_json::replace_body(response, body_limit.exceeded()));
         }
         Reply::Now(response)
     }

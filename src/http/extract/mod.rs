@@ -24,9 +24,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+pub mod media_type;
+
 use super::error::{ApiError, FieldError};
-use super::fallback::{is_json_media_type, media_type};
-use super::limit::BodyLimit;
+use super::middleware::body_limit::BodyLimit;
+use media_type::{is_json_media_type, media_type};
 
 /// A JSON body in, or a JSON body out.
 ///

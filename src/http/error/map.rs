@@ -1,11 +1,15 @@
-//! The errors of the layers below, as [`ApiError`]s: the other half of the one mapping to
-//! HTTP (the statuses themselves are in [`super::error`]).
+//! The errors of the layers below, as [`ApiError`]s (and, for predictions, as the Open
+//! Inference Protocol's [`V2Error`]s): the other half of the one mapping to HTTP (the statuses
+//! themselves are in [`super`]).
 
-use super::error::ApiError;
+use super::v2::V2Error;
+use super::ApiError;
+use crate::config::Limit;
 use crate::experiments::ExperimentError;
 use crate::jobs::{JobError, RETRY_AFTER};
 use crate::nn::NnError;
 use crate::registry::RegistryError;
+use crate::serving::ServingError;
 
 impl From<NnError> for ApiError {
     fn from(error: NnError) -> Self {
@@ -132,16 +136,65 @@ fn unavailable_object(what: &str, id: &str, reason: &str) -> ApiError {
     )
 }
 
-/// Runs CPU-heavy or blocking work (parsing a large upload, writing to the store, a large
-/// prediction) on the blocking pool, keeping the request's span; a panic there is a 500 and
-/// the server keeps serving.
-pub(crate) async fn blocking<T, F>(work: F) -> Result<T, ApiError>
-where
-    T: Send + 'static,
-    F: FnOnce() -> Result<T, ApiError> + Send + 'static,
-{
-    let span = tracing::Span::current();
-    tokio::task::spawn_blocking(move || span.in_scope(work))
-        .await
-        .map_err(ApiError::internal)?
+/// `/v1`'s answers: those the registry gives for the same lookups (409 for a model without a
+/// trained version, 404 for a version it does not have, 409 for one that cannot be loaded).
+impl From<ServingError> for ApiError {
+    fn from(error: ServingError) -> Self {
+        match error {
+            ServingError::Registry(error) => error.into(),
+            ServingError::VersionUnavailable {
+                model,
+                version,
+                reason,
+            } => RegistryError::Unavailable {
+                what: "version",
+                id: format!("{model}/versions/{version}"),
+                reason,
+            }
+            .into(),
+            ServingError::NotTrained { model }
+            | ServingError::NoSuchVersion {
+                model,
+                trained: false,
+                ..
+            } => RegistryError::NotTrained(model).into(),
+            ServingError::NoSuchVersion { asked, version, .. } => RegistryError::NotFound {
+                what: "version",
+                id: format!("{asked}/versions/{version}"),
+            }
+            .into(),
+            ServingError::TooManyRows { max, given } => {
+                ApiError::limit_exceeded("inputs", Limit::PredictRows, max, given)
+            }
+            ServingError::Invalid { field, message } => ApiError::validation(field, message),
+            ServingError::Nn(error) => error.into(),
+            ServingError::Internal(cause) => ApiError::internal(cause),
+        }
+    }
+}
+
+/// The Open Inference Protocol's answers: a version that cannot serve (none trained yet, or
+/// its files unreadable) is "not ready", which Triton answers with 400; one that does not
+/// exist is 404.
+impl From<ServingError> for V2Error {
+    fn from(error: ServingError) -> Self {
+        match error {
+            ServingError::VersionUnavailable {
+                model,
+                version,
+                reason,
+            } => V2Error::bad_request(format!(
+                "version {version} of model '{model}' is not ready: its stored files cannot be \
+                 loaded ({reason})"
+            )),
+            ServingError::NotTrained { model } => V2Error::bad_request(format!(
+                "model '{model}' has no trained version yet, so it is not ready; train it with \
+                 POST /v1/jobs"
+            )),
+            ServingError::NoSuchVersion { model, version, .. } => {
+                V2Error::not_found(format!("model '{model}' has no version '{version}'"))
+            }
+            other => ApiError::from(other).into(),
+        }
+    }
 }

@@ -30,9 +30,9 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::error::ApiError;
 use super::gate::{Gate, Reply};
 use crate::config::{AccessError, Config, Token};
+use crate::http::error::ApiError;
 
 /// The realm of every challenge.
 const REALM: &str = "mlp-lab";

@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use super::REQUEST_ID_HEADER;
+use super::request_id::REQUEST_ID_HEADER;
 
 /// How long a browser may cache a preflight's answer.
 const MAX_AGE: Duration = Duration::from_secs(600);

@@ -1,17 +1,17 @@
 //! The error shape of the Open Inference Protocol: `{"error": "…"}` as `application/json`.
 //!
-//! The statuses are those of [`ApiError`] (the one table of statuses, in `http/error.rs`),
+//! The statuses are those of [`ApiError`] (the one table of statuses, in `http/error/mod.rs`),
 //! except that a request the protocol cannot carry out is 400 where `/v1` says 422: the
 //! protocol and Triton answer every bad request with 400, and clients such as `tritonclient`
 //! report any non-200 with the body's `error`. Errors made outside the `/v2` handlers (unknown
 //! routes, wrong methods, body limits, timeouts, panics) are rewritten into this shape by
-//! [`super::super::fallback::ProblemJsonOnly`].
+//! [`crate::http::middleware::problem_json::ProblemJsonOnly`].
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::http::error::ApiError;
+use super::ApiError;
 
 /// An error of a `/v2` route.
 #[derive(Debug)]

@@ -1,5 +1,6 @@
 //! What answers when no handler does, or when a layer answers for one: unknown routes, wrong
-//! methods, panics, and the middleware that turns any bare error response into problem+json.
+//! methods, panics, and the middleware [`ProblemJsonOnly`] that turns any bare error response
+//! into problem+json (or `{"error"}` under `/v2`).
 //!
 //! Handlers return [`ApiError`], so their errors are already problem+json. The rest come from
 //! layers that know nothing of our shape: axum's router (404, 405), tower-http's timeout (408)
@@ -14,9 +15,10 @@ use axum::extract::Request;
 use axum::http::{header, HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 
-use super::error::{ApiError, Problem, PROBLEM_JSON};
 use super::gate::{Gate, Reply};
-use super::v2::{is_v2_path, V2Error};
+use crate::http::error::{is_v2_path, V2Error};
+use crate::http::error::{ApiError, Problem, PROBLEM_JSON};
+use crate::http::extract::media_type::{is_json_media_type, media_type};
 
 /// The longest request path echoed back in a 404, in bytes.
 const MAX_ECHOED_PATH: usize = 200;
@@ -144,19 +146,6 @@ async fn v2_error(response: Response, method: Method, uri: Uri) -> Response {
 /// Whether the response's body is JSON (`application/json` or `application/*+json`).
 pub(crate) fn is_json(response: &Response) -> bool {
     media_type(response.headers()).is_some_and(|m| is_json_media_type(&m))
-}
-
-/// Whether `media_type` (without parameters, lowercase) is JSON.
-pub(crate) fn is_json_media_type(media_type: &str) -> bool {
-    media_type == "application/json"
-        || (media_type.starts_with("application/") && media_type.ends_with("+json"))
-}
-
-/// The media type of `Content-Type`, lowercase and without parameters.
-pub(crate) fn media_type(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
-    let essence = value.split(';').next()?.trim().to_ascii_lowercase();
-    Some(essence)
 }
 
 fn is_text(headers: &HeaderMap) -> bool {

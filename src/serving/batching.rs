@@ -1,11 +1,10 @@
 //! Dynamic batching of small predictions: requests of a few rows that arrive together are
 //! computed as one product, so the weights are read once for all of them.
 //!
-//! A one-row forward pass is bound by reading the weights (the 940 KB of a 784-256-128-10
-//! network take about 8 µs from a core's L2 cache; a network that does not fit there is read
-//! from L3, several times slower), and eight rows that read them once take three to four
-//! times as long as one, not eight. A request of at most [`FEW_ROWS`] rows for a model that
-//! gains from it ([`batched`]) therefore joins a queue instead of computing at once.
+//! A one-row forward pass is bound by reading the weights (a network that does not fit in a
+//! core's L2 cache is read from L3, several times slower), and eight rows that read them once
+//! take a few times as long as one, not eight. A request of at most [`FEW_ROWS`] rows for a model that
+//! gains from it ([`batched`](super::dispatch::batched)) therefore joins a queue instead of computing at once.
 //! If no batch is being computed, it also starts one: a task that first yields to the runtime,
 //! so that the requests whose bodies are already read can join, and then computes everything
 //! queued, model by model, up to [`FEW_ROWS`] rows at a time, until the queue is empty. Nothing
@@ -17,19 +16,19 @@
 //! gets alone (`nn::linalg`), and standardization, activations and heads work row by row. A
 //! request's rows are never split across batches.
 
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use ndarray::{s, Array2};
 use tokio::sync::oneshot;
 
-use super::error::ApiError;
-use super::metrics::Metrics;
-use crate::config::Batching;
+use super::dispatch::{multiply_adds, INLINE_ROWS};
+use super::error::ServingError;
+use super::stats::Stats;
 use crate::nn::linalg::FEW_ROWS;
 use crate::nn::Model;
 
 /// The outputs of one request, or why there are none.
-type Answer = Result<Array2<f32>, ApiError>;
+type Answer = Result<Array2<f32>, ServingError>;
 
 /// A request waiting for its batch.
 struct Pending {
@@ -49,6 +48,7 @@ struct Queue {
 #[derive(Default)]
 pub struct Batcher {
     queue: Arc<Mutex<Queue>>,
+    stats: Arc<Stats>,
 }
 
 impl std::fmt::Debug for Batcher {
@@ -57,79 +57,19 @@ impl std::fmt::Debug for Batcher {
     }
 }
 
-/// Whether a request of `rows` rows for `model` goes through the batcher under `mode`.
-pub fn batched(mode: Batching, model: &Model, rows: usize) -> bool {
-    rows <= FEW_ROWS
-        && match mode {
-            Batching::Never => false,
-            Batching::Always => true,
-            Batching::Auto => {
-                static THRESHOLD: OnceLock<usize> = OnceLock::new();
-                multiply_adds(model) >= *THRESHOLD.get_or_init(|| auto_threshold(l2_bytes()))
-            }
-        }
-}
-
-/// Under `--batch-predictions auto`, the multiply-adds a row (as many as the network has
-/// weights) from which requests are batched, on a core with `l2` bytes of L2 cache: weights
-/// of at least three quarters of it. Below that a one-row pass reads them from L2 and the
-/// queue's wake-ups cost more than a shared read saves; above it they do not stay in L2
-/// beside the network buffers and `wrk`, and a shared read pays. Measured with `wrk` (16
-/// connections, one row each, alternating runs on two servers of one build,
-/// `bench/batching.sh`):
-/// - a machine with 2 MiB of L2 a core (2026-11-29 05:33 UTC): batching served 1.2–1.38× the
-///   requests of 784-512-512-10 (669k weights, 2.6 MiB) and 1.6–1.75× those of
-///   784-1024-1024-10, but 0.71–0.94× those of 784-256-128-10 (235k weights, 940 KB, under
-///   half the cache);
-/// - an AMD EPYC (Zen 4) with 1 MiB a core (17:54 UTC): 1.25× for 784-256-128-10 (35.4k
-///   against 28.4k req/s, medians of four rounds each; 940 KB is 92 % of the cache).
-fn auto_threshold(l2: usize) -> usize {
-    l2 / 4 * 3 / 4
-}
-
-/// One core's L2 cache in bytes, from Linux's sysfs; 2 MiB (the larger of the caches we
-/// measured on) where it cannot be read.
-fn l2_bytes() -> usize {
-    const FALLBACK: usize = 2 << 20;
-    (0..8)
-        .find_map(|index| {
-            let dir = format!("/sys/devices/system/cpu/cpu0/cache/index{index}");
-            let level = std::fs::read_to_string(format!("{dir}/level")).ok()?;
-            let kind = std::fs::read_to_string(format!("{dir}/type")).ok()?;
-            (level.trim() == "2" && kind.trim() != "Instruction")
-                .then(|| parse_cache_size(&std::fs::read_to_string(format!("{dir}/size")).ok()?))
-                .flatten()
-        })
-        .unwrap_or(FALLBACK)
-}
-
-/// A sysfs cache size: `1024K`, `2M`, or bytes.
-fn parse_cache_size(text: &str) -> Option<usize> {
-    let text = text.trim();
-    let (digits, unit) = match text.as_bytes().last()? {
-        b'K' => (&text[..text.len() - 1], 1 << 10),
-        b'M' => (&text[..text.len() - 1], 1 << 20),
-        _ => (text, 1),
-    };
-    digits.parse::<usize>().ok()?.checked_mul(unit)
-}
-
-/// Multiply-adds of one row's forward pass.
-fn multiply_adds(model: &Model) -> usize {
-    let layers = &model.spec.layers;
-    layers.windows(2).map(|w| w[0].saturating_mul(w[1])).sum()
-}
-
 impl Batcher {
+    /// A batcher that counts its batches in `stats`.
+    pub(crate) fn new(stats: Arc<Stats>) -> Self {
+        Self {
+            queue: Arc::default(),
+            stats,
+        }
+    }
+
     /// The outputs of `model` for `inputs` (raw rows, checked by the caller: at most
     /// [`FEW_ROWS`], the model's width, finite), computed with whatever other small requests
     /// are ready. Must be called inside the Tokio runtime.
-    pub async fn predict(
-        &self,
-        model: Arc<Model>,
-        inputs: Array2<f32>,
-        metrics: &Metrics,
-    ) -> Answer {
+    pub async fn predict(&self, model: Arc<Model>, inputs: Array2<f32>) -> Answer {
         debug_assert!(inputs.nrows() <= FEW_ROWS);
         let (reply, answer) = oneshot::channel();
         let start = {
@@ -148,11 +88,11 @@ impl Batcher {
                 queue: Arc::clone(&self.queue),
                 done: false,
             };
-            tokio::spawn(run(running, metrics.clone()));
+            tokio::spawn(run(running, Arc::clone(&self.stats)));
         }
         answer.await.unwrap_or_else(|_| {
-            Err(ApiError::internal(
-                "the prediction batch stopped before it answered",
+            Err(ServingError::Internal(
+                "the prediction batch stopped before it answered".to_owned(),
             ))
         })
     }
@@ -160,7 +100,7 @@ impl Batcher {
 
 /// Computes the queue until it is empty, then marks it idle (under the same lock, so that a
 /// request queued afterwards starts a new task).
-async fn run(mut running: Running, metrics: Metrics) {
+async fn run(mut running: Running, stats: Arc<Stats>) {
     // The queue's vector and this one trade places each round, both keeping their capacity,
     // so that queueing a request does not grow (reallocate) a vector just emptied.
     let mut spare: Vec<Pending> = Vec::with_capacity(FEW_ROWS);
@@ -180,7 +120,7 @@ async fn run(mut running: Running, metrics: Metrics) {
         let ready = batches(pending.drain(..));
         spare = pending;
         for batch in ready {
-            metrics.prediction_batch(batch.len());
+            stats.batch(batch.len());
             if batch.cost() <= INLINE_COST {
                 batch.answer();
             } else {
@@ -194,10 +134,10 @@ async fn run(mut running: Running, metrics: Metrics) {
     }
 }
 
-/// Multiply-adds a batch may take on a worker thread of the runtime: those of 64 rows of a
-/// 784-256-128-10 network (about a quarter of a millisecond here), the size up to which a
-/// request that is not batched is computed there too.
-const INLINE_COST: usize = 64 * 235_146;
+/// Multiply-adds a batch may take on a worker thread of the runtime: those of
+/// [`INLINE_ROWS`] rows of a 784-256-128-10 network (a fraction of a
+/// millisecond), the size up to which a request that is not batched is computed there too.
+const INLINE_COST: usize = INLINE_ROWS * 235_146;
 
 /// Marks the queue idle if the task computing it ends any other way than by emptying it (it
 /// panicked, or the runtime dropped it before it ran or while it yielded), answering what is
@@ -306,8 +246,10 @@ impl Batch {
 /// batch that never answers.
 fn guarded(f: impl FnOnce() -> Result<Array2<f32>, crate::nn::NnError>) -> Answer {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        Ok(answer) => answer.map_err(ApiError::from),
-        Err(_) => Err(ApiError::internal("computing the prediction panicked")),
+        Ok(answer) => answer.map_err(ServingError::from),
+        Err(_) => Err(ServingError::Internal(
+            "computing the prediction panicked".to_owned(),
+        )),
     }
 }
 
@@ -336,15 +278,11 @@ mod tests {
 
     /// The answers to `requests` sent to `batcher` at once: in a current-thread runtime all
     /// of them are queued before the batch task first runs.
-    async fn at_once(
-        batcher: &Batcher,
-        metrics: &Metrics,
-        requests: &[(Arc<Model>, Array2<f32>)],
-    ) -> Vec<Answer> {
+    async fn at_once(batcher: &Batcher, requests: &[(Arc<Model>, Array2<f32>)]) -> Vec<Answer> {
         join_all(
             requests
                 .iter()
-                .map(|(m, x)| batcher.predict(Arc::clone(m), x.clone(), metrics)),
+                .map(|(m, x)| batcher.predict(Arc::clone(m), x.clone())),
         )
         .await
     }
@@ -354,8 +292,7 @@ mod tests {
     /// gets the bits the model gives its rows alone; returns (batches, requests batched).
     async fn together(requests: &[(Arc<Model>, Array2<f32>)]) -> (u64, u64) {
         let batcher = Batcher::default();
-        let metrics = Metrics::new();
-        let answers = at_once(&batcher, &metrics, requests).await;
+        let answers = at_once(&batcher, requests).await;
         for ((m, x), got) in requests.iter().zip(answers) {
             let want = m.predict(x.view()).expect("valid rows");
             assert_eq!(bits(&got.expect("answered")), bits(&want));
@@ -364,12 +301,12 @@ mod tests {
         let (m, x) = &requests[0];
         let later = tokio::time::timeout(
             Duration::from_secs(10),
-            batcher.predict(Arc::clone(m), x.clone(), &metrics),
+            batcher.predict(Arc::clone(m), x.clone()),
         )
         .await
         .expect("a later request is answered");
         assert!(later.is_ok());
-        let (batches, batched) = metrics.batch_counts();
+        let (batches, batched) = batcher.stats.batch_counts();
         (batches - 1, batched - 1)
     }
 
@@ -402,14 +339,14 @@ mod tests {
                 (Arc::clone(&m), bad),
                 (Arc::clone(&m), rows(2, 5, 0.6)),
             ];
-            let metrics = Metrics::new();
-            let answers = at_once(&Batcher::default(), &metrics, &requests).await;
-            assert_eq!(metrics.batch_counts(), (1, 3));
+            let batcher = Batcher::default();
+            let answers = at_once(&batcher, &requests).await;
+            assert_eq!(batcher.stats.batch_counts(), (1, 3));
             for (i, ((m, x), got)) in requests.iter().zip(answers).enumerate() {
                 match (i, got) {
                     (1, Err(e)) => {
                         // The error names the request's own row, not its place in the batch.
-                        let want = ApiError::from(m.predict(x.view()).unwrap_err());
+                        let want = ServingError::from(m.predict(x.view()).unwrap_err());
                         assert_eq!(format!("{e:?}"), format!("{want:?}"));
                     }
                     (0 | 2, Ok(got)) => {
@@ -422,47 +359,14 @@ mod tests {
     }
 
     #[test]
-    fn auto_batches_networks_whose_weights_fill_three_quarters_of_a_cores_l2() {
-        // 784-256-128-10: 234,752 multiply-adds, 940 KB of weights.
-        let w2 = 784 * 256 + 256 * 128 + 128 * 10;
-        // Measured: batched 1.25× faster with 1 MiB of L2, 0.71–0.94× as fast with 2 MiB.
-        assert!(w2 >= super::auto_threshold(1 << 20));
-        assert!(w2 < super::auto_threshold(2 << 20));
-        // 784-512-512-10 (1.2–1.38× with 2 MiB).
-        assert!(784 * 512 + 512 * 512 + 512 * 10 >= super::auto_threshold(2 << 20));
-        for (text, bytes) in [("1024K\n", 1 << 20), ("2M", 2 << 20), ("512", 512)] {
-            assert_eq!(super::parse_cache_size(text), Some(bytes));
-        }
-        assert_eq!(super::parse_cache_size("K"), None);
-        assert_eq!(super::parse_cache_size(""), None);
-        // Whatever this machine has, it reads as a cache size.
-        assert!(super::l2_bytes() >= 64 << 10);
-    }
-
-    #[test]
-    fn auto_batches_networks_whose_weights_outgrow_a_core_cache() {
-        let spec = |layers: &[usize]| ModelSpec::new(layers, Activation::Relu, Head::Softmax);
-        // 69 KB of weights, and 7.4 MB: inside and outside any core's L2 we know of (the
-        // 940 KB of 784-256-128-10 are batched or not by the cache, as the test above shows).
-        let small = Model::new(spec(&[64, 128, 64, 10]), 0).expect("valid");
-        let wide = Model::new(spec(&[784, 1024, 1024, 10]), 0).expect("valid");
-        assert!(!batched(Batching::Auto, &small, 1));
-        assert!(batched(Batching::Auto, &wide, 1) && batched(Batching::Auto, &wide, FEW_ROWS));
-        assert!(!batched(Batching::Auto, &wide, FEW_ROWS + 1));
-        assert!(batched(Batching::Always, &small, 1) && !batched(Batching::Always, &small, 17));
-        assert!(!batched(Batching::Never, &wide, 1));
-    }
-
-    #[test]
     fn a_batch_task_dropped_before_it_ran_leaves_the_queue_idle_and_answers_with_an_error() {
         let batcher = Batcher::default();
-        let metrics = Metrics::new();
         let m = model(&[3, 2], 4);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("a runtime");
         // Queue a request and spawn the batch task, then drop the runtime before it runs.
-        let mut first = Box::pin(batcher.predict(Arc::clone(&m), rows(1, 3, 0.2), &metrics));
+        let mut first = Box::pin(batcher.predict(Arc::clone(&m), rows(1, 3, 0.2)));
         let waker = futures_util::task::noop_waker();
         let _guard = runtime.enter();
         let polled = first
@@ -478,7 +382,7 @@ mod tests {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("a runtime");
-        let again = runtime.block_on(batcher.predict(Arc::clone(&m), rows(1, 3, 0.2), &metrics));
+        let again = runtime.block_on(batcher.predict(Arc::clone(&m), rows(1, 3, 0.2)));
         assert!(again.is_ok());
     }
 

@@ -46,6 +46,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{ByteSize, Limit};
 
+mod map;
+pub mod v2;
+
+pub use v2::{is_v2_path, V2Error};
+
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
