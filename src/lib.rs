@@ -9,6 +9,9 @@
 //! - [`registry`]: datasets, model specs and trained versions, written through to a store.
 //! - [`experiments`]: grids of jobs (activations, inits, depths… × seeds) and their
 //!   leaderboards with paired tests.
+//! - [`store`]: the one seam to durable state (the data directory, or memory), with the
+//!   checksummed envelope records are written in and the clock they are stamped with.
+//!   Nothing above it reads or writes the data directory.
 //! - [`nn`]: the numerical core (pure, deterministic, no async).
 //!
 //! Beside them, [`config`] holds the flags (with `MLP_LAB_…` environment fallbacks) and the
@@ -21,3 +24,4 @@ pub mod jobs;
 pub mod nn;
 pub mod plot;
 pub mod registry;
+pub mod store;

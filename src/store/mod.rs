@@ -14,6 +14,9 @@
 //! checked before the value is read into memory, so a runaway file cannot exhaust memory at
 //! start-up.
 
+pub mod clock;
+pub mod envelope;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
