@@ -113,8 +113,8 @@ pub struct Shared {
     pub batcher: batching::Batcher,
     auth: Arc<Auth>,
     ready: Arc<AtomicBool>,
-    /// `None` with `--ephemeral`: nothing is written.
-    write_probe: Option<Arc<health::WriteProbe>>,
+    /// Whether the registry's store takes writes (always with `--ephemeral`).
+    write_probe: health::WriteProbe,
 }
 
 /// Why the service cannot start.
@@ -186,8 +186,7 @@ impl AppState {
             config.limits.max_experiment_jobs,
         )?;
         let prediction_slots = PredictionSlots::new(config.max_concurrent_predictions);
-        let write_probe =
-            (!config.ephemeral).then(|| Arc::new(health::WriteProbe::new(config.data_dir.clone())));
+        let write_probe = health::WriteProbe::new(registry.store());
         Ok(Self(Arc::new(Shared {
             config: Arc::new(config),
             registry,
@@ -219,15 +218,12 @@ impl AppState {
                 "the service is starting or shutting down; send no traffic to it now",
             ));
         }
-        if let Some(probe) = &self.write_probe {
-            probe.check().await.map_err(|reason| {
-                ApiError::unavailable(format!(
-                    "the data directory cannot be written ({reason}); send no traffic to this \
-                     server until it can"
-                ))
-            })?;
-        }
-        Ok(())
+        self.write_probe.check().await.map_err(|reason| {
+            ApiError::unavailable(format!(
+                "the data directory cannot be written ({reason}); send no traffic to this \
+                 server until it can"
+            ))
+        })
     }
 
     /// Sets what `/readyz` answers.

@@ -426,6 +426,9 @@ mod tests {
         fn list(&self, prefix: &str) -> Result<Vec<String>, crate::store::StoreError> {
             self.inner.list(prefix)
         }
+        fn probe(&self) -> Result<(), crate::store::StoreError> {
+            self.inner.probe()
+        }
     }
 
     #[test]

@@ -3,6 +3,9 @@
 //! the new one, never half of one. A crash does leave the temporary file of the interrupted
 //! write (`.<name>.tmp-<uuid>`): [`FileStore::open`] sweeps them, and [`Store::list`] never
 //! shows them.
+//!
+//! [`Store::probe`] creates, fsyncs and deletes a small file in the root directory, named like
+//! those temporary files (`.ready-probe.tmp-<uuid>`) so that one left by a crash is swept too.
 
 use std::fs;
 use std::io::{self, Write};
@@ -222,6 +225,30 @@ impl Store for FileStore {
         keys.sort();
         Ok(keys)
     }
+
+    fn probe(&self) -> Result<(), StoreError> {
+        // Into the root as it is, never creating it: a data directory that went away (or a
+        // file in its place) must fail the probe, not be made anew.
+        let path = self
+            .root
+            .join(format!(".ready-probe.tmp-{}", uuid::Uuid::now_v7()));
+        let written = fs::File::create_new(&path).and_then(|mut file| {
+            file.write_all(b"ready")?;
+            file.sync_all()
+        });
+        let result = match written {
+            // Never leave the file behind, even when writing it failed half way.
+            Ok(()) => fs::remove_file(&path),
+            Err(error) => {
+                let _ = fs::remove_file(&path);
+                Err(error)
+            }
+        };
+        result.map_err(|error| {
+            tracing::warn!(%error, dir = %self.root.display(), "the data directory cannot be written");
+            StoreError::Unwritable(error)
+        })
+    }
 }
 
 #[cfg(test)]
@@ -262,6 +289,40 @@ mod tests {
             })
         ));
         assert_eq!(store.list("a/").expect("list"), ["a/1.json"]);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_probe_writes_and_removes_a_file_and_fails_once_the_directory_is_gone() {
+        let dir = std::env::temp_dir().join(format!("mlp-lab-store-{}", uuid::Uuid::now_v7()));
+        let store = FileStore::open(&dir).expect("open");
+        store.probe().expect("a fresh directory takes writes");
+        assert_eq!(
+            fs::read_dir(&dir).expect("list").count(),
+            0,
+            "the probe leaves nothing behind"
+        );
+
+        let moved = dir.with_extension("moved");
+        fs::rename(&dir, &moved).expect("rename");
+        assert!(matches!(store.probe(), Err(StoreError::Unwritable(_))));
+        assert!(!dir.exists(), "the probe does not make the directory anew");
+        fs::write(&dir, b"not a directory").expect("a file in its place");
+        assert!(matches!(store.probe(), Err(StoreError::Unwritable(_))));
+        fs::remove_file(&dir).expect("remove the file");
+
+        fs::rename(&moved, &dir).expect("rename back");
+        store.probe().expect("writes work again");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_probe_file_left_by_a_crash_is_swept_at_start() {
+        let dir = std::env::temp_dir().join(format!("mlp-lab-store-{}", uuid::Uuid::now_v7()));
+        fs::create_dir_all(&dir).expect("mkdir");
+        fs::write(dir.join(".ready-probe.tmp-0190"), b"ready").expect("a leftover");
+        let store = FileStore::open(&dir).expect("open");
+        assert_eq!(store.swept(), 1);
         let _ = fs::remove_dir_all(&dir);
     }
 }

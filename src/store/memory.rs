@@ -53,6 +53,10 @@ impl Store for MemoryStore {
             .map(|(k, _)| k.clone())
             .collect())
     }
+
+    fn probe(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// A store that keeps nothing: for `--ephemeral`, where nothing outlives the process.
@@ -81,6 +85,10 @@ impl Store for NullStore {
         Ok(Vec::new())
     }
 
+    fn probe(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     fn keeps_values(&self) -> bool {
         false
     }
@@ -93,5 +101,11 @@ mod tests {
     #[test]
     fn the_memory_store_keeps_what_it_is_given() {
         crate::store::exercise(&MemoryStore::new());
+    }
+
+    #[test]
+    fn stores_in_memory_always_take_writes() {
+        assert!(MemoryStore::new().probe().is_ok());
+        assert!(NullStore.probe().is_ok());
     }
 }

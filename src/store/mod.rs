@@ -8,6 +8,8 @@
 //! fsynced writes; see `file`), [`NullStore`] for `--ephemeral` and [`MemoryStore`] for tests
 //! (see `memory`).
 //!
+//! A store also answers [`Store::probe`]: whether it takes writes now, which readiness asks.
+//!
 //! A store may be given a cap on the size of a value it reads ([`StoreError::TooLarge`]),
 //! checked before the value is read into memory, so a runaway file cannot exhaust memory at
 //! start-up.
@@ -50,6 +52,10 @@ pub enum StoreError {
         /// The cap.
         max: u64,
     },
+    /// The store cannot take writes now ([`Store::probe`]); says the system's reason only,
+    /// without a path.
+    #[error(transparent)]
+    Unwritable(io::Error),
 }
 
 /// A durable key–value store. Implementations are shared between threads.
@@ -78,6 +84,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// [`StoreError`] when listing fails.
     fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Whether the store takes writes now, found out by writing (and removing) something
+    /// small: what readiness (`/readyz`) asks, at most about once a second.
+    ///
+    /// # Errors
+    /// [`StoreError::Unwritable`] with the reason when the write fails.
+    fn probe(&self) -> Result<(), StoreError>;
 
     /// Whether [`Store::get`] gives back what was put (false for [`NullStore`]), so that a
     /// writer can skip serializing a large value that nothing would ever read.
