@@ -28,8 +28,9 @@ use uuid::Uuid;
 
 use crate::jobs::{JobError, JobState, Jobs, NewJob};
 use crate::nn::{ModelSpec, Task, TrainConfig};
-use crate::registry::envelope::{open, seal};
-use crate::registry::{clock, DatasetEntry, Page, Registry, RegistryError, Store};
+use crate::registry::{DatasetEntry, Page, Registry, RegistryError};
+use crate::store::envelope::{open, seal};
+use crate::store::{clock, Store};
 pub use leaderboard::{Leaderboard, Metric, Order};
 pub use request::{BaseModel, CellPlan, ExperimentRequest, Grid};
 pub use view::{CellView, ExperimentProgress, ExperimentSummary, ExperimentView, RunView};

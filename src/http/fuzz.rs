@@ -14,9 +14,9 @@ use crate::config::Limits;
 use crate::experiments::ExperimentRequest;
 use crate::jobs::{StoredJob, WarmStart};
 use crate::nn::{Activation, Head, ModelSpec, NetworkLimits, Task, TrainConfig};
-use crate::registry::envelope::{format_of, open, sha256_hex};
 use crate::registry::records::{DatasetFile, StoredVersion};
 use crate::registry::{csv, ModelRecord};
+use crate::store::envelope::{format_of, open, sha256_hex};
 
 /// The body of `POST /v1/datasets` as JSON: decoded and ingested (not registered).
 pub fn dataset_json(bytes: &[u8]) {
@@ -264,7 +264,8 @@ pub fn record(bytes: &[u8]) {
 pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     use std::sync::Arc;
 
-    use crate::registry::{DatasetSource, MemoryStore, Registry, Store};
+    use crate::registry::{DatasetSource, Registry};
+    use crate::store::{MemoryStore, Store};
 
     let mut out: Vec<(&'static str, String, Vec<u8>)> = Vec::new();
     let mut add = |target: &'static str, name: &str, bytes: Vec<u8>| {

@@ -1,35 +1,34 @@
-//! Whether the data directory takes writes, asked by `/readyz` at most once a second
-//! ([`WriteProbe`]): a volume that went away, a full or read-only disk make the server not
-//! ready, so a load balancer sends its traffic elsewhere.
+//! Whether the store takes writes, asked by `/readyz`: a volume that went away, a full or
+//! read-only disk make the server not ready, so a load balancer sends its traffic elsewhere.
+//! The store finds that out ([`Store::probe`]); [`WriteProbe`] here only keeps its answer, so
+//! that readiness checks from many load balancers probe once a second at most.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
-use uuid::Uuid;
+
+use crate::store::Store;
 
 /// How long a probe's answer is reused: readiness checks from many load balancers cost one
 /// small write a second at most.
 pub const PROBE_EVERY: Duration = Duration::from_secs(1);
 
-/// Whether the data directory takes writes: creates, fsyncs and deletes a small file in it,
-/// at most once per [`PROBE_EVERY`], and keeps the answer meanwhile.
-///
-/// The file is named like the store's temporary files (`.ready-probe.tmp-<uuid>`), so one
-/// left behind by a crash is swept at the next start.
+/// Whether the store takes writes: asks [`Store::probe`] (which, under a data directory,
+/// creates, fsyncs and deletes a small file in it) at most once per [`PROBE_EVERY`], and keeps
+/// the answer meanwhile.
 #[derive(Debug)]
 pub struct WriteProbe {
-    dir: PathBuf,
+    store: Arc<dyn Store>,
     last: Mutex<Option<(Instant, Result<(), String>)>>,
 }
 
 impl WriteProbe {
-    /// A probe of `dir`, not yet run.
+    /// A probe of `store`, not yet run.
     #[must_use]
-    pub fn new(dir: PathBuf) -> Self {
+    pub fn new(store: Arc<dyn Store>) -> Self {
         Self {
-            dir,
+            store,
             last: Mutex::new(None),
         }
     }
@@ -43,31 +42,11 @@ impl WriteProbe {
                 return result.clone();
             }
         }
-        let dir = self.dir.clone();
-        let result = tokio::task::spawn_blocking(move || probe(&dir))
+        let store = Arc::clone(&self.store);
+        let result = tokio::task::spawn_blocking(move || store.probe().map_err(|e| e.to_string()))
             .await
             .unwrap_or_else(|_| Err("the write probe failed".to_owned()));
         *last = Some((Instant::now(), result.clone()));
         result
     }
-}
-
-fn probe(dir: &Path) -> Result<(), String> {
-    let path = dir.join(format!(".ready-probe.tmp-{}", Uuid::now_v7()));
-    let written = std::fs::File::create_new(&path).and_then(|mut file| {
-        file.write_all(b"ready")?;
-        file.sync_all()
-    });
-    let result = match written {
-        // Never leave the file behind, even when writing it failed half way.
-        Ok(()) => std::fs::remove_file(&path),
-        Err(error) => {
-            let _ = std::fs::remove_file(&path);
-            Err(error)
-        }
-    };
-    result.map_err(|error| {
-        tracing::warn!(%error, dir = %dir.display(), "the data directory cannot be written");
-        error.to_string()
-    })
 }

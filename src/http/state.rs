@@ -12,8 +12,9 @@ use super::readiness::WriteProbe;
 use crate::config::{AccessError, Config};
 use crate::experiments::Experiments;
 use crate::jobs::Jobs;
-use crate::registry::{FileStore, NullStore, Registry, RegistryError, Store};
+use crate::registry::{Registry, RegistryError};
 use crate::serving::Predictor;
+use crate::store::{FileStore, NullStore, Store};
 
 /// What every handler may reach, taken with `State<AppState>`: a handle to [`Shared`], whose
 /// fields it dereferences to.
@@ -50,8 +51,8 @@ pub struct Shared {
     pub predictor: Predictor,
     pub(crate) auth: Arc<Auth>,
     ready: Arc<AtomicBool>,
-    /// `None` with `--ephemeral`: nothing is written.
-    write_probe: Option<Arc<WriteProbe>>,
+    /// Whether the registry's store takes writes (always with `--ephemeral`).
+    write_probe: WriteProbe,
 }
 
 /// Why the service cannot start.
@@ -123,8 +124,7 @@ impl AppState {
             config.limits.max_experiment_jobs,
         )?;
         let predictor = Predictor::new(Arc::clone(&registry), &config);
-        let write_probe =
-            (!config.ephemeral).then(|| Arc::new(WriteProbe::new(config.data_dir.clone())));
+        let write_probe = WriteProbe::new(registry.store());
         Ok(Self(Arc::new(Shared {
             config: Arc::new(config),
             registry,
@@ -155,15 +155,12 @@ impl AppState {
                 "the service is starting or shutting down; send no traffic to it now",
             ));
         }
-        if let Some(probe) = &self.write_probe {
-            probe.check().await.map_err(|reason| {
-                ApiError::unavailable(format!(
-                    "the data directory cannot be written ({reason}); send no traffic to this \
-                     server until it can"
-                ))
-            })?;
-        }
-        Ok(())
+        self.write_probe.check().await.map_err(|reason| {
+            ApiError::unavailable(format!(
+                "the data directory cannot be written ({reason}); send no traffic to this \
+                 server until it can"
+            ))
+        })
     }
 
     /// Sets what `/readyz` answers.

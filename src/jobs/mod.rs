@@ -29,9 +29,8 @@ use uuid::Uuid;
 
 use crate::config::Limit;
 use crate::nn::{EpochRecord, Interrupter, NnError, TrainConfig};
-use crate::registry::{
-    clock, DatasetEntry, ModelEntry, Page, Registry, RegistryError, Store, Unavailable,
-};
+use crate::registry::{DatasetEntry, ModelEntry, Page, Registry, RegistryError, Unavailable};
+use crate::store::{clock, Store};
 use persist::{key, persist};
 pub use pool::wait_idle as wait_for_training_threads;
 #[cfg(any(test, fuzzing))]

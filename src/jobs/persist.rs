@@ -16,9 +16,9 @@ use super::{Inner, Job, JobFailure, JobResult, JobState, Jobs, Shared, EVENT_BUF
 use crate::config::Config;
 use crate::nn::Interrupter;
 use crate::registry::{
-    clock, seal, stem, unavailable, ObjectKind, Registry, RegistryError, Store, Unavailable,
-    VersionInfo,
+    seal, stem, unavailable, ObjectKind, Registry, RegistryError, Unavailable, VersionInfo,
 };
+use crate::store::{clock, Store};
 
 /// The store key of job `id`.
 pub(super) fn key(id: Uuid) -> String {

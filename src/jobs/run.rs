@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use super::{persist, Inner, Job, JobEvent, JobFailure, JobRecord, JobResult, JobState, Shared};
 use crate::nn::{fit, Control, EpochRecord, Model, ModelSpec, NnError};
-use crate::registry::{clock, DatasetEntry, VersionInfo};
+use crate::registry::{DatasetEntry, VersionInfo};
+use crate::store::clock;
 
 /// While running, a job's record is written at most this often (and at every state change).
 ///

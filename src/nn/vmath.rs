@@ -283,8 +283,7 @@ mod tests {
 
     #[test]
     fn normal_cdf_matches_the_f64_fit_and_keeps_the_lower_tail() {
-        let phi =
-            |x: f64| 0.5 * (1.0 + erf_f64(x / std::f64::consts::SQRT_2));
+        let phi = |x: f64| 0.5 * (1.0 + erf_f64(x / std::f64::consts::SQRT_2));
         for x in floats(-10.0, 10.0, 2003) {
             let (got, want) = (normal_cdf(x) as f64, phi(x as f64));
             assert!((got - want).abs() <= 3e-7, "Φ({x}) = {got}, want {want}");

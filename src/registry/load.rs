@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::envelope::sha256_hex;
 use super::models::version_key;
 use super::records::{
     ModelEntry, ModelRecord, ObjectKind, StoredVersion, UnavailableVersion, Version, VersionInfo,
 };
 use super::{stem, unavailable, Registry, RegistryError};
 use crate::nn::serialize::from_safetensors_of;
+use crate::store::envelope::sha256_hex;
 
 impl Registry {
     /// The record of every stored version that names the job that made it, by job: what a

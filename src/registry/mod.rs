@@ -1,5 +1,5 @@
 //! The registry: datasets, model specs and trained versions, in memory and written through to
-//! a [`Store`].
+//! a [`Store`] (the [`crate::store`] layer below).
 //!
 //! Everything lives in `Arc` snapshots behind one `std::sync::RwLock` whose sections are short
 //! and never span an `.await` or a computation: a prediction clones the `Arc<Model>` of a
@@ -19,14 +19,11 @@
 //! [`Unavailable`] with the reason (logged, listed, and answered for its id), its file is
 //! left in place, and everything else loads and serves.
 
-pub mod clock;
 pub mod csv;
-pub mod envelope;
 pub mod ingest;
 mod load;
 mod models;
 pub mod records;
-pub mod store;
 mod weights;
 
 use std::collections::{BTreeMap, HashMap};
@@ -37,6 +34,7 @@ use uuid::Uuid;
 
 use crate::config::{Limit, Limits};
 use crate::nn::NnError;
+use crate::store::{clock, envelope, Store, StoreError};
 pub use ingest::Ingested;
 pub use models::MAX_NAME_LEN as MAX_MODEL_NAME_LEN;
 pub use records::{
@@ -44,7 +42,6 @@ pub use records::{
     UnavailableVersion, Version, VersionInfo,
 };
 use records::{DatasetFile, DatasetFileRef};
-pub use store::{FileStore, MemoryStore, NullStore, Store, StoreError};
 
 /// Everything that can go wrong in the registry.
 #[derive(Debug, thiserror::Error)]

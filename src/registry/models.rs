@@ -4,12 +4,13 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::envelope::sha256_hex;
 use super::records::{ModelEntry, ModelRecord, ObjectKind, StoredVersion, Version, VersionInfo};
-use super::{clock, page, seal, Page, Registry, RegistryError};
+use super::{page, seal, Page, Registry, RegistryError};
 use crate::config::Limit;
 use crate::nn::serialize::to_safetensors;
 use crate::nn::{Model, ModelSpec, NetworkLimits};
+use crate::store::clock;
+use crate::store::envelope::sha256_hex;
 
 /// Longest model name, in bytes.
 pub const MAX_NAME_LEN: usize = 100;
@@ -343,11 +344,11 @@ mod tests {
     use super::*;
     use crate::config::Limits;
     use crate::nn::{Activation, Head};
-    use crate::registry::MemoryStore;
+    use crate::store::MemoryStore;
 
     #[test]
     fn models_and_versions_survive_a_reload() {
-        let store: Arc<dyn crate::registry::Store> = Arc::new(MemoryStore::new());
+        let store: Arc<dyn crate::store::Store> = Arc::new(MemoryStore::new());
         let registry = Registry::new(Arc::clone(&store), Limits::default());
         let spec = ModelSpec::new(&[2, 3, 1], Activation::Tanh, Head::Sigmoid);
         let entry = registry
@@ -372,7 +373,7 @@ mod tests {
 
     #[test]
     fn a_repaired_model_whose_name_was_taken_meanwhile_is_unavailable_and_the_newer_keeps_it() {
-        let store: Arc<dyn crate::registry::Store> = Arc::new(MemoryStore::new());
+        let store: Arc<dyn crate::store::Store> = Arc::new(MemoryStore::new());
         let registry = Registry::new(Arc::clone(&store), Limits::default());
         let spec = ModelSpec::new(&[2, 3, 1], Activation::Tanh, Head::Sigmoid);
         let old = registry
@@ -408,22 +409,25 @@ mod tests {
         release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
     }
 
-    impl crate::registry::Store for GatedStore {
-        fn put(&self, key: &str, bytes: &[u8]) -> Result<(), crate::registry::StoreError> {
+    impl crate::store::Store for GatedStore {
+        fn put(&self, key: &str, bytes: &[u8]) -> Result<(), crate::store::StoreError> {
             if key.starts_with("versions/") && key.ends_with(".json") {
                 self.entered.send(()).expect("the test waits");
                 self.release.lock().expect("lock").recv().expect("released");
             }
             self.inner.put(key, bytes)
         }
-        fn get(&self, key: &str) -> Result<Option<Vec<u8>>, crate::registry::StoreError> {
+        fn get(&self, key: &str) -> Result<Option<Vec<u8>>, crate::store::StoreError> {
             self.inner.get(key)
         }
-        fn delete(&self, key: &str) -> Result<(), crate::registry::StoreError> {
+        fn delete(&self, key: &str) -> Result<(), crate::store::StoreError> {
             self.inner.delete(key)
         }
-        fn list(&self, prefix: &str) -> Result<Vec<String>, crate::registry::StoreError> {
+        fn list(&self, prefix: &str) -> Result<Vec<String>, crate::store::StoreError> {
             self.inner.list(prefix)
+        }
+        fn probe(&self) -> Result<(), crate::store::StoreError> {
+            self.inner.probe()
         }
     }
 

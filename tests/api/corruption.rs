@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use mlp_lab::config::{ByteSize, Config};
-use mlp_lab::registry::envelope;
+use mlp_lab::store::envelope;
 use serde_json::{json, Value};
 
 use crate::helpers::{assert_problem, xor_dataset, TestApp};

@@ -1,189 +1,17 @@
-//! Where the registry and the job runner write through to: a small key–value [`Store`].
+//! [`FileStore`]: the store under `--data-dir`. Every write goes to a temporary file, is
+//! fsynced, renamed into place, and the directory fsynced, so a crash leaves the old value or
+//! the new one, never half of one. A crash does leave the temporary file of the interrupted
+//! write (`.<name>.tmp-<uuid>`): [`FileStore::open`] sweeps them, and [`Store::list`] never
+//! shows them.
 //!
-//! Keys are `/`-separated relative paths (`models/<id>.json`). The trait is deliberately tiny
-//! (put, get, delete, list by prefix) so that an object store (S3, GCS, Azure through the
-//! `object_store` crate) is one more implementation, not a rewrite. Three exist:
-//! [`NullStore`] for `--ephemeral`, [`MemoryStore`] for tests, and [`FileStore`] under
-//! `--data-dir`, whose every write
-//! goes to a temporary file, is fsynced, renamed into place, and the directory fsynced, so a
-//! crash leaves the old value or the new one, never half of one. A crash does leave the
-//! temporary file of the interrupted write (`.<name>.tmp-<uuid>`): [`FileStore::open`] sweeps
-//! them, and [`Store::list`] never shows them.
-//!
-//! A store may be given a cap on the size of a value it reads ([`StoreError::TooLarge`]),
-//! checked before the value is read into memory, so a runaway file cannot exhaust memory at
-//! start-up.
+//! [`Store::probe`] creates, fsyncs and deletes a small file in the root directory, named like
+//! those temporary files (`.ready-probe.tmp-<uuid>`) so that one left by a crash is swept too.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
-/// A failure of the store.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The key cannot name a value (empty, absolute, or with `..`).
-    #[error("invalid store key `{0}`")]
-    InvalidKey(String),
-    /// The underlying storage failed.
-    #[error("store I/O on `{key}`: {source}")]
-    Io {
-        /// The key being read or written.
-        key: String,
-        /// The cause.
-        #[source]
-        source: io::Error,
-    },
-    /// The stored value is larger than the store reads.
-    #[error("{size} bytes, over the limit of {max} bytes for a stored file (raise it with --max-stored-file-bytes / MLP_LAB_MAX_STORED_FILE_BYTES)")]
-    TooLarge {
-        /// The key.
-        key: String,
-        /// Its size.
-        size: u64,
-        /// The cap.
-        max: u64,
-    },
-}
-
-/// A durable key–value store. Implementations are shared between threads.
-pub trait Store: Send + Sync + std::fmt::Debug {
-    /// Stores `bytes` under `key`, replacing any value, durably before returning.
-    ///
-    /// # Errors
-    /// [`StoreError`] when the key is invalid or the write fails.
-    fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError>;
-
-    /// The value under `key`, if any.
-    ///
-    /// # Errors
-    /// [`StoreError`] when the key is invalid or the read fails, and
-    /// [`StoreError::TooLarge`] (without reading it) when the value is over the store's cap.
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
-
-    /// Removes `key`; removing a missing key is not an error.
-    ///
-    /// # Errors
-    /// [`StoreError`] when the key is invalid or the removal fails.
-    fn delete(&self, key: &str) -> Result<(), StoreError>;
-
-    /// Every key that starts with `prefix`, sorted.
-    ///
-    /// # Errors
-    /// [`StoreError`] when listing fails.
-    fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
-
-    /// Whether [`Store::get`] gives back what was put (false for [`NullStore`]), so that a
-    /// writer can skip serializing a large value that nothing would ever read.
-    fn keeps_values(&self) -> bool {
-        true
-    }
-}
-
-fn check_key(key: &str) -> Result<(), StoreError> {
-    let bad = key.is_empty()
-        || key.starts_with('/')
-        || key
-            .split('/')
-            .any(|part| part.is_empty() || part == "." || part == "..");
-    if bad {
-        Err(StoreError::InvalidKey(key.to_owned()))
-    } else {
-        Ok(())
-    }
-}
-
-/// Everything in memory: for tests.
-#[derive(Debug, Default)]
-pub struct MemoryStore {
-    values: Mutex<BTreeMap<String, Vec<u8>>>,
-}
-
-fn check_size(key: &str, size: u64, max: Option<u64>) -> Result<(), StoreError> {
-    match max {
-        Some(max) if size > max => Err(StoreError::TooLarge {
-            key: key.to_owned(),
-            size,
-            max,
-        }),
-        _ => Ok(()),
-    }
-}
-
-impl MemoryStore {
-    /// An empty store.
-    #[must_use]
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    fn values(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<u8>>> {
-        // A panic while holding this lock cannot leave the map half-updated.
-        self.values
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-impl Store for MemoryStore {
-    fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        check_key(key)?;
-        self.values().insert(key.to_owned(), bytes.to_vec());
-        Ok(())
-    }
-
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        check_key(key)?;
-        Ok(self.values().get(key).cloned())
-    }
-
-    fn delete(&self, key: &str) -> Result<(), StoreError> {
-        check_key(key)?;
-        self.values().remove(key);
-        Ok(())
-    }
-
-    fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        Ok(self
-            .values()
-            .range(prefix.to_owned()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, _)| k.clone())
-            .collect())
-    }
-}
-
-/// A store that keeps nothing: for `--ephemeral`, where nothing outlives the process.
-///
-/// The registry, the job runner and the experiments keep everything they serve in memory and
-/// read their store only when they start, so an ephemeral server never reads back what it
-/// writes. A [`MemoryStore`] there held a second copy of every record for nothing, a dataset's
-/// as JSON: 46 MB for the 6,000 × 784 set of `bench/serve.sh`, 2.5 times its `f32`s.
-#[derive(Debug, Default)]
-pub struct NullStore;
-
-impl Store for NullStore {
-    fn put(&self, key: &str, _bytes: &[u8]) -> Result<(), StoreError> {
-        check_key(key)
-    }
-
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        check_key(key).map(|()| None)
-    }
-
-    fn delete(&self, key: &str) -> Result<(), StoreError> {
-        check_key(key)
-    }
-
-    fn list(&self, _prefix: &str) -> Result<Vec<String>, StoreError> {
-        Ok(Vec::new())
-    }
-
-    fn keeps_values(&self) -> bool {
-        false
-    }
-}
+use super::{check_key, Store, StoreError};
 
 /// Files under a root directory, written atomically.
 #[derive(Debug)]
@@ -244,6 +72,17 @@ fn io_error(key: &str) -> impl FnOnce(io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
         key: key.to_owned(),
         source,
+    }
+}
+
+fn check_size(key: &str, size: u64, max: Option<u64>) -> Result<(), StoreError> {
+    match max {
+        Some(max) if size > max => Err(StoreError::TooLarge {
+            key: key.to_owned(),
+            size,
+            max,
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -386,36 +225,41 @@ impl Store for FileStore {
         keys.sort();
         Ok(keys)
     }
+
+    fn probe(&self) -> Result<(), StoreError> {
+        // Into the root as it is, never creating it: a data directory that went away (or a
+        // file in its place) must fail the probe, not be made anew.
+        let path = self
+            .root
+            .join(format!(".ready-probe.tmp-{}", uuid::Uuid::now_v7()));
+        let written = fs::File::create_new(&path).and_then(|mut file| {
+            file.write_all(b"ready")?;
+            file.sync_all()
+        });
+        let result = match written {
+            // Never leave the file behind, even when writing it failed half way.
+            Ok(()) => fs::remove_file(&path),
+            Err(error) => {
+                let _ = fs::remove_file(&path);
+                Err(error)
+            }
+        };
+        result.map_err(|error| {
+            tracing::warn!(%error, dir = %self.root.display(), "the data directory cannot be written");
+            StoreError::Unwritable(error)
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn exercise(store: &dyn Store) {
-        store.put("a/1.json", b"one").expect("put");
-        store.put("a/2.json", b"two").expect("put");
-        store.put("b/1.json", b"other").expect("put");
-        store.put("a/1.json", b"uno").expect("overwrite");
-        assert_eq!(store.get("a/1.json").expect("get"), Some(b"uno".to_vec()));
-        assert_eq!(store.list("a/").expect("list"), ["a/1.json", "a/2.json"]);
-        store.delete("a/1.json").expect("delete");
-        store.delete("a/1.json").expect("delete twice");
-        assert_eq!(store.get("a/1.json").expect("get"), None);
-        assert!(store.put("../escape", b"x").is_err());
-        assert!(store.put("/abs", b"x").is_err());
-    }
-
-    #[test]
-    fn the_memory_store_keeps_what_it_is_given() {
-        exercise(&MemoryStore::new());
-    }
-
     #[test]
     fn the_file_store_keeps_what_it_is_given_across_reopening() {
         let dir = std::env::temp_dir().join(format!("mlp-lab-store-{}", uuid::Uuid::now_v7()));
         let store = FileStore::open(&dir).expect("open");
-        exercise(&store);
+        crate::store::exercise(&store);
         let reopened = FileStore::open(&dir).expect("reopen");
         assert_eq!(
             reopened.get("b/1.json").expect("get"),
@@ -445,6 +289,40 @@ mod tests {
             })
         ));
         assert_eq!(store.list("a/").expect("list"), ["a/1.json"]);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_probe_writes_and_removes_a_file_and_fails_once_the_directory_is_gone() {
+        let dir = std::env::temp_dir().join(format!("mlp-lab-store-{}", uuid::Uuid::now_v7()));
+        let store = FileStore::open(&dir).expect("open");
+        store.probe().expect("a fresh directory takes writes");
+        assert_eq!(
+            fs::read_dir(&dir).expect("list").count(),
+            0,
+            "the probe leaves nothing behind"
+        );
+
+        let moved = dir.with_extension("moved");
+        fs::rename(&dir, &moved).expect("rename");
+        assert!(matches!(store.probe(), Err(StoreError::Unwritable(_))));
+        assert!(!dir.exists(), "the probe does not make the directory anew");
+        fs::write(&dir, b"not a directory").expect("a file in its place");
+        assert!(matches!(store.probe(), Err(StoreError::Unwritable(_))));
+        fs::remove_file(&dir).expect("remove the file");
+
+        fs::rename(&moved, &dir).expect("rename back");
+        store.probe().expect("writes work again");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_probe_file_left_by_a_crash_is_swept_at_start() {
+        let dir = std::env::temp_dir().join(format!("mlp-lab-store-{}", uuid::Uuid::now_v7()));
+        fs::create_dir_all(&dir).expect("mkdir");
+        fs::write(dir.join(".ready-probe.tmp-0190"), b"ready").expect("a leftover");
+        let store = FileStore::open(&dir).expect("open");
+        assert_eq!(store.swept(), 1);
         let _ = fs::remove_dir_all(&dir);
     }
 }

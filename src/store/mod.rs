@@ -1,0 +1,131 @@
+//! The storage seam: the one way to durable state, below the registry, the job runner and the
+//! experiments. Nothing above it reads or writes the data directory.
+//!
+//! A [`Store`] is a small key–value store whose keys are `/`-separated relative paths
+//! (`models/<id>.json`). The trait is deliberately tiny (put, get, delete, list by prefix) so
+//! that an object store (S3, GCS, Azure through the `object_store` crate) is one more
+//! implementation, not a rewrite. Three exist: [`FileStore`] under `--data-dir` (atomic,
+//! fsynced writes; see `file`), [`NullStore`] for `--ephemeral` and [`MemoryStore`] for tests
+//! (see `memory`).
+//!
+//! A store also answers [`Store::probe`]: whether it takes writes now, which readiness asks.
+//!
+//! A store may be given a cap on the size of a value it reads ([`StoreError::TooLarge`]),
+//! checked before the value is read into memory, so a runaway file cannot exhaust memory at
+//! start-up.
+//!
+//! Beside the trait, what every stored record goes through: [`envelope`], the checksummed
+//! form JSON records are written in, and [`clock`], the timestamps they carry.
+
+pub mod clock;
+pub mod envelope;
+mod file;
+mod memory;
+
+use std::io;
+
+pub use file::FileStore;
+pub use memory::{MemoryStore, NullStore};
+
+/// A failure of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The key cannot name a value (empty, absolute, or with `..`).
+    #[error("invalid store key `{0}`")]
+    InvalidKey(String),
+    /// The underlying storage failed.
+    #[error("store I/O on `{key}`: {source}")]
+    Io {
+        /// The key being read or written.
+        key: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The stored value is larger than the store reads.
+    #[error("{size} bytes, over the limit of {max} bytes for a stored file (raise it with --max-stored-file-bytes / MLP_LAB_MAX_STORED_FILE_BYTES)")]
+    TooLarge {
+        /// The key.
+        key: String,
+        /// Its size.
+        size: u64,
+        /// The cap.
+        max: u64,
+    },
+    /// The store cannot take writes now ([`Store::probe`]); says the system's reason only,
+    /// without a path.
+    #[error(transparent)]
+    Unwritable(io::Error),
+}
+
+/// A durable key–value store. Implementations are shared between threads.
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Stores `bytes` under `key`, replacing any value, durably before returning.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the key is invalid or the write fails.
+    fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError>;
+
+    /// The value under `key`, if any.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the key is invalid or the read fails, and
+    /// [`StoreError::TooLarge`] (without reading it) when the value is over the store's cap.
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Removes `key`; removing a missing key is not an error.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the key is invalid or the removal fails.
+    fn delete(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Every key that starts with `prefix`, sorted.
+    ///
+    /// # Errors
+    /// [`StoreError`] when listing fails.
+    fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Whether the store takes writes now, found out by writing (and removing) something
+    /// small: what readiness (`/readyz`) asks, at most about once a second.
+    ///
+    /// # Errors
+    /// [`StoreError::Unwritable`] with the reason when the write fails.
+    fn probe(&self) -> Result<(), StoreError>;
+
+    /// Whether [`Store::get`] gives back what was put (false for [`NullStore`]), so that a
+    /// writer can skip serializing a large value that nothing would ever read.
+    fn keeps_values(&self) -> bool {
+        true
+    }
+}
+
+/// Refuses a key that cannot name a value: empty, absolute, or with an empty, `.` or `..`
+/// segment.
+fn check_key(key: &str) -> Result<(), StoreError> {
+    let bad = key.is_empty()
+        || key.starts_with('/')
+        || key
+            .split('/')
+            .any(|part| part.is_empty() || part == "." || part == "..");
+    if bad {
+        Err(StoreError::InvalidKey(key.to_owned()))
+    } else {
+        Ok(())
+    }
+}
+
+/// What every store must do, run by each implementation's tests.
+#[cfg(test)]
+fn exercise(store: &dyn Store) {
+    store.put("a/1.json", b"one").expect("put");
+    store.put("a/2.json", b"two").expect("put");
+    store.put("b/1.json", b"other").expect("put");
+    store.put("a/1.json", b"uno").expect("overwrite");
+    assert_eq!(store.get("a/1.json").expect("get"), Some(b"uno".to_vec()));
+    assert_eq!(store.list("a/").expect("list"), ["a/1.json", "a/2.json"]);
+    store.delete("a/1.json").expect("delete");
+    store.delete("a/1.json").expect("delete twice");
+    assert_eq!(store.get("a/1.json").expect("get"), None);
+    assert!(store.put("../escape", b"x").is_err());
+    assert!(store.put("/abs", b"x").is_err());
+}
