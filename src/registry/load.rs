@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::models::version_key;
+use super::keys::{stem, version_key};
 use super::records::{
     ModelEntry, ModelRecord, ObjectKind, StoredVersion, UnavailableVersion, Version, VersionInfo,
 };
-use super::{stem, unavailable, Registry, RegistryError};
+use super::{unavailable, Registry, RegistryError};
 use crate::nn::serialize::from_safetensors_of;
 use crate::store::envelope::sha256_hex;
 

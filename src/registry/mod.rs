@@ -21,6 +21,7 @@
 
 pub mod csv;
 pub mod ingest;
+mod keys;
 mod load;
 mod models;
 pub mod records;
@@ -36,6 +37,8 @@ use crate::config::{Limit, Limits};
 use crate::nn::NnError;
 use crate::store::{clock, envelope, Store, StoreError};
 pub use ingest::Ingested;
+pub(crate) use keys::stem;
+use keys::{dataset_key, version_key};
 pub use models::MAX_NAME_LEN as MAX_MODEL_NAME_LEN;
 pub use records::{
     DatasetEntry, DatasetInfo, DatasetSource, ModelEntry, ModelRecord, ObjectKind, Unavailable,
@@ -143,10 +146,6 @@ struct Inner {
     reserved_versions: HashMap<Uuid, u32>,
 }
 
-fn dataset_key(id: Uuid) -> String {
-    format!("datasets/{id}.json")
-}
-
 /// The registry. Share it as `Arc<Registry>`.
 #[derive(Debug)]
 pub struct Registry {
@@ -181,12 +180,6 @@ pub(crate) fn seal<T: serde::Serialize>(
         key: "(new record)".to_owned(),
         message: e.to_string(),
     })
-}
-
-/// The last path segment of `key` without its extension: the id its file name gives.
-pub(crate) fn stem(key: &str) -> &str {
-    let name = key.rsplit('/').next().unwrap_or(key);
-    name.split_once('.').map_or(name, |(stem, _)| stem)
 }
 
 /// Logs an object that cannot be loaded and says what is known of it.
@@ -313,7 +306,7 @@ impl Registry {
             all.extend(entry.unavailable.iter().map(|u| Unavailable {
                 kind: ObjectKind::Version,
                 id: format!("{id}/{}", u.version),
-                file: models::version_key(id, u.version, "json"),
+                file: version_key(id, u.version, "json"),
                 reason: u.reason.clone(),
             }));
         }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
+use super::keys::{model_key, version_key};
 use super::records::{ModelEntry, ModelRecord, ObjectKind, StoredVersion, Version, VersionInfo};
 use super::{page, seal, Page, Registry, RegistryError};
 use crate::config::Limit;
@@ -32,14 +33,6 @@ fn check_name(name: &str) -> Result<(), RegistryError> {
         ));
     }
     Ok(())
-}
-
-fn model_key(id: Uuid) -> String {
-    format!("models/{id}.json")
-}
-
-pub(super) fn version_key(model: Uuid, version: u32, ext: &str) -> String {
-    format!("versions/{model}/{version:08}.{ext}")
 }
 
 impl Registry {
