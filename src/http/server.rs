@@ -48,10 +48,9 @@ pub(crate) struct ConnectionLimits {
     /// most a connection reads at once.
     ///
     /// It is `--max-header-bytes` + [`HEAD_OVERSHOOT`], at least [`MIN_READ_BUFFER`]: 80 KiB
-    /// by default. hyper's default (400 KiB, and this was four times the header limit) grows
-    /// every connection that receives large bodies a buffer that size. With 16 clients
-    /// sending 64-row predictions (577 KB each) the server's peak RSS was 32–36 MB with
-    /// 400 KiB and 26–27 MB with 64 KiB (alternating runs, 2026-11-29), at the same rate.
+    /// by default. hyper's default (400 KiB, four times the header limit) grows every
+    /// connection that receives large bodies a buffer that size, which costs memory under load
+    /// and gains no speed.
     max_buf_size: usize,
 }
 

@@ -8,30 +8,24 @@
 //!
 //! By default (`--training-idle true`) training threads run under Linux's `SCHED_IDLE`
 //! policy: a serving thread that wakes up preempts one at once, and with nothing else to run
-//! training keeps all of its speed. Under the normal policy at `--training-nice 10` a training
-//! thread weighs about a tenth of a serving thread, but Linux's EEVDF scheduler lets a waking
-//! thread that has had more than its share wait for the running one's slice: measured on this
-//! 2-core machine with `wrk` (16 connections, one-row predictions of the W2 network while two
-//! jobs trained it), the p99 latency was 5.3–5.5 ms at nice 10 in four runs and 2.7–3.9 ms
-//! under `SCHED_IDLE` in four (1.3–1.9 ms with no job running).
+//! training keeps all of its speed. Under the normal policy, even at `--training-nice 10`,
+//! Linux's EEVDF scheduler lets a waking thread that has had more than its share wait for the
+//! running one's slice, and prediction latency under training suffers for it.
 //!
 //! Training threads also stay off `--serving-cpus` CPUs (1 by default), the lowest-numbered
 //! of those the process may use, so that serving always has a core of its own. On a core
 //! where a training thread runs, the scheduler never finds itself idle, and so never pulls
-//! over a serving thread that waits behind another thread (here `wrk`) on the other core: the
-//! periodic balancing moves it some milliseconds later. Measured on this 2-core machine
-//! (2026-11-29 19:55 UTC, the same load as above): with the training threads on every core,
-//! the serving threads' longest waits to run were 4–5 ms (perf sched events) and the p99
-//! latency 3.5–4.0 ms in three runs; with them kept off one core, 1.5–2.2 ms (0.9 ms with no
-//! job running), and the rate 37–40k requests/s instead of 25–31k. The cost is training's
-//! speed while nothing else runs: the jobs share the cores left to them.
+//! over a serving thread that waits behind another thread on the other core: the periodic
+//! balancing moves it some milliseconds later. The cost is training's speed while nothing
+//! else runs: the jobs share the cores left to them.
 //!
 //! Nor may training threads share a malloc arena with the serving threads: a training thread
 //! preempted while it holds the arena's lock, as `SCHED_IDLE` makes likely, stops every
 //! serving thread that allocates until it runs again. glibc gives each thread an arena of its
-//! own up to eight per CPU. With the server capping them at the number of CPUs (until
-//! 2026-11-30), the one-row p99 was 2.49–2.83 ms while two jobs trained; without the cap,
-//! 1.07–1.72 ms (README, Configuration).
+//! own up to eight per CPU, so the server leaves that default alone.
+//!
+//! `bench/serve.sh` measures prediction latency while jobs train; its figures, per machine,
+//! are in `docs/benchmarks.md`.
 //!
 //! The pool lives as long as the process, so the server's runtime no longer waits for it when
 //! it is dropped: [`wait_idle`] does, before the process exits.

@@ -2,9 +2,8 @@
 //!
 //! A one-row prediction streams the weights from L2 in 64-byte vector loads. From a plain
 //! `Vec<f32>` of that size the allocator returns an address 16 bytes past a page (glibc's
-//! `mmap`ed chunk header), so every such load straddles two cache lines. Measured on one core
-//! of this AVX-512 machine, reading 940 KB that way took 13–16 µs; from a 64-byte boundary,
-//! 7–9.5 µs. Parameters therefore live in whole cache lines.
+//! `mmap`ed chunk header), so every such load straddles two cache lines, which makes the read
+//! markedly slower (`nn-bench lat`). Parameters therefore live in whole cache lines.
 
 use std::fmt;
 use std::ops::{Deref, DerefMut};

@@ -19,11 +19,9 @@ use ndarray::{ArrayView2, ArrayViewMut2};
 /// `gemm`'s threshold for copying ("packing") a panel of the weights before a product: it
 /// packs when the product has more than this many times 6 (its kernel's width) left rows;
 /// 8 by default. With 16, products of up to 96 rows read the weights where they are (they
-/// are laid out as the kernel reads them), and larger ones pack as before. `nn-bench lat`,
-/// four alternating runs: the 64-row W2 forward took 272–276 µs against 293–296 µs (−7 %);
-/// W3 training, whose products have 256 rows, 8,131–8,256 against 8,016–8,126 samples/s
-/// (unchanged). Packing copies values and changes no arithmetic, so no result changes
-/// (tested).
+/// are laid out as the kernel reads them), and larger ones pack as before: a 64-row forward
+/// is faster that way (`nn-bench lat`) and large products do not change. Packing copies
+/// values and changes no arithmetic, so no result changes (tested).
 const LHS_PACKING_THRESHOLD: usize = 16;
 
 /// Sets [`LHS_PACKING_THRESHOLD`] once, before the first `gemm` product.
@@ -164,12 +162,11 @@ mod avx512 {
     //! 512-bit registers while the kernel walks down all rows of `W`, so the only memory
     //! traffic is one load per sixteen weights; the last vector of the last block is masked
     //! when the width is not a multiple of sixteen, and a block of whole vectors uses no masks
-    //! at all (sixteen of them would not fit in the mask registers). Measured on one core of
-    //! this AVX-512 machine, with the weights on a cache-line boundary ([`crate::nn::aligned`]),
-    //! the 784 × 256 product takes 6.2–6.5 µs this way, and a plain read of the same 800 KB
-    //! 6.1 µs. (Before, from a 16-byte boundary and with masks reloaded from the stack every
-    //! row, it took 11 µs, and 16 µs in the portable kernel that passes over `dst` every four
-    //! rows.)
+    //! at all (sixteen of them would not fit in the mask registers). With the weights on a
+    //! cache-line boundary ([`crate::nn::aligned`]) the product then runs at about the speed
+    //! of a plain read of the weights (`nn-bench lat` measures both), where reloading masks
+    //! every row, or the portable kernel's passes over `dst` every four rows, took about
+    //! twice as long.
 
     use std::arch::x86_64::{
         __m512, _mm512_castpd_ps, _mm512_castps_pd, _mm512_fmadd_ps, _mm512_loadu_ps,
