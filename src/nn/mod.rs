@@ -9,7 +9,8 @@
 //! [`train`] (the training loop and its diagnostics), [`serialize`] (model files),
 //! [`import`] (weights made elsewhere, checked against a spec), [`onnx`] (ONNX export),
 //! [`linalg`] (matrix products through the `gemm` crate, elementwise kernels), [`vmath`]
-//! (`exp`, `tanh` and their relatives in a form that vectorizes).
+//! (`exp`, `tanh` and their relatives in a form that vectorizes), [`fpenv`] (subnormals
+//! flushed to zero on the threads that compute).
 
 pub mod activation;
 pub mod aligned;
@@ -17,6 +18,7 @@ pub mod backprop;
 pub mod builtin;
 pub mod data;
 pub mod error;
+pub mod fpenv;
 pub mod generators;
 pub mod head;
 pub mod import;

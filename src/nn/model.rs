@@ -13,6 +13,7 @@ use super::activation::{prelu_forward, Activation};
 use super::aligned::AlignedVec;
 use super::data::{check_finite, Standardizer, Task};
 use super::error::{NnError, Result};
+use super::fpenv::Flush;
 use super::head::Head;
 use super::init::Init;
 use super::linalg::{add_row, fold_column_max, matmul};
@@ -369,6 +370,7 @@ impl Model {
     /// Inputs must be `[rows, inputs]` and finite.
     pub fn predict(&self, inputs: ArrayView2<f32>) -> Result<Array2<f32>> {
         self.check_inputs(inputs)?;
+        let _flush = Flush::subnormals();
         match &self.standardizer {
             Some(s) => {
                 let mut owned = inputs.to_owned();
@@ -383,6 +385,7 @@ impl Model {
     /// with the same arithmetic, so a request's rows are not copied once more.
     pub fn predict_owned(&self, mut inputs: Array2<f32>) -> Result<Array2<f32>> {
         self.check_inputs(inputs.view())?;
+        let _flush = Flush::subnormals();
         if let Some(s) = &self.standardizer {
             s.apply(&mut inputs);
         }
