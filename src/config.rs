@@ -91,8 +91,9 @@ pub struct Config {
     )]
     pub request_timeout_secs: u64,
 
-    /// Predictions (`/v1` predict and `/v2` infer) served at once; one more is answered at
-    /// once with 429 and `Retry-After`, never queued [default: 4 × the number of CPUs].
+    /// Predictions (`/v1` predict and `/v2` infer) computed at once, each once its body is
+    /// read; more wait in a queue (`--max-queued-predictions`) [default: 4 × the number of
+    /// CPUs].
     #[arg(
         long,
         env = "MLP_LAB_MAX_CONCURRENT_PREDICTIONS",
@@ -101,6 +102,26 @@ pub struct Config {
         value_parser = RangedU64ValueParser::<usize>::new().range(1..)
     )]
     pub max_concurrent_predictions: usize,
+
+    /// Predictions that may wait for a free slot, in arrival order; one more is answered at
+    /// once with 429 and `Retry-After` (0: no queue).
+    #[arg(
+        long,
+        env = "MLP_LAB_MAX_QUEUED_PREDICTIONS",
+        default_value_t = 512,
+        value_parser = RangedU64ValueParser::<usize>::new().range(0..=1_000_000)
+    )]
+    pub max_queued_predictions: usize,
+
+    /// Milliseconds a queued prediction may wait for a slot before it is answered with 429
+    /// and `Retry-After`.
+    #[arg(
+        long,
+        env = "MLP_LAB_MAX_PREDICTION_WAIT_MS",
+        default_value_t = 2000,
+        value_parser = RangedU64ValueParser::<u64>::new().range(1..=3_600_000)
+    )]
+    pub max_prediction_wait_ms: u64,
 
     /// Which models compute small predictions (up to 16 rows each) that arrive together as one
     /// product, reading the weights once for all of them: `auto`, those whose weights fill at
@@ -161,6 +182,8 @@ impl Config {
             max_queued_jobs: 1000,
             request_timeout_secs: 60,
             max_concurrent_predictions: 16,
+            max_queued_predictions: 512,
+            max_prediction_wait_ms: 2000,
             batch_predictions: Batching::Auto,
             header_read_timeout_secs: 10,
             max_header_bytes: ByteSize(64 << 10),
@@ -184,8 +207,8 @@ impl Config {
 }
 
 /// Four predictions a CPU: a small prediction takes microseconds, so a few in flight per core
-/// keep every core busy while others read bodies or write answers, and the memory they can
-/// hold stays bounded (each holds at most a --max-predict-body-bytes body and its matrices).
+/// keep every core busy while others encode their answers, and a burst of large ones cannot
+/// pile up on the blocking pool (the rest wait in the queue).
 fn default_concurrent_predictions() -> usize {
     default_running_jobs().saturating_mul(4)
 }

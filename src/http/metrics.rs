@@ -16,7 +16,8 @@
 //! | `mlp_lab_training_samples_per_second`    | gauge     | (sum over running jobs) |
 //! | `mlp_lab_predicted_rows_total`           | counter   |                         |
 //! | `mlp_lab_predictions_in_flight`          | gauge     |                         |
-//! | `mlp_lab_predictions_rejected_total`     | counter   | (429, every slot taken) |
+//! | `mlp_lab_predictions_queued`             | gauge     |                         |
+//! | `mlp_lab_predictions_rejected_total`     | counter   | (429: queue full or wait ran out) |
 //! | `mlp_lab_prediction_batches_total`       | counter   | (products computed for batched requests) |
 //! | `mlp_lab_batched_predictions_total`      | counter   | (requests answered in a batch) |
 //! | `mlp_lab_datasets`, `mlp_lab_models`, `mlp_lab_model_versions` | gauge |        |
@@ -63,6 +64,7 @@ pub struct Collectors {
     samples_per_second: prometheus::Gauge,
     predicted_rows: IntCounter,
     predictions_in_flight: IntGauge,
+    predictions_queued: IntGauge,
     predictions_rejected: IntCounter,
     batches: IntCounter,
     batched: IntCounter,
@@ -126,12 +128,17 @@ impl Metrics {
         .expect("a valid counter");
         let predictions_in_flight = IntGauge::new(
             "mlp_lab_predictions_in_flight",
-            "Prediction requests being served (at most --max-concurrent-predictions).",
+            "Predictions being computed (at most --max-concurrent-predictions).",
+        )
+        .expect("a valid gauge");
+        let predictions_queued = IntGauge::new(
+            "mlp_lab_predictions_queued",
+            "Predictions waiting for a slot (at most --max-queued-predictions).",
         )
         .expect("a valid gauge");
         let predictions_rejected = IntCounter::new(
             "mlp_lab_predictions_rejected_total",
-            "Prediction requests answered 429 because every slot was taken.",
+            "Predictions answered 429: the queue was full or the wait for a slot ran out.",
         )
         .expect("a valid counter");
         let batches = IntCounter::new(
@@ -153,7 +160,7 @@ impl Metrics {
             "Trained versions, over all models.",
         )
         .expect("a valid gauge");
-        let collectors: [Box<dyn prometheus::core::Collector>; 13] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 14] = [
             Box::new(requests.clone()),
             Box::new(duration.clone()),
             Box::new(jobs.clone()),
@@ -161,6 +168,7 @@ impl Metrics {
             Box::new(samples_per_second.clone()),
             Box::new(predicted_rows.clone()),
             Box::new(predictions_in_flight.clone()),
+            Box::new(predictions_queued.clone()),
             Box::new(predictions_rejected.clone()),
             Box::new(batches.clone()),
             Box::new(batched.clone()),
@@ -180,6 +188,7 @@ impl Metrics {
             samples_per_second,
             predicted_rows,
             predictions_in_flight,
+            predictions_queued,
             predictions_rejected,
             batches,
             batched,
@@ -237,6 +246,8 @@ impl Metrics {
         self.samples_per_second.set(samples_per_second);
         self.predictions_in_flight
             .set(count(predictor.slots().in_flight()));
+        self.predictions_queued
+            .set(count(predictor.slots().queued()));
         let (datasets, models, versions) = registry.sizes();
         self.datasets.set(count(datasets));
         self.models.set(count(models));

@@ -58,7 +58,6 @@ pub use middleware::auth::Auth;
 use middleware::body_limit;
 pub use middleware::body_limit::{method_with_body_limit, with_body_limit, BodyLimit};
 use middleware::gate::GateLayer;
-use middleware::prediction_slots::LimitPredictions;
 use middleware::problem_json::{self, ProblemJsonOnly};
 pub use middleware::request_id::REQUEST_ID_HEADER;
 use middleware::request_id::{self, MakeRequestUuidV7};
@@ -77,16 +76,7 @@ pub fn router(state: AppState) -> Router {
             BodyGroup::Predict => BodyLimit::predict(limits),
             BodyGroup::WeightsUpload => BodyLimit::weights_upload(limits),
         };
-        let endpoint = if route.group == BodyGroup::Predict {
-            // Outside the body limit, so that a slot is held while the body is read. One
-            // `layer` call: each wraps (and so boxes) the route's service once more.
-            let slots = GateLayer(LimitPredictions(state.predictor.slots().clone()));
-            route
-                .endpoint
-                .layer((slots, body_limit::body_limit_layers(limit)))
-        } else {
-            method_with_body_limit(route.endpoint, limit)
-        };
+        let endpoint = method_with_body_limit(route.endpoint, limit);
         app = app.route(route.path, endpoint);
     }
     with_layers(

@@ -206,15 +206,19 @@ pub(crate) async fn predict(
     let (entry, version) = predictor.resolve(&model, Selector::from_number(request.version))?;
     predictor.check_rows(request.inputs.rows())?;
     let x = request.inputs.into_matrix(version.model.spec.inputs())?;
-    let outputs = predictor.predict(&version, x).await?;
-    let m = &version.model;
-    Ok(AppJson(PredictResponse {
-        model: &entry.record.name,
-        model_id: entry.record.id,
-        version: version.info.version,
-        labels: labels_of(m, &outputs, version.info.numeric_labels),
-        output_names: output_names(m),
-        outputs: Rows(outputs.view()),
-    })
-    .into_response())
+    let answered = std::sync::Arc::clone(&version);
+    predictor
+        .predict_then(&version, x, move |outputs| {
+            let m = &answered.model;
+            Ok(AppJson(PredictResponse {
+                model: &entry.record.name,
+                model_id: entry.record.id,
+                version: answered.info.version,
+                labels: labels_of(m, &outputs, answered.info.numeric_labels),
+                output_names: output_names(m),
+                outputs: Rows(outputs.view()),
+            })
+            .into_response())
+        })
+        .await
 }

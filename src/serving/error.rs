@@ -56,6 +56,17 @@ pub enum ServingError {
     /// The forward pass refused the rows.
     #[error(transparent)]
     Nn(#[from] NnError),
+    /// Every slot is taken and the queue is full, or the wait for a slot ran out: the server
+    /// is saturated.
+    #[error("{slots} predictions are being computed and no slot came free ({queue} may wait, for up to {max_wait:?})")]
+    Busy {
+        /// Predictions computed at once.
+        slots: usize,
+        /// Predictions that may wait.
+        queue: usize,
+        /// The longest wait.
+        max_wait: std::time::Duration,
+    },
     /// A bug or a lost task: logged, never shown to a client.
     #[error("{0}")]
     Internal(String),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use ndarray::Array2;
 
-use super::admission::PredictionSlots;
+use super::admission::{Bounds, PredictionSlots};
 use super::batching::Batcher;
 use super::dispatch::{batched, INLINE_ROWS};
 use super::error::ServingError;
@@ -56,22 +56,30 @@ struct Engine {
 }
 
 impl Predictor {
-    /// The engine over `registry`'s versions, with `config`'s batching mode, prediction cap
-    /// (`--max-concurrent-predictions`) and row limit (`--max-predict-rows`).
+    /// The engine over `registry`'s versions, with `config`'s batching mode, admission
+    /// (`--max-concurrent-predictions`, `--max-queued-predictions`,
+    /// `--max-prediction-wait-ms`) and row limit (`--max-predict-rows`).
     #[must_use]
     pub fn new(registry: Arc<Registry>, config: &Config) -> Self {
         let stats = Arc::new(Stats::default());
         Self(Arc::new(Engine {
             registry,
             batcher: Batcher::new(Arc::clone(&stats)),
-            slots: PredictionSlots::new(config.max_concurrent_predictions, Arc::clone(&stats)),
+            slots: PredictionSlots::new(
+                Bounds {
+                    slots: config.max_concurrent_predictions,
+                    queue: config.max_queued_predictions,
+                    max_wait: std::time::Duration::from_millis(config.max_prediction_wait_ms),
+                },
+                Arc::clone(&stats),
+            ),
             batching: config.batch_predictions,
             max_rows: config.limits.max_predict_rows,
             stats,
         }))
     }
 
-    /// The slots that bound the predictions served at once.
+    /// The slots that bound the predictions computed at once, and their queue.
     #[must_use]
     pub fn slots(&self) -> &PredictionSlots {
         &self.0.slots
@@ -148,8 +156,9 @@ impl Predictor {
     /// where [`Predictor`] decides.
     ///
     /// # Errors
-    /// [`ServingError::Nn`] when the forward pass refuses the rows, or
-    /// [`ServingError::Internal`] when the computation was lost.
+    /// [`ServingError::Busy`] when no slot came free in time, [`ServingError::Nn`] when the
+    /// forward pass refuses the rows, or [`ServingError::Internal`] when the computation was
+    /// lost.
     pub async fn predict(
         &self,
         version: &Version,
@@ -160,10 +169,12 @@ impl Predictor {
 
     /// [`Predictor::predict`], then `finish` on the outputs, on the same thread as the
     /// product when that is the blocking pool (so that encoding a large answer does not hold
-    /// up a worker either), else on the caller's.
+    /// up a worker either), else on the caller's. A slot ([`admission`](super::admission)) is
+    /// held from before the product until `finish` returns.
     ///
     /// # Errors
-    /// Those of [`Predictor::predict`], or `finish`'s.
+    /// Those of [`Predictor::predict`], [`ServingError::Busy`] when no slot came free, or
+    /// `finish`'s.
     pub async fn predict_then<T, E, F>(
         &self,
         version: &Version,
@@ -176,6 +187,7 @@ impl Predictor {
         F: FnOnce(Array2<f32>) -> Result<T, E> + Send + 'static,
     {
         let engine = &self.0;
+        let slot = engine.slots.admit().await?;
         let net = Arc::clone(&version.model);
         let rows = x.nrows();
         if batched(engine.batching, &net, rows) {
@@ -191,6 +203,7 @@ impl Predictor {
         let stats = Arc::clone(&engine.stats);
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
+            let _slot = slot;
             span.in_scope(|| {
                 let outputs = net.predict_owned(x).map_err(ServingError::from)?;
                 stats.predicted(rows);

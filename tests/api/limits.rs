@@ -1,5 +1,5 @@
-//! Limits on clients rather than on what they ask for: the cap on predictions served at once,
-//! the header-read timeout, the header-size limit, and `/readyz` when the data directory
+//! Limits on clients rather than on what they ask for: admission of predictions (slots, queue,
+//! longest wait), the header-read timeout, the header-size limit, and `/readyz` when the data directory
 //! cannot be written.
 
 use std::time::{Duration, Instant};
@@ -25,8 +25,8 @@ fn host_of(app: &TestApp) -> String {
     app.address.trim_start_matches("http://").to_owned()
 }
 
-/// A prediction whose body never finishes: it holds a slot from its headers on.
-async fn hold_a_prediction_slot(app: &TestApp) -> TcpStream {
+/// A prediction whose body never finishes (a client trickling it, or gone quiet).
+async fn start_an_unfinished_prediction(app: &TestApp) -> TcpStream {
     let mut stream = TcpStream::connect(host_of(app)).await.expect("connect");
     let head =
         "POST /v1/models/m/predict HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
@@ -35,75 +35,146 @@ async fn hold_a_prediction_slot(app: &TestApp) -> TcpStream {
     stream
 }
 
-#[tokio::test]
-async fn a_prediction_beyond_the_cap_is_429_at_once_on_v1_and_v2() {
-    let app = TestApp::spawn_with(Config {
-        max_concurrent_predictions: 1,
-        ..Config::for_tests()
-    })
-    .await;
-    trained(&app).await;
-    let held = hold_a_prediction_slot(&app).await;
-    crate::helpers::wait_until(|| app.state.predictor.slots().in_flight() == 1).await;
+fn v2_body() -> serde_json::Value {
+    json!({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 2], "data": [0, 1]}]})
+}
 
+fn with_admission(slots: usize, queue: usize, wait_ms: u64) -> Config {
+    Config {
+        max_concurrent_predictions: slots,
+        max_queued_predictions: queue,
+        max_prediction_wait_ms: wait_ms,
+        ..Config::for_tests()
+    }
+}
+
+#[tokio::test]
+async fn bodies_still_being_sent_hold_no_prediction_slot() {
+    // One slot and no queue: were a slot taken while a body is read, the trickling clients
+    // would take it and every normal prediction would be a 429.
+    let app = TestApp::spawn_with(with_admission(1, 0, 1000)).await;
+    trained(&app).await;
+    let mut trickling = Vec::new();
+    for _ in 0..8 {
+        trickling.push(start_an_unfinished_prediction(&app).await);
+    }
+    for stream in &mut trickling {
+        stream.write_all(b"[0, ").await.expect("write");
+    }
+    for _ in 0..5 {
+        app.post_ok("/v1/models/m/predict", &json!({"inputs": [[0, 1]]}), 200)
+            .await;
+        let v2 = app.post_json("/v2/models/m/infer", &v2_body()).await;
+        assert_eq!(v2.status(), 200);
+    }
+    assert_eq!(app.state.predictor.slots().in_flight(), 0);
+    assert_eq!(
+        metric(&app, "mlp_lab_predictions_rejected_total").await,
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn predictions_wait_in_the_queue_for_a_slot_rather_than_being_refused() {
+    let app = TestApp::spawn_with(with_admission(1, 16, 30_000)).await;
+    trained(&app).await;
+    let held = app
+        .state
+        .predictor
+        .slots()
+        .take_free()
+        .expect("a free slot");
+    let requests = (0..6).map(|i| {
+        let app = &app;
+        async move {
+            if i % 2 == 0 {
+                app.post_json("/v1/models/m/predict", &json!({"inputs": [[0, 1]]}))
+                    .await
+            } else {
+                app.post_json("/v2/models/m/infer", &v2_body()).await
+            }
+            .status()
+            .as_u16()
+        }
+    });
+    let all = futures_util::future::join_all(requests);
+    let release = async {
+        crate::helpers::wait_until(|| app.state.predictor.slots().queued() == 6).await;
+        assert_eq!(metric(&app, "mlp_lab_predictions_queued").await, 6.0);
+        drop(held);
+    };
+    let (statuses, ()) = tokio::join!(all, release);
+    assert_eq!(statuses, [200; 6]);
+    assert_eq!(
+        metric(&app, "mlp_lab_predictions_rejected_total").await,
+        0.0
+    );
+    assert_eq!(metric(&app, "mlp_lab_predictions_queued").await, 0.0);
+}
+
+#[tokio::test]
+async fn a_full_queue_or_a_wait_that_runs_out_is_429_with_retry_after_on_v1_and_v2() {
+    // No queue: refused at once.
+    let app = TestApp::spawn_with(with_admission(1, 0, 30_000)).await;
+    trained(&app).await;
+    let held = app
+        .state
+        .predictor
+        .slots()
+        .take_free()
+        .expect("a free slot");
     let started = Instant::now();
     let v1 = app
         .post_json("/v1/models/m/predict", &json!({"inputs": [[0, 1]]}))
         .await;
     assert_eq!(v1.headers()["retry-after"], "1");
-    // A small body is read and dropped, so the connection stays open for the next request.
-    assert!(v1.headers().get("connection").is_none());
     let problem = assert_problem(v1, 429, "too_many_predictions").await;
-    assert!(
-        problem.detail.contains("--max-concurrent-predictions"),
-        "{}",
-        problem.detail
-    );
-    let v2 = app
-        .post_json(
-            "/v2/models/m/infer",
-            &json!({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 2], "data": [0, 1]}]}),
-        )
-        .await;
+    for flag in ["--max-concurrent-predictions", "--max-queued-predictions"] {
+        assert!(problem.detail.contains(flag), "{}", problem.detail);
+    }
+    let v2 = app.post_json("/v2/models/m/infer", &v2_body()).await;
     assert_eq!(v2.status(), 429);
     assert_eq!(v2.headers()["retry-after"], "1");
     let body: serde_json::Value = v2.json().await.expect("json");
     assert!(
         body["error"]
             .as_str()
-            .is_some_and(|e| e.contains("predictions")),
+            .is_some_and(|e| e.contains("saturated")),
         "{body}"
     );
     assert!(
         started.elapsed() < Duration::from_secs(5),
-        "429 must not wait"
+        "a full queue must not wait"
     );
-    // A body too large to read and drop: the connection cannot carry another request.
-    let rows: Vec<[f64; 2]> = vec![[0.5, 0.5]; 10_000];
-    let large = app
-        .post_json("/v1/models/m/predict", &json!({ "inputs": rows }))
-        .await;
-    assert_eq!(large.headers()["connection"], "close");
-    assert_problem(large, 429, "too_many_predictions").await;
     assert_eq!(
         metric(&app, "mlp_lab_predictions_rejected_total").await,
-        3.0
+        2.0
     );
     assert_eq!(metric(&app, "mlp_lab_predictions_in_flight").await, 1.0);
-
     drop(held);
-    crate::helpers::wait_until(|| app.state.predictor.slots().in_flight() == 0).await;
     app.post_ok("/v1/models/m/predict", &json!({"inputs": [[0, 1]]}), 200)
         .await;
+
+    // A queue, and a short wait that runs out.
+    let app = TestApp::spawn_with(with_admission(1, 16, 200)).await;
+    trained(&app).await;
+    let _held = app
+        .state
+        .predictor
+        .slots()
+        .take_free()
+        .expect("a free slot");
+    let started = Instant::now();
+    let v1 = app
+        .post_json("/v1/models/m/predict", &json!({"inputs": [[0, 1]]}))
+        .await;
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    assert_problem(v1, 429, "too_many_predictions").await;
 }
 
 #[tokio::test]
-async fn concurrent_predictions_over_the_cap_get_only_200_and_429() {
-    let app = TestApp::spawn_with(Config {
-        max_concurrent_predictions: 2,
-        ..Config::for_tests()
-    })
-    .await;
+async fn concurrent_predictions_over_the_cap_without_a_queue_get_only_200_and_429() {
+    let app = TestApp::spawn_with(with_admission(2, 0, 1000)).await;
     trained(&app).await;
     // Large enough to leave the async worker, so that requests overlap.
     let rows: Vec<[f64; 2]> = (0..20_000).map(|i| [f64::from(i % 2), 1.0]).collect();

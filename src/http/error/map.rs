@@ -6,6 +6,7 @@ use super::v2::V2Error;
 use super::ApiError;
 use crate::config::Limit;
 use crate::experiments::ExperimentError;
+use crate::http::error::PREDICTION_RETRY_AFTER;
 use crate::jobs::{JobError, RETRY_AFTER};
 use crate::nn::NnError;
 use crate::registry::RegistryError;
@@ -168,6 +169,11 @@ impl From<ServingError> for ApiError {
             }
             ServingError::Invalid { field, message } => ApiError::validation(field, message),
             ServingError::Nn(error) => error.into(),
+            ServingError::Busy { slots, queue, .. } => ApiError::TooManyPredictions {
+                max: slots,
+                queue,
+                retry_after: PREDICTION_RETRY_AFTER,
+            },
             ServingError::Internal(cause) => ApiError::internal(cause),
         }
     }

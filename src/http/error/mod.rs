@@ -49,6 +49,10 @@ use crate::config::{ByteSize, Limit};
 mod map;
 pub mod v2;
 
+/// What a client refused a prediction is told to wait: predictions take milliseconds, so one
+/// second (the least `Retry-After` can say) is plenty.
+pub const PREDICTION_RETRY_AFTER: Duration = Duration::from_secs(1);
+
 pub use v2::{is_v2_path, V2Error};
 
 /// The media type of every error body.
@@ -193,12 +197,14 @@ pub enum ApiError {
         retry_after: Duration,
     },
 
-    /// As many predictions as `--max-concurrent-predictions` allows are being served (429);
-    /// the client may retry after the given time.
+    /// Every prediction slot is taken and the queue is full, or a wait for a slot ran out
+    /// (429); the client may retry after the given time.
     #[error("too many predictions at once")]
     TooManyPredictions {
-        /// The cap in force.
+        /// Predictions computed at once.
         max: usize,
+        /// Predictions that may wait.
+        queue: usize,
         /// Sent as `Retry-After`, rounded up to whole seconds.
         retry_after: Duration,
     },
@@ -474,9 +480,14 @@ impl ApiError {
                 "the training queue is full; retry in {} s",
                 retry_after_secs(*retry_after)
             ),
-            Self::TooManyPredictions { max, retry_after } => format!(
-                "{max} predictions are being served, as many as --max-concurrent-predictions / \
-                 MLP_LAB_MAX_CONCURRENT_PREDICTIONS allows; retry in {} s",
+            Self::TooManyPredictions {
+                max,
+                queue,
+                retry_after,
+            } => format!(
+                "the server is saturated: {max} predictions are being computed \
+                 (--max-concurrent-predictions) and {queue} may wait for a slot \
+                 (--max-queued-predictions), for at most --max-prediction-wait-ms; retry in {} s",
                 retry_after_secs(*retry_after)
             ),
             Self::HeadersTooLarge { max, given } => format!(
@@ -563,7 +574,7 @@ impl ApiError {
     }
 }
 
-fn retry_after_secs(d: Duration) -> u64 {
+pub(crate) fn retry_after_secs(d: Duration) -> u64 {
     // Retry-After is whole seconds; rounding down to 0 would invite an immediate retry.
     (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
 }

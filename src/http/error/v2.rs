@@ -18,6 +18,8 @@ use super::ApiError;
 pub struct V2Error {
     status: StatusCode,
     message: String,
+    /// Sent as `Retry-After` (whole seconds), for a refusal the client should retry.
+    retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -41,6 +43,7 @@ impl V2Error {
         Self {
             status,
             message: message.into(),
+            retry_after: None,
         }
     }
 }
@@ -55,9 +58,17 @@ impl From<ApiError> for V2Error {
             StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
             status => status,
         };
+        let retry_after = match &error {
+            ApiError::QueueFull { retry_after }
+            | ApiError::TooManyPredictions { retry_after, .. } => {
+                Some(super::retry_after_secs(*retry_after))
+            }
+            _ => None,
+        };
         Self {
             status,
             message: error.to_problem().detail,
+            retry_after,
         }
     }
 }
@@ -69,7 +80,7 @@ impl IntoResponse for V2Error {
         })
         // Serializing one string cannot fail; still, never panic here.
         .unwrap_or_else(|_| br#"{"error":"error"}"#.to_vec());
-        (
+        let mut response = (
             self.status,
             [(
                 header::CONTENT_TYPE,
@@ -77,7 +88,13 @@ impl IntoResponse for V2Error {
             )],
             body,
         )
-            .into_response()
+            .into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 

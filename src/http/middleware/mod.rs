@@ -5,8 +5,8 @@
 //! (requests counted and timed by route template), the header-size limit and the per-route body
 //! limits ([`body_limit`]), [`cors`] when origins are configured, the bearer-token check
 //! ([`auth`]), the rewriting of bare errors into problem+json ([`problem_json`]), the request
-//! timeout and the catching of panics. The prediction routes also take a prediction slot
-//! ([`prediction_slots`]) before their body is read.
+//! timeout and the catching of panics. (Predictions are admitted by the prediction engine
+//! once their body is read: `serving::admission`.)
 //!
 //! Most of them are [`gate::Gate`]s: middleware that allocates nothing on the way through.
 
@@ -15,6 +15,5 @@ pub mod body_limit;
 pub mod cors;
 pub(crate) mod gate;
 pub(crate) mod metrics;
-pub mod prediction_slots;
 pub(crate) mod problem_json;
 pub mod request_id;
