@@ -49,7 +49,7 @@ fn test_accuracy(builtin: Builtin) -> f64 {
             _ => [398, 0, 171],
         }
     );
-    report.test.unwrap().accuracy.unwrap()
+    report.summary.test.unwrap().accuracy.unwrap()
 }
 
 #[test]

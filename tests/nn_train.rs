@@ -215,10 +215,10 @@ fn early_stopping_restores_the_best_epoch() {
         ..TrainConfig::default()
     };
     let (_, report) = run(spec, &data, &config);
-    assert!(report.stopped_early);
-    assert_eq!(report.epochs_run, report.best_epoch + 5);
-    let best_val = report.history[report.best_epoch].val_loss.unwrap();
-    assert!((report.validation.unwrap().loss - best_val).abs() < 1e-9);
+    assert!(report.summary.stopped_early);
+    assert_eq!(report.summary.epochs_run, report.summary.best_epoch + 5);
+    let best_val = report.history[report.summary.best_epoch].val_loss.unwrap();
+    assert!((report.summary.validation.unwrap().loss - best_val).abs() < 1e-9);
 }
 
 #[test]
@@ -298,8 +298,8 @@ fn an_interrupter_cancels_between_batches_and_the_callback_can_stop() {
         },
     )
     .unwrap();
-    assert_eq!(report.epochs_run, 4);
-    assert!(report.stopped_early);
+    assert_eq!(report.summary.epochs_run, 4);
+    assert!(report.summary.stopped_early);
 }
 
 #[test]

@@ -247,13 +247,13 @@ impl VersionView {
             source,
             job: i.job,
             dataset: i.dataset,
-            best_epoch: i.best_epoch,
-            epochs_run: i.epochs_run,
-            stopped_early: i.stopped_early,
+            best_epoch: i.fit.best_epoch,
+            epochs_run: i.fit.epochs_run,
+            stopped_early: i.fit.stopped_early,
             metrics: (source == VersionSource::Training).then_some(VersionMetrics {
-                train: i.train,
-                validation: i.validation,
-                test: i.test,
+                train: i.fit.train,
+                validation: i.fit.validation,
+                test: i.fit.test,
             }),
         }
     }

@@ -66,11 +66,11 @@ fn recover(stored: &mut StoredJob, made: Option<&VersionInfo>) {
     record.finished_at = Some(clock::now_rfc3339());
     if let Some(i) = made {
         record.state = JobState::Succeeded;
-        record.progress.epoch = i.epochs_run;
+        record.progress.epoch = i.fit.epochs_run;
         record.progress.fraction = if record.progress.epochs == 0 {
             0.0
         } else {
-            (i.epochs_run as f64 / record.progress.epochs as f64).min(1.0)
+            (i.fit.epochs_run as f64 / record.progress.epochs as f64).min(1.0)
         };
         record.progress.eta_seconds = Some(0.0);
         record.result = Some(JobResult::of(i));

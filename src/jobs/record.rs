@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::nn::{EpochRecord, Metrics, TrainConfig};
+use crate::nn::{EpochRecord, FitSummary, TrainConfig};
 
 /// Where a job is in its life: `queued → running → succeeded | failed | cancelled`, and
 /// `interrupted` for one that was queued or running when the process stopped.
@@ -75,18 +75,9 @@ pub struct Progress {
 pub struct JobResult {
     /// The new version of the model.
     pub version: u32,
-    /// The epoch whose weights the version has.
-    pub best_epoch: usize,
-    /// Whether early stopping ended training before its epochs.
-    pub stopped_early: bool,
-    /// Epochs run.
-    pub epochs_run: usize,
-    /// Final metrics on the training rows.
-    pub train: Metrics,
-    /// Final metrics on the validation rows.
-    pub validation: Option<Metrics>,
-    /// Final metrics on the test rows.
-    pub test: Option<Metrics>,
+    /// How the fit ended: the version's own summary, flattened beside `version`.
+    #[serde(flatten)]
+    pub fit: FitSummary,
 }
 
 impl JobResult {
@@ -95,12 +86,7 @@ impl JobResult {
     pub fn of(i: &crate::registry::VersionInfo) -> Self {
         Self {
             version: i.version,
-            best_epoch: i.best_epoch,
-            stopped_early: i.stopped_early,
-            epochs_run: i.epochs_run,
-            train: i.train,
-            validation: i.validation,
-            test: i.test,
+            fit: i.fit,
         }
     }
 }
@@ -174,4 +160,32 @@ pub enum JobEvent {
     Epoch(std::sync::Arc<EpochRecord>),
     /// The job's state changed; the record after the change.
     Status(std::sync::Arc<JobRecord>),
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_job_result_keeps_the_fields_it_had_before_the_fit_summary() {
+        // The old layout, in its field order.
+        let old = json!({
+            "version": 2,
+            "best_epoch": 40,
+            "stopped_early": false,
+            "epochs_run": 40,
+            "train": {"loss": 0.015_625, "r2": 0.987_654_321_012_345_6, "mae": 0.1},
+            "validation": null,
+            "test": {"loss": 0.25, "r2": 0.5, "mae": 0.375}
+        });
+
+        let result: JobResult = serde_json::from_str(&old.to_string()).expect("reads");
+
+        assert_eq!(result.version, 2);
+        assert_eq!(result.fit.epochs_run, 40);
+        assert_eq!(result.fit.train.r2, Some(0.987_654_321_012_345_6));
+        assert_eq!(serde_json::to_value(&result).expect("writes"), old);
+    }
 }

@@ -146,12 +146,7 @@ fn train(inner: &Inner, job: &Job, work: Work) {
                 job: Some(work.record.id),
                 dataset: Some(work.record.dataset),
                 created_at: String::new(),
-                best_epoch: report.best_epoch,
-                epochs_run: report.epochs_run,
-                stopped_early: report.stopped_early,
-                train: report.train,
-                validation: report.validation,
-                test: report.test,
+                fit: report.summary,
                 numeric_labels: work.dataset.info.numeric_labels,
             };
             match inner.registry.add_version(work.record.model, model, info) {

@@ -124,13 +124,13 @@ impl Builtin {
     ///
     /// Only if the data shipped in `assets/datasets/` is malformed, which the tests rule out.
     pub fn load(self) -> Dataset {
-        let (csv, feature_names): (&str, Vec<String>) = match self {
+        let (text, feature_names): (&str, Vec<String>) = match self {
             Builtin::Iris => (IRIS_CSV, owned(&IRIS_FEATURES)),
             Builtin::Wine => (WINE_CSV, owned(&WINE_FEATURES)),
             Builtin::BreastCancer => (BREAST_CANCER_CSV, breast_cancer_features()),
             Builtin::Digits => (DIGITS_CSV, digits_features()),
         };
-        parse(self.name(), csv, feature_names)
+        parse(self.name(), text, feature_names)
     }
 }
 
@@ -164,14 +164,18 @@ fn malformed(name: &str, what: String) -> ! {
 }
 
 /// Reads scikit-learn's layout: `rows,features,class names…`, then `values…,class index` lines.
-fn parse(name: &str, csv: &str, feature_names: Vec<String>) -> Dataset {
-    let mut lines = csv.lines().filter(|l| !l.trim().is_empty());
-    let header: Vec<&str> = lines
+fn parse(name: &str, text: &str, feature_names: Vec<String>) -> Dataset {
+    let mut records = csv::ReaderBuilder::new()
+        .has_headers(false)
+        // The header has a field per class, a row one per feature and the class index.
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes())
+        .into_records()
+        .map(|record| record.unwrap_or_else(|e| malformed(name, e.to_string())));
+    let header = records
         .next()
-        .unwrap_or_else(|| malformed(name, "empty file".into()))
-        .split(',')
-        .map(str::trim)
-        .collect();
+        .unwrap_or_else(|| malformed(name, "empty file".into()));
     let count = |i: usize| -> usize {
         header
             .get(i)
@@ -179,7 +183,7 @@ fn parse(name: &str, csv: &str, feature_names: Vec<String>) -> Dataset {
             .unwrap_or_else(|| malformed(name, format!("header field {i} is not a count")))
     };
     let (rows, cols) = (count(0), count(1));
-    let class_names = owned(&header[2..]);
+    let class_names: Vec<String> = header.iter().skip(2).map(str::to_owned).collect();
     if cols != feature_names.len() {
         malformed(
             name,
@@ -189,15 +193,14 @@ fn parse(name: &str, csv: &str, feature_names: Vec<String>) -> Dataset {
 
     let mut values = Vec::with_capacity(rows * cols);
     let mut indices = Vec::with_capacity(rows);
-    for (r, line) in lines.enumerate() {
-        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+    for (r, fields) in records.enumerate() {
         if fields.len() != cols + 1 {
             malformed(
                 name,
                 format!("row {r} has {} fields, not {}", fields.len(), cols + 1),
             );
         }
-        for (c, field) in fields[..cols].iter().enumerate() {
+        for (c, field) in fields.iter().take(cols).enumerate() {
             let v: f32 = field
                 .parse()
                 .unwrap_or_else(|_| malformed(name, format!("row {r}, column {c}: {field:?}")));
@@ -205,7 +208,7 @@ fn parse(name: &str, csv: &str, feature_names: Vec<String>) -> Dataset {
         }
         let class: u32 = fields[cols]
             .parse()
-            .unwrap_or_else(|_| malformed(name, format!("row {r}: class {:?}", fields[cols])));
+            .unwrap_or_else(|_| malformed(name, format!("row {r}: class {:?}", &fields[cols])));
         indices.push(class);
     }
     if indices.len() != rows {

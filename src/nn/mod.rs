@@ -41,4 +41,6 @@ pub use init::Init;
 pub use model::{Model, ModelSpec, NetworkLimits};
 pub use optim::OptimizerConfig;
 pub use schedule::Schedule;
-pub use train::{fit, Control, EarlyStopping, EpochRecord, FitReport, Interrupter, TrainConfig};
+pub use train::{
+    fit, Control, EarlyStopping, EpochRecord, FitReport, FitSummary, Interrupter, TrainConfig,
+};

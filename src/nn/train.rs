@@ -260,11 +260,14 @@ pub struct EpochRecord {
     pub layers: Vec<LayerDiagnostics>,
 }
 
-/// The outcome of a fit.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct FitReport {
-    /// Every epoch record, from epoch 0.
-    pub history: Vec<EpochRecord>,
+/// How a fit ended, in the numbers worth keeping once its history is gone: which epoch's
+/// weights the model has, how many epochs ran, and the final metrics on each part of the split.
+///
+/// Declared once here and flattened into every record that describes a finished fit, so those
+/// records share its field names. The default (no epoch run, zero training metrics, no
+/// validation or test metrics) describes weights that no fit made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FitSummary {
     /// The epoch whose weights the model has (the best one with `restore_best`).
     pub best_epoch: usize,
     /// Epochs actually run.
@@ -273,10 +276,20 @@ pub struct FitReport {
     pub stopped_early: bool,
     /// Final metrics on the training rows (evaluation mode).
     pub train: Metrics,
-    /// Final metrics on the validation rows.
+    /// Final metrics on the validation rows (none without a validation split).
     pub validation: Option<Metrics>,
-    /// Final metrics on the test rows.
+    /// Final metrics on the test rows (none without a test split).
     pub test: Option<Metrics>,
+}
+
+/// The outcome of a fit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FitReport {
+    /// Every epoch record, from epoch 0.
+    pub history: Vec<EpochRecord>,
+    /// Where training ended and the final metrics.
+    #[serde(flatten)]
+    pub summary: FitSummary,
     /// Rows in each part of the split.
     pub rows: [usize; 3],
 }
@@ -348,12 +361,14 @@ pub fn fit(
     let best_epoch = best.restore(&mut model).unwrap_or(epochs_run);
     let ws = &mut loop_.eval;
     let report = FitReport {
-        best_epoch,
-        epochs_run,
-        stopped_early,
-        train: evaluate_part(&model, train, ws, None),
-        validation: val.map(|v| evaluate_part(&model, v, ws, None)),
-        test: test.map(|t| evaluate_part(&model, t, ws, None)),
+        summary: FitSummary {
+            best_epoch,
+            epochs_run,
+            stopped_early,
+            train: evaluate_part(&model, train, ws, None),
+            validation: val.map(|v| evaluate_part(&model, v, ws, None)),
+            test: test.map(|t| evaluate_part(&model, t, ws, None)),
+        },
         rows: [split.train.len(), split.validation.len(), split.test.len()],
         history,
     };

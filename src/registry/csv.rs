@@ -1,12 +1,19 @@
 //! Datasets from `text/csv`: a header row, then one row per sample; one column (by default
 //! the last) holds the targets.
 //!
-//! Fields may be double-quoted (`"a, b"`, `""` for a quote). Every feature cell must be a
-//! finite number within `--max-abs-value`; an empty cell, a word or `NaN` is refused naming its
-//! line, data row and column. Targets follow the rules of [`super::ingest`]: words are class
-//! labels and stay labels, integers are class labels too, other numbers are regression values
-//! (unless `task` says otherwise).
+//! The `csv` crate splits the text as RFC 4180 has it: a field that begins with a double quote
+//! runs to the closing quote and may hold commas, line breaks and `""` for a quote (a quote
+//! after leading spaces is an ordinary character, as in RFC 4180). Whitespace around each
+//! field is dropped and blank lines are skipped. A quote that is never closed is refused rather
+//! than taken as the rest of the body. Every feature cell must be a finite number within
+//! `--max-abs-value`; an empty cell, a word or `NaN` is refused naming its line, data row and
+//! column (the line a row begins on, counting the line breaks inside quoted fields). Targets
+//! follow the rules of [`super::ingest`]: words are class labels and stay labels, integers are
+//! class labels too, other numbers are regression values (unless `task` says otherwise).
 
+use std::io::{Chain, Read};
+
+use ::csv::{Reader, ReaderBuilder, StringRecord, Terminator, Trim};
 use ndarray::Array2;
 use serde_json::Value;
 
@@ -15,32 +22,117 @@ use super::RegistryError;
 use crate::config::Limits;
 use crate::nn::{Dataset, Targets, Task};
 
-/// Splits one CSV line into fields, honouring double quotes.
-fn fields(line: &str) -> Result<Vec<String>, String> {
-    let mut out = Vec::new();
-    let mut field = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                field.push('"');
-                chars.next();
-            }
-            ('"', true) => quoted = false,
-            ('"', false) if field.trim().is_empty() => {
-                field.clear();
-                quoted = true;
-            }
-            (',', false) => out.push(std::mem::take(&mut field)),
-            (c, _) => field.push(c),
+/// Read after every body, to catch a quote left open: the `csv` crate silently ends such a
+/// field at the end of the input. After a body whose quotes are all closed this is a record of
+/// its own, the one field `end`; an open quote takes it into its field instead, and the last
+/// record is then something else.
+const END: &[u8] = b"\n\"end\"\n";
+
+/// A row of the body that does not split into fields: the line it begins on and why.
+struct Unreadable {
+    line: usize,
+    message: String,
+}
+
+/// The records of a CSV body in order, each with the line it begins on; blank lines are
+/// skipped.
+struct Records<'t> {
+    reader: Reader<Chain<&'t [u8], &'static [u8]>>,
+    text: &'t [u8],
+    /// The record read ahead (only the read after a record tells whether it is the last), or
+    /// the error that ends the records.
+    ahead: Option<Result<StringRecord, Unreadable>>,
+    /// Where the last record handed out begins, and its line.
+    at: usize,
+    line: usize,
+}
+
+impl<'t> Records<'t> {
+    fn new(text: &'t str) -> Self {
+        let mut records = Self {
+            reader: ReaderBuilder::new()
+                .has_headers(false)
+                // A row of the wrong length is reported below, naming its line.
+                .flexible(true)
+                // Lines end at `\n` alone: the `\r` of a `\r\n` is trimmed with the other
+                // whitespace, and a lone `\r` is no line break, so lines are counted by `\n`.
+                .terminator(Terminator::Any(b'\n'))
+                .trim(Trim::All)
+                .from_reader(text.as_bytes().chain(END)),
+            text: text.as_bytes(),
+            ahead: None,
+            at: 0,
+            line: 1,
+        };
+        records.ahead = records.read().transpose();
+        records
+    }
+
+    /// The next record, `None` at the end. Reading a `&str` cannot fail; should it, the error
+    /// is reported like a bad row.
+    fn read(&mut self) -> Result<Option<StringRecord>, Unreadable> {
+        let mut record = StringRecord::new();
+        match self.reader.read_record(&mut record) {
+            Ok(more) => Ok(more.then_some(record)),
+            Err(e) => Err(Unreadable {
+                line: self.line,
+                message: e.to_string(),
+            }),
         }
     }
-    if quoted {
-        return Err("a quoted field is not closed".to_owned());
+
+    /// The line `record` begins on. The reader puts a record where the previous one ended,
+    /// before the empty lines it skipped, so the count starts past those line ends.
+    fn line_of(&mut self, record: &StringRecord) -> usize {
+        let text = self.text;
+        let from = record
+            .position()
+            .and_then(|p| usize::try_from(p.byte()).ok())
+            .unwrap_or(text.len())
+            .min(text.len());
+        let start = from + text[from..].iter().take_while(|&&b| b == b'\n').count();
+        if start > self.at {
+            self.line += text[self.at..start].iter().filter(|&&b| b == b'\n').count();
+            self.at = start;
+        }
+        self.line
     }
-    out.push(field);
-    Ok(out.into_iter().map(|f| f.trim().to_owned()).collect())
+
+    /// Whether the line of the record just located holds nothing but whitespace: a record of
+    /// one empty field may also be a quoted empty field (`""`), a row like any other.
+    fn is_blank_line(&self) -> bool {
+        !self.text[self.at..]
+            .iter()
+            .take_while(|&&b| b != b'\n')
+            .any(|&b| b == b'"')
+    }
+}
+
+impl Iterator for Records<'_> {
+    type Item = Result<(usize, StringRecord), Unreadable>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let current = match self.ahead.take()? {
+                Ok(record) => record,
+                Err(e) => return Some(Err(e)),
+            };
+            self.ahead = self.read().transpose();
+            let line = self.line_of(&current);
+            if self.ahead.is_none() {
+                return (current.len() != 1 || &current[0] != "end").then(|| {
+                    Err(Unreadable {
+                        line,
+                        message: "a quoted field is not closed".to_owned(),
+                    })
+                });
+            }
+            if current.len() == 1 && current[0].is_empty() && self.is_blank_line() {
+                continue;
+            }
+            return Some(Ok((line, current)));
+        }
+    }
 }
 
 /// A dataset from CSV text. `target` names the target column (default: the last).
@@ -54,16 +146,13 @@ pub fn from_csv(
     limits: &Limits,
 ) -> Result<Ingested, RegistryError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.trim_end_matches('\r')))
-        .filter(|(_, l)| !l.trim().is_empty());
-    let (header_line, header) = lines
+    let mut records = Records::new(text);
+    let header = records
         .next()
-        .ok_or_else(|| RegistryError::invalid("csv", "the body is empty; expected a header row"))?;
-    let header = fields(header)
-        .map_err(|m| RegistryError::invalid("csv", format!("line {header_line}: {m}")))?;
+        .ok_or_else(|| RegistryError::invalid("csv", "the body is empty; expected a header row"))?
+        .map_err(|u| RegistryError::invalid("csv", format!("line {}: {}", u.line, u.message)))?
+        .1;
+    let header: Vec<String> = header.iter().map(str::to_owned).collect();
     if header.len() < 2 {
         return Err(RegistryError::invalid(
             "csv",
@@ -87,10 +176,13 @@ pub fn from_csv(
         .collect();
     let mut features = Vec::new();
     let mut targets = Vec::new();
-    for (row, (line, text)) in lines.enumerate() {
+    for (row, record) in records.enumerate() {
         check_cells(row + 1, header.len(), limits)?;
-        let cells = fields(text).map_err(|m| {
-            RegistryError::invalid(format!("rows[{row}]"), format!("line {line}: {m}"))
+        let (line, cells) = record.map_err(|u| {
+            RegistryError::invalid(
+                format!("rows[{row}]"),
+                format!("line {}: {}", u.line, u.message),
+            )
         })?;
         if cells.len() != header.len() {
             return Err(RegistryError::invalid(
@@ -114,7 +206,7 @@ pub fn from_csv(
                 ));
             }
             if c == t {
-                targets.push(cell.clone());
+                targets.push(cell.to_owned());
                 continue;
             }
             let v: f64 = cell.parse().map_err(|_| {
@@ -192,13 +284,90 @@ fn build(
 mod tests {
     use super::*;
 
+    fn refusal(text: &str) -> (String, String) {
+        match from_csv(text, None, None, &Limits::default()) {
+            Err(RegistryError::Invalid { field, message }) => (field, message),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
     #[test]
     fn quoted_fields_keep_their_commas_and_quotes() {
+        let d = from_csv(
+            "x,label\n1,\"a, b\"\n2 ,\"say \"\"hi\"\"\" \n3,\"a, b\"\n",
+            None,
+            None,
+            &Limits::default(),
+        )
+        .expect("ok");
+
+        assert_eq!(d.data.targets.names(), ["a, b", r#"say "hi""#]);
+    }
+
+    #[test]
+    fn a_quoted_field_may_hold_a_line_break() {
+        let d = from_csv(
+            "\"petal\nlength\",label\n1,\"north\r\nside\"\n2,south\n",
+            None,
+            None,
+            &Limits::default(),
+        )
+        .expect("ok");
+
+        assert_eq!(d.data.feature_names, ["petal\nlength"]);
+        assert_eq!(d.data.targets.names(), ["north\r\nside", "south"]);
+    }
+
+    #[test]
+    fn lines_are_counted_through_quoted_breaks_blank_lines_and_crlf() {
+        let (field, message) = refusal("\"a\nb\",y\r\n\r\n1,\"x\ny\"\r\n   \r\nNaN,z\r\n");
+
+        assert_eq!(field, "rows[1].a\nb");
+        assert!(message.starts_with("line 7 (data row 2)"), "{message}");
+    }
+
+    #[test]
+    fn a_quote_left_open_is_refused_naming_the_line_of_its_row() {
+        let (field, message) = refusal("x,y\n1,0\n2,\"open\n3,1\n");
+        assert_eq!(field, "rows[1]");
+        assert_eq!(message, "line 3: a quoted field is not closed");
+
+        let (field, message) = refusal("x,\"y\n1,0\n");
+        assert_eq!(field, "csv");
+        assert_eq!(message, "line 1: a quoted field is not closed");
+
+        // Closed by a doubled quote that is an escaped quote: still open.
+        let (_, message) = refusal("x,y\n1,\"a\"\"");
+        assert_eq!(message, "line 2: a quoted field is not closed");
+    }
+
+    #[test]
+    fn a_quote_after_spaces_is_an_ordinary_character() {
+        // RFC 4180: a field is quoted only when the quote is its first character, so the comma
+        // inside splits the row.
+        let (field, message) = refusal("x,label\n1, \"a, b\"\n");
+
+        assert_eq!(field, "rows[0]");
+        assert_eq!(message, "line 2 (data row 1) has 3 cells, the header 2");
+    }
+
+    #[test]
+    fn a_byte_order_mark_and_blank_bodies() {
+        let d = from_csv("\u{feff}a,y\n1,0\n2,1\n", None, None, &Limits::default()).expect("ok");
+        assert_eq!(d.data.feature_names, ["a"]);
+
         assert_eq!(
-            fields(r#"1, "a, b" ,"say ""hi""""#).expect("parses"),
-            ["1", "a, b", r#"say "hi""#]
+            refusal("\n  \n\r\n").1,
+            "the body is empty; expected a header row"
         );
-        assert!(fields(r#"1,"open"#).is_err());
+        assert_eq!(
+            refusal("a,y\n\n").1,
+            "the dataset has no rows, only a header"
+        );
+        assert_eq!(
+            refusal("a\n1\n").1,
+            "the header needs at least one feature column and a target column"
+        );
     }
 
     #[test]

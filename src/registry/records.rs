@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::nn::data::FeatureStats;
-use crate::nn::{Dataset, Metrics, Model, ModelSpec, Targets};
+use crate::nn::{Dataset, FitSummary, Model, ModelSpec, Targets};
 
 /// Where a dataset came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,18 +94,10 @@ pub struct VersionInfo {
     pub dataset: Option<Uuid>,
     /// RFC 3339.
     pub created_at: String,
-    /// The epoch whose weights it has.
-    pub best_epoch: usize,
-    /// Epochs run.
-    pub epochs_run: usize,
-    /// Whether training stopped before its epochs.
-    pub stopped_early: bool,
-    /// Final metrics on the training rows.
-    pub train: Metrics,
-    /// Final metrics on the validation rows.
-    pub validation: Option<Metrics>,
-    /// Final metrics on the test rows.
-    pub test: Option<Metrics>,
+    /// How the fit that made it ended ([`FitSummary::default`] for imported weights, which no
+    /// fit made). Flattened, so the stored record keeps the field names it always had.
+    #[serde(flatten)]
+    pub fit: FitSummary,
     /// Whether class labels are answered as JSON numbers.
     #[serde(default)]
     pub numeric_labels: bool,
@@ -123,12 +115,7 @@ impl VersionInfo {
             job: None,
             dataset: None,
             created_at: String::new(),
-            best_epoch: 0,
-            epochs_run: 0,
-            stopped_early: false,
-            train: Metrics::default(),
-            validation: None,
-            test: None,
+            fit: FitSummary::default(),
             numeric_labels,
         }
     }
@@ -371,5 +358,65 @@ impl DatasetFile {
         let data =
             Dataset::new(features, Some(self.feature_names), targets).map_err(|e| e.to_string())?;
         Ok((self.info, data))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    /// A version record as written before the fit's numbers were one flattened type, in that
+    /// code's field order; `test` is null and the floats need all 17 digits.
+    fn stored_before_fit_summary() -> Value {
+        json!({
+            "model": "0190a4d2-7c1e-7b3a-9f00-000000000001",
+            "version": 3,
+            "job": "0190a4d2-7c1e-7b3a-9f00-000000000002",
+            "dataset": "0190a4d2-7c1e-7b3a-9f00-000000000003",
+            "created_at": "2025-01-02T03:04:05Z",
+            "best_epoch": 17,
+            "epochs_run": 22,
+            "stopped_early": true,
+            "train": {"loss": 0.123_456_789_012_345_67, "accuracy": 0.975},
+            "validation": {"loss": 0.318_309_886_183_712_5, "accuracy": 0.9},
+            "test": null,
+            "numeric_labels": true,
+            "weights_sha256": "ab".repeat(32),
+            "weights_bytes": 1234
+        })
+    }
+
+    #[test]
+    fn a_version_record_of_the_old_layout_reads_and_writes_back_the_same_fields() {
+        let old = stored_before_fit_summary();
+
+        let stored: StoredVersion = serde_json::from_str(&old.to_string()).expect("reads");
+        let written = serde_json::to_value(&stored).expect("writes");
+
+        assert_eq!(stored.info.fit.best_epoch, 17);
+        assert_eq!(stored.info.fit.epochs_run, 22);
+        assert!(stored.info.fit.stopped_early);
+        assert_eq!(stored.info.fit.train.accuracy, Some(0.975));
+        assert_eq!(stored.info.fit.test, None);
+        // Same names and values (serde_json's map compares without regard to order).
+        assert_eq!(written, old);
+    }
+
+    #[test]
+    fn a_record_without_numeric_labels_still_reads() {
+        let mut old = stored_before_fit_summary();
+        old.as_object_mut()
+            .expect("object")
+            .remove("numeric_labels");
+
+        let stored: StoredVersion = serde_json::from_str(&old.to_string()).expect("reads");
+
+        assert!(!stored.info.numeric_labels);
+        assert_eq!(
+            stored.info.fit.validation.map(|m| m.loss),
+            Some(0.318_309_886_183_712_5)
+        );
     }
 }

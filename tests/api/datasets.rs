@@ -86,6 +86,25 @@ async fn a_csv_upload_keeps_string_labels_and_names_the_target() {
 }
 
 #[tokio::test]
+async fn a_quoted_csv_field_may_hold_a_line_break() {
+    let app = TestApp::spawn().await;
+    // RFC 4180: a quoted header and a quoted label each span two lines.
+    let csv =
+        "\"petal\nlength\",species\n1.4,\"setosa\nnorth\"\n5.9,virginica\n1.3,\"setosa\nnorth\"\n";
+
+    let response = app.post_raw("/v1/datasets", csv, Some("text/csv")).await;
+
+    assert_eq!(response.status(), 201);
+    let body: serde_json::Value = response.json().await.expect("JSON");
+    assert_eq!(body["rows"], 3);
+    assert_eq!(body["feature_names"], json!(["petal\nlength"]));
+    assert_eq!(
+        body["classes"][0],
+        json!({"name": "setosa\nnorth", "count": 2})
+    );
+}
+
+#[tokio::test]
 async fn nan_in_csv_is_422_naming_the_row_and_column() {
     let app = TestApp::spawn().await;
     let csv = "a,b,y\n1,2,0\n3,NaN,1\n";
