@@ -19,7 +19,6 @@ mod events;
 mod experiments;
 pub mod extract;
 mod fallback;
-mod fast_json;
 #[doc(hidden)]
 pub mod fuzz;
 mod gate;
@@ -31,6 +30,8 @@ mod models;
 mod openapi;
 mod plots;
 mod predict;
+#[cfg(test)]
+mod predict_decode_tests;
 pub mod routes;
 mod server;
 mod storage;

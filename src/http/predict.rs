@@ -19,6 +19,7 @@ use axum::extract::{FromRequest, Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use ndarray::{Array2, ArrayView1, ArrayView2};
+use row_json::{parse_predict, Fallback, FastPredict, PredictStream};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -26,7 +27,6 @@ use super::batching::batched;
 use super::error::ApiError;
 use super::error_map::blocking;
 use super::extract::{from_json_slice, read_body_with, require_json, AppJson, AppPath};
-use super::fast_json::{parse_predict, Fallback, FastPredict, PredictStream};
 use super::AppState;
 use crate::config::Limit;
 use crate::nn::{Model, Task};

@@ -1,17 +1,22 @@
-//! A fast path for the body that is almost all numbers: `{"inputs": [[…], …], "version": n}`.
+//! A fast path for JSON bodies that are almost all numbers: the prediction request
+//! `{"inputs": [[…], …], "version": n}` ([`parse_predict`], or [`PredictStream`] for a body
+//! that arrives in pieces) and a bare array of numbers ([`parse_numbers`]).
 //!
-//! Measured on a 64-row request of a 784-input model, general JSON decoding (serde_json into
-//! `Vec<Vec<f64>>`, wrapped by serde_path_to_error for field paths) took about 70 % of the
-//! server's time, the network itself about 10 %. This parser reads exactly that shape
-//! straight into one flat `f32` buffer, with a strict JSON number grammar and a correctly
-//! rounded float parser (`fast-float2`), so the values are bit for bit the ones the general
-//! path gives. Anything else (an unknown or repeated key, an escape in a key, a ragged row, a
-//! value that is not a finite `f32`, trailing bytes) returns `None`, and the caller falls back
-//! to the general path, whose errors name the field, the row and the column.
+//! General JSON decoding of such a body (serde_json into `Vec<Vec<f64>>`) spends most of its
+//! time on the numbers (docs/benchmarks.md has the figures). This parser reads exactly that
+//! shape straight into one flat `f32` buffer, with a strict JSON number grammar and a
+//! correctly rounded float parser (`fast-float2`), so the values are bit for bit the ones
+//! serde_json (with `float_roundtrip`) followed by `as f32` gives. Anything else (an unknown
+//! or repeated key, an escape in a key, a ragged row, a value that is not a finite `f32`,
+//! trailing bytes) returns `None`, and the caller falls back to its general decoder, whose
+//! errors can name the field, the row and the column.
 //!
 //! Where the CPU has AVX-512 (checked at run time), each row is first offered to
 //! [`simd::RowReader`], which reads eight numbers at a time and hands back any row it does not
-//! take to the byte-serial reader here ([`Cursor::number`]); both give the same bits.
+//! take to the byte-serial reader here ([`Cursor::number`]); both give the same bits. That
+//! reader is the reason this is a crate of its own: it is the only `unsafe` code on the
+//! prediction path, kept beside its fuzz target (`fuzz/fuzz_targets/row_json.rs`) and its
+//! benchmark (`benches/parse.rs`).
 
 /// A prediction request decoded by the fast path.
 #[derive(Debug, PartialEq)]
@@ -110,9 +115,12 @@ fn number_in(bytes: &[u8], start: usize, end: usize) -> Option<f32> {
 #[cfg(target_arch = "x86_64")]
 mod simd;
 mod stream;
+#[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
+pub mod testing;
 #[cfg(target_arch = "x86_64")]
 use simd::RowReader;
-pub use stream::{Fallback, PredictStream};
+pub use stream::{Fallback, PredictStream, HEAD_MAX, TAIL_MAX};
 
 /// Elsewhere there is no SIMD row reader.
 #[cfg(not(target_arch = "x86_64"))]
@@ -488,6 +496,7 @@ impl Cursor<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{bits, random_body, REFUSED};
 
     #[test]
     fn simple_bodies_decode_to_the_values_serde_json_gives() {
@@ -513,7 +522,7 @@ mod tests {
 
     #[test]
     fn every_number_form_rounds_exactly_as_serde_json_does() {
-        let mut rng = crate::nn::rng::Rng::new(3);
+        let mut rng = crate::testing::Rng::new(3);
         let mut texts: Vec<String> = vec![
             "0".into(),
             "-0".into(),
@@ -555,7 +564,7 @@ mod tests {
         // (the path that rounds the mantissa to an f64 first). And numbers a few f64 ulps from
         // the midpoint between two f32s, printed with 17 digits, where that path must hand
         // over to `fast-float2` for the f32 to come out as serde_json + `as f32` makes it.
-        let mut rng = crate::nn::rng::Rng::new(5);
+        let mut rng = crate::testing::Rng::new(5);
         let mut texts = Vec::new();
         for _ in 0..20_000 {
             let v = (rng.normal() * 10f64.powi(rng.below(8) as i32 - 4)).clamp(-1e6, 1e6);
@@ -676,69 +685,12 @@ mod tests {
         }
     }
 
-    /// A random JSON number in one of the forms clients print: f32 and f64 digits, fixed
-    /// decimals, exponents, integers, long fractions, and a few with extra zeros.
-    pub(super) fn random_number(rng: &mut crate::nn::rng::Rng) -> String {
-        let v = rng.normal() * 10f64.powi(rng.below(12) as i32 - 6);
-        match rng.below(10) {
-            0 => format!("{v}"),
-            1 => format!("{}", v as f32),
-            2 => format!("{v:.7}"),
-            3 => format!("{:.*}", rng.below(16), v),
-            4 => format!("{v:e}"),
-            5 => format!("{:E}", v as f32),
-            6 => format!("{}", (v * 1e4).round() as i64),
-            7 => format!("{}", rng.next_u64() >> rng.below(64)),
-            8 => format!("{:.7}", (v as f32).clamp(-1.0, 1.0)),
-            _ => format!(
-                "-0.{}",
-                "0".repeat(rng.below(20)) + &rng.below(1000).to_string()
-            ),
-        }
-    }
-
-    /// A prediction body of `rows` rows of `width` random numbers, the first `usual` of each
-    /// row with an f32's seven digits, with separators chosen from `separators`.
-    pub(super) fn random_body(
-        rng: &mut crate::nn::rng::Rng,
-        (rows, width, usual): (usize, usize, usize),
-        separators: &[&str],
-    ) -> String {
-        let rows: Vec<String> = (0..rows)
-            .map(|_| {
-                let mut row = String::from("[");
-                for c in 0..width {
-                    if c > 0 {
-                        row += separators[rng.below(separators.len())];
-                    }
-                    row += &if c < usual {
-                        format!("{:.7}", rng.uniform_range(-1.0, 1.0))
-                    } else {
-                        random_number(rng)
-                    };
-                }
-                row + "]"
-            })
-            .collect();
-        format!("{{\"inputs\": [{}]}}", rows.join(", "))
-    }
-
-    pub(super) fn bits(p: &Option<FastPredict>) -> Option<(Vec<u32>, usize, usize)> {
-        p.as_ref().map(|p| {
-            (
-                p.values.iter().map(|x| x.to_bits()).collect(),
-                p.rows,
-                p.width,
-            )
-        })
-    }
-
     #[test]
     fn rows_read_eight_at_a_time_match_the_byte_serial_reader() {
         // The AVX-512 row reader against the byte-serial one, on bodies of every number form
         // and separator (and against serde_json), then on the same bodies with one byte
         // changed: they take the same bodies and give the same bits, or both refuse.
-        let mut rng = crate::nn::rng::Rng::new(11);
+        let mut rng = crate::testing::Rng::new(11);
         let separators = [", ", ",", " , ", ",\n  ", "\t,\r\n"];
         let interesting = b"-+.eE0159 ,\n[]\"x\xff";
         // Every prefix of a body: it ends inside a number, a row or between rows (the row
@@ -842,28 +794,6 @@ mod tests {
             eprintln!("no AVX-512 row reader on this CPU: only the byte-serial reader ran");
         }
     }
-
-    /// Bodies the fast path refuses, for the general path to read or report.
-    pub(super) const REFUSED: [&[u8]; 18] = [
-        br#"{"inputs": [[1, 2], [3]]}"#,
-        br#"{"inputs": [[1, 2]], "extra": 1}"#,
-        br#"{"inputs": [[1, 2]], "inputs": [[1, 2]]}"#,
-        br#"{"inputs": [[1, NaN]]}"#,
-        br#"{"inputs": [[1, 1e39]]}"#,
-        br#"{"inputs": [[01]]}"#,
-        br#"{"inputs": [[1.]]}"#,
-        br#"{"inputs": [[.5]]}"#,
-        br#"{"inputs": [[+1]]}"#,
-        br#"{"inputs": []}"#,
-        br#"{"inputs": [[]]}"#,
-        br#"{"inputs": [[1]]} x"#,
-        br#"{"inputs": [[1]], "version": -1}"#,
-        br#"{"inputs": [[1]], "version": 1.5}"#,
-        br#"{"in\u0070uts": [[1]]}"#,
-        br#"{"inputs": [["1"]]}"#,
-        br#"{"inputs": [[1]]"#,
-        b"",
-    ];
 
     #[test]
     fn anything_unusual_goes_to_the_general_path() {
