@@ -12,11 +12,13 @@
 //! errors can name the field, the row and the column.
 //!
 //! Where the CPU has AVX-512 (checked at run time), each row is first offered to
-//! [`simd::RowReader`], which reads eight numbers at a time and hands back any row it does not
-//! take to the byte-serial reader here ([`Cursor::number`]); both give the same bits. That
+//! `simd::RowReader`, which reads eight numbers at a time and hands back any row it does not
+//! take to the byte-serial reader here (`Cursor::number`); both give the same bits. That
 //! reader is the reason this is a crate of its own: it is the only `unsafe` code on the
 //! prediction path, kept beside its fuzz target (`fuzz/fuzz_targets/row_json.rs`) and its
 //! benchmark (`benches/parse.rs`).
+
+#![warn(missing_docs)]
 
 /// A prediction request decoded by the fast path.
 #[derive(Debug, PartialEq)]
