@@ -16,23 +16,26 @@ WORKDIR /build
 # The debug info of the release profile is for profiling benchmarks, not for the image.
 ENV CARGO_PROFILE_RELEASE_STRIP=debuginfo
 
-# Dependencies first, in a layer of their own that is rebuilt only when Cargo.toml or
-# Cargo.lock change: compile them against placeholder sources for the crate's targets (the
-# manifest names src/lib.rs, src/main.rs and benches/nn_bench.rs, so all three must exist),
-# then forget the placeholder crate itself.
+# Dependencies first, in a layer of their own that is rebuilt only when a manifest or
+# Cargo.lock changes: compile them against placeholder sources for the workspace's targets
+# (the manifests name src/lib.rs, src/main.rs and benches/nn_bench.rs, and row-json's
+# src/lib.rs, so all of them must exist), then forget the placeholder crates themselves.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src benches \
+COPY crates/row-json/Cargo.toml ./crates/row-json/
+RUN mkdir -p src benches crates/row-json/src \
     && echo 'fn main() {}' > src/main.rs \
     && echo 'fn main() {}' > benches/nn_bench.rs \
-    && touch src/lib.rs \
+    && touch src/lib.rs crates/row-json/src/lib.rs \
     && cargo build --release --locked --bin mlp-lab \
-    && cargo clean --release --locked -p mlp-lab \
-    && rm -rf src benches
+    && cargo clean --release --locked -p mlp-lab -p row-json \
+    && rm -rf src benches crates/row-json/src
 
-# The crate itself. `include_str!` embeds assets/datasets/*.csv and openapi.yaml, and the
-# manifest's nn-bench target lives in benches/, so all of them are part of the build.
+# The crates themselves (the server, and crates/ for the JSON parser it depends on).
+# `include_str!` embeds assets/datasets/*.csv and openapi.yaml, and the manifest's nn-bench
+# target lives in benches/, so all of them are part of the build.
 COPY src ./src
 COPY benches ./benches
+COPY crates ./crates
 COPY assets ./assets
 COPY openapi.yaml ./
 RUN cargo build --release --locked --bin mlp-lab \

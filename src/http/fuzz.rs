@@ -2,11 +2,11 @@
 //! the decoding and validation a handler or the loader does, without HTTP or a registry.
 //! None may panic, whatever the bytes; the results are dropped. Not part of the API.
 
+use row_json::{parse_numbers, parse_predict, PredictStream};
 use serde_json::Value;
 
 use super::datasets::{ingest_json, DatasetRequest};
 use super::extract::{from_json_slice, from_json_value};
-use super::fast_json::{parse_numbers, parse_predict, PredictStream};
 use super::models::CreateModel;
 use super::predict::{PredictBody, PredictRequest};
 use super::v2::infer::decode;

@@ -14,7 +14,6 @@ pub mod error;
 mod events;
 mod experiments;
 pub mod extract;
-mod fast_json;
 #[cfg(any(test, fuzzing))]
 #[doc(hidden)]
 pub mod fuzz;
@@ -26,6 +25,8 @@ mod models;
 mod openapi;
 mod plots;
 mod predict;
+#[cfg(test)]
+mod predict_decode_tests;
 mod readiness;
 pub mod routes;
 mod server;

@@ -11,12 +11,12 @@ use axum::extract::{FromRequest, Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use ndarray::ArrayView2;
+use row_json::{parse_predict, Fallback, FastPredict, PredictStream};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::error::ApiError;
 use super::extract::{from_json_slice, read_body_with, require_json, AppJson, AppPath};
-use super::fast_json::{parse_predict, Fallback, FastPredict, PredictStream};
 use super::state::AppState;
 use crate::serving::labels::{labels_of, output_names};
 use crate::serving::{Inputs, Selector};

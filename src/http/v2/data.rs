@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use row_json::parse_numbers;
 use serde::de::{DeserializeSeed, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
@@ -10,7 +11,6 @@ use serde_json::value::RawValue;
 use crate::http::error::ApiError;
 use crate::http::error::V2Error;
 use crate::http::extract::from_json_slice;
-use crate::http::fast_json::parse_numbers;
 
 /// Raw little-endian FP32 (`element` 4) or FP64 (8) values as `f32`s.
 pub(super) fn little_endian(bytes: &[u8], element: usize) -> Vec<f32> {
