@@ -3,7 +3,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{persist, Inner, Job, JobEvent, JobFailure, JobRecord, JobResult, JobState, Shared};
+use super::persist::{persist, persist_locked};
+use super::{Inner, Job, JobEvent, JobFailure, JobRecord, JobResult, JobState, Shared};
 use crate::nn::{fit, Control, EpochRecord, Model, ModelSpec, NnError};
 use crate::registry::{DatasetEntry, VersionInfo};
 use crate::store::clock;
@@ -196,7 +197,7 @@ fn train(inner: &Inner, job: &Job, work: Work) {
         }
         let changed = finish_silently(&mut shared, state, result, error);
         if changed || state == JobState::Cancelled {
-            if let Err(error) = persist::persist_locked(&*inner.store, &shared) {
+            if let Err(error) = persist_locked(&*inner.store, &shared) {
                 tracing::error!(%error, "cannot store a finished job");
             }
         }

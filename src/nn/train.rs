@@ -297,7 +297,8 @@ pub struct FitReport {
 /// Trains `model` on `data` and returns the trained model with its report.
 ///
 /// `on_epoch` sees every record (epoch 0 first) and may stop training; `interrupter` cancels
-/// it between batches with [`NnError::Cancelled`]. A model that already has standardization
+/// it between batches with [`NnError::Cancelled`]. Subnormal floats are flushed to zero while
+/// it runs ([`super::fpenv`]). A model that already has standardization
 /// statistics (a warm start) keeps them.
 pub fn fit(
     mut model: Model,
@@ -308,6 +309,8 @@ pub fn fit(
 ) -> Result<(Model, FitReport)> {
     config.validate()?;
     check_fit(&model, data)?;
+    // The same arithmetic whatever thread calls: subnormals flushed (see `nn::fpenv`).
+    let _flush = super::fpenv::Flush::subnormals();
     let split = data.split(config.validation_split, config.test_split, config.seed)?;
     if model.standardizer.is_none() && config.standardize {
         model.standardizer = Some(Standardizer::fit_rows(data.features.view(), &split.train));
