@@ -10,11 +10,8 @@ use mlp_lab::http::{serve_loading, Auth};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    // Every thread of the runtime computes (inline and batched predictions on the workers,
-    // large ones on the blocking pool): each flushes subnormals (see `nn::fpenv`).
     match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .on_thread_start(mlp_lab::nn::fpenv::flush_subnormals_on_this_thread)
         .build()
     {
         Ok(runtime) => runtime.block_on(run()),

@@ -376,3 +376,40 @@ fn bad_configurations_are_errors_not_panics() {
         })
     ));
 }
+
+/// The training loop flushes subnormals (DAZ and FTZ) while it runs, on whatever thread calls
+/// it, and gives the thread its IEEE arithmetic back when it returns: a gradient at the bottom
+/// of the normal range halves to zero inside `fit`, and to a subnormal outside it.
+#[test]
+fn fit_flushes_a_tiny_subnormal_gradient_to_zero_while_it_trains() {
+    use std::hint::black_box;
+    let halve = || black_box(f32::MIN_POSITIVE) * black_box(0.5);
+    std::thread::spawn(move || {
+        assert!(halve().is_subnormal());
+        let mut seen = Vec::new();
+        let model = Model::new(
+            ModelSpec::new(&[2, 4, 1], Activation::Tanh, Head::Sigmoid),
+            1,
+        )
+        .unwrap();
+        let config = TrainConfig {
+            epochs: 3,
+            ..xor_config(1)
+        };
+        fit(model, &xor(), &config, &Interrupter::new(), &mut |_| {
+            seen.push((halve().to_bits(), mlp_lab::nn::fpenv::flushing()));
+            Control::Continue
+        })
+        .unwrap();
+        assert!(seen.len() >= 3);
+        if cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
+            assert!(seen.iter().all(|&s| s == (0, true)), "{seen:?}");
+        }
+        assert!(
+            halve().is_subnormal(),
+            "the thread's mode is back after fit"
+        );
+    })
+    .join()
+    .expect("the checks pass");
+}

@@ -68,9 +68,6 @@ pub(super) fn spawn<R: Send + 'static>(
     let pool = POOL.get_or_init(|| {
         Builder::new_current_thread()
             .thread_name("mlp-lab-train")
-            // Training flushes subnormals by itself (`nn::fit`); the thread does too, so that
-            // nothing computed on it meets a subnormal's cost.
-            .on_thread_start(crate::nn::fpenv::flush_subnormals_on_this_thread)
             .build()
             .expect("a runtime without drivers builds")
     });
@@ -287,25 +284,6 @@ mod tests {
         assert_eq!(on(all.len()).await, all);
         // Serving threads are not restricted.
         assert_eq!(tokio::task::spawn_blocking(thread_cpus).await.unwrap(), all);
-    }
-
-    #[tokio::test]
-    async fn training_threads_flush_a_tiny_subnormal_gradient_to_zero() {
-        use std::hint::black_box;
-        // What an update of a gradient already at the bottom of the normal range computes:
-        // half of it is subnormal, and a subnormal input reads as zero.
-        let step = || {
-            let smallest = black_box(f32::MIN_POSITIVE);
-            let subnormal = black_box(f32::from_bits(3));
-            (
-                crate::nn::fpenv::flushing(),
-                smallest * black_box(0.5),
-                subnormal + black_box(0.0),
-            )
-        };
-        let (flushing, halved, read) = super::spawn(placed(0, false), step).await.unwrap();
-        assert!(flushing);
-        assert_eq!((halved.to_bits(), read.to_bits()), (0, 0));
     }
 
     #[tokio::test]

@@ -174,3 +174,21 @@ async fn a_deleted_model_is_gone() {
 
     assert_problem(app.get("/v1/models/gone").await, 404, "not_found").await;
 }
+
+/// Found by schemathesis: a negative subnormal dropout (-1.1e-308) passed the `>= 0` check
+/// while the server's threads read subnormals as zero (DAZ). Validation sees IEEE numbers.
+#[tokio::test]
+async fn a_negative_subnormal_dropout_is_refused_like_any_negative_one() {
+    let app = TestApp::spawn().await;
+    for dropout in [json!(-1.1125369292536007e-308), json!(-5e-324), json!(-0.5)] {
+        let mut body = spec("m", json!([2, 3, 1]));
+        body["dropout"] = dropout.clone();
+        let problem = assert_problem(
+            app.post_json("/v1/models", &body).await,
+            422,
+            "validation_failed",
+        )
+        .await;
+        assert_eq!(problem.errors[0].field, "dropout", "{dropout}: {problem:?}");
+    }
+}
