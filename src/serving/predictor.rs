@@ -188,10 +188,10 @@ impl Predictor {
     {
         let engine = &self.0;
         let slot = engine.slots.admit().await?;
-        let net = Arc::clone(&version.model);
+        let net = &version.model;
         let rows = x.nrows();
-        if batched(engine.batching, &net, rows) {
-            let outputs = engine.batcher.predict(net, x).await?;
+        if batched(engine.batching, net, rows) {
+            let outputs = engine.batcher.predict(Arc::clone(net), x).await?;
             engine.stats.predicted(rows);
             return finish(outputs);
         }
@@ -200,6 +200,7 @@ impl Predictor {
             engine.stats.predicted(rows);
             return finish(outputs);
         }
+        let net = Arc::clone(net);
         let stats = Arc::clone(&engine.stats);
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
