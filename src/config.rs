@@ -615,6 +615,8 @@ mod tests {
             ["mlp-lab", "--max-body-bytes", "lots"],
             ["mlp-lab", "--max-running-jobs", "0"],
             ["mlp-lab", "--max-concurrent-predictions", "0"],
+            ["mlp-lab", "--max-prediction-wait-ms", "0"],
+            ["mlp-lab", "--max-queued-predictions", "-1"],
             ["mlp-lab", "--header-read-timeout-secs", "0"],
         ] {
             assert!(Config::try_parse_from(args).is_err(), "{args:?} parsed");
