@@ -95,7 +95,7 @@ where
 
 /// The layers that apply `body_limit`: axum's `DefaultBodyLimit` (for extractors reading a
 /// chunked body) around the [`Enforce`] gate.
-pub(crate) fn body_limit_layers(body_limit: BodyLimit) -> (DefaultBodyLimit, GateLayer<Enforce>) {
+fn body_limit_layers(body_limit: BodyLimit) -> (DefaultBodyLimit, GateLayer<Enforce>) {
     (
         DefaultBodyLimit::max(body_limit.max.as_usize()),
         GateLayer(Enforce(body_limit)),
