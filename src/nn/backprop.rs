@@ -11,10 +11,10 @@ use ndarray::{ArrayView2, ArrayViewMut2};
 use super::activation::{prelu_backward, prelu_forward, Activation};
 use super::head::{BatchTargets, MetricAccumulator};
 use super::linalg::{
-    add_row, bias_relu_fold_max, column_sums, fold_column_max, matmul, mul_assign, sum_squares,
-    transpose,
+    add_row, bias_relu_fold_max, column_sums, fold_column_max, mul_assign, sum_squares, transpose,
 };
 use super::model::{LayerParams, Model, UnitStats, BN_EPS, BN_MOMENTUM};
+use super::product::matmul;
 use super::rng::Rng;
 
 /// Buffers of one layer.

@@ -51,6 +51,18 @@ pub fn flushing() -> bool {
 }
 
 /// MXCSR's DAZ (bit 6) and FTZ (bit 15).
+/// The calling thread's floating-point control word (MXCSR on x86-64, FPCR on aarch64);
+/// `None` elsewhere. With [`set_mode`], what lets a helper thread compute in the mode of the
+/// thread it helps ([`super::parallel`]).
+pub(crate) fn mode() -> Option<u64> {
+    read()
+}
+
+/// Sets the calling thread's floating-point control word to what [`mode`] returned.
+pub(crate) fn set_mode(mode: u64) {
+    write(mode);
+}
+
 #[cfg(target_arch = "x86_64")]
 const FLUSH_BITS: u64 = (1 << 6) | (1 << 15);
 

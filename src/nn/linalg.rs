@@ -1,98 +1,21 @@
-//! Matrix products and the elementwise kernels of the hot loop.
+//! The few-row products and the elementwise kernels of the hot loop.
 //!
-//! Products go through the pure-Rust `gemm` crate, whose kernels are chosen at run time
-//! (AVX-512 where the CPU has it, via its `x86-v4` feature): ndarray's own `dot` reaches about
-//! 100 GFLOP/s on one core of an AVX-512 machine, `gemm` about 240. Shipped binaries are built
-//! for baseline x86-64, so the elementwise loops here are compiled several times with
-//! `multiversion` and the best version is picked once at run time; they are written without
-//! branches so that each version vectorizes.
-//!
-//! A product with a single left row (one-row prediction) does not go through `gemm` at all:
-//! with weights stored `[in, out]` row-major, `x·W` is a sum of contiguous weight rows scaled by
+//! Larger products are [`super::product`]'s, through the pure-Rust `gemm` crate. A product
+//! with a single left row (one-row prediction) does not go through `gemm` at all: with
+//! weights stored `[in, out]` row-major, `x·W` is a sum of contiguous weight rows scaled by
 //! the inputs, which streams the weights once and needs no packing. Up to [`FEW_ROWS`] left
 //! rows take the same path, several rows sharing each pass over the weights, so that each row
 //! gets exactly its one-row bits (what lets the server batch small predictions unseen).
+//!
+//! Shipped binaries are built for baseline x86-64, so the elementwise loops here are compiled
+//! several times with `multiversion` and the best version is picked once at run time; they
+//! are written without branches so that each version vectorizes, and without fused
+//! multiply-adds the compiler could choose differently per version, so every version gives
+//! the same bits.
 
 use multiversion::multiversion;
-use ndarray::{ArrayView2, ArrayViewMut2};
 
-/// `gemm`'s threshold for copying ("packing") a panel of the weights before a product: it
-/// packs when the product has more than this many times 6 (its kernel's width) left rows;
-/// 8 by default. With 16, products of up to 96 rows read the weights where they are (they
-/// are laid out as the kernel reads them), and larger ones pack as before: a 64-row forward
-/// is faster that way (`nn-bench lat`) and large products do not change. Packing copies
-/// values and changes no arithmetic, so no result changes (tested).
-const LHS_PACKING_THRESHOLD: usize = 16;
-
-/// Sets [`LHS_PACKING_THRESHOLD`] once, before the first `gemm` product.
-fn gemm_setup() {
-    static DONE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
-    DONE.get_or_init(|| gemm::set_lhs_packing_threshold_single_thread(LHS_PACKING_THRESHOLD));
-}
-
-/// `dst = x · w` (or `dst += x · w` when `accumulate`), for any strides (so transposed views
-/// from `.t()` cost nothing). Shapes must agree; a mismatch is a bug in the caller and panics
-/// with both shapes.
-pub fn matmul(
-    mut dst: ArrayViewMut2<f32>,
-    x: ArrayView2<f32>,
-    w: ArrayView2<f32>,
-    accumulate: bool,
-) {
-    let (m, k) = x.dim();
-    let (k2, n) = w.dim();
-    assert!(
-        k == k2 && dst.dim() == (m, n),
-        "matmul shapes: {:?} · {:?} into {:?}",
-        x.dim(),
-        w.dim(),
-        dst.dim()
-    );
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            dst.fill(0.0);
-        }
-        return;
-    }
-    if m <= FEW_ROWS {
-        if let (Some(xs), Some(ws), Some(ds)) = (x.as_slice(), w.as_slice(), dst.as_slice_mut()) {
-            few_rows_mat(ds, xs, ws, m, accumulate);
-            return;
-        }
-    }
-    gemm_setup();
-    let [dst_rs, dst_cs] = [dst.strides()[0], dst.strides()[1]];
-    let [x_rs, x_cs] = [x.strides()[0], x.strides()[1]];
-    let [w_rs, w_cs] = [w.strides()[0], w.strides()[1]];
-    // SAFETY: the three views are valid for their shapes and strides, `dst` is borrowed
-    // mutably so it aliases neither input, and the shapes were checked above.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            dst_cs,
-            dst_rs,
-            accumulate,
-            x.as_ptr(),
-            x_cs,
-            x_rs,
-            w.as_ptr(),
-            w_cs,
-            w_rs,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-}
+use super::isa::Isa;
 
 /// Up to this many rows, a product of row-major operands goes through the one-row kernels
 /// (several rows at a time), not through `gemm`: packing `W` costs more than the product then,
@@ -104,10 +27,10 @@ pub const FEW_ROWS: usize = 16;
 /// AVX-512 the register-blocked kernels of [`avx512`], elsewhere [`vec_mat_portable`] on each
 /// row. All add the rows of `W` in order with one fused multiply-add each, so they give the
 /// same bits, and a row gets the same bits whatever rows come with it.
-fn few_rows_mat(dst: &mut [f32], x: &[f32], w: &[f32], rows: usize, accumulate: bool) {
+pub(crate) fn few_rows_mat(dst: &mut [f32], x: &[f32], w: &[f32], rows: usize, accumulate: bool) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F (checked just above); the slice lengths are checked
+    if Isa::get() == Isa::Avx512 {
+        // SAFETY: the CPU has AVX-512F (`Isa::get` checked it); the slice lengths are checked
         // inside.
         unsafe { avx512::rows_mat(dst, x, w, rows, accumulate) };
         return;
@@ -665,21 +588,6 @@ mod tests {
     use super::*;
     use ndarray::Array2;
 
-    fn naive(x: ArrayView2<f32>, w: ArrayView2<f32>) -> Array2<f32> {
-        Array2::from_shape_fn((x.nrows(), w.ncols()), |(i, j)| {
-            (0..x.ncols())
-                .map(|k| x[[i, k]] as f64 * w[[k, j]] as f64)
-                .sum::<f64>() as f32
-        })
-    }
-
-    fn close(a: ndarray::ArrayView2<f32>, b: ndarray::ArrayView2<f32>) -> bool {
-        a.dim() == b.dim()
-            && a.iter()
-                .zip(b.iter())
-                .all(|(x, y)| (x - y).abs() <= 1e-4 * (1.0 + y.abs()))
-    }
-
     fn filled(r: usize, c: usize, seed: f32) -> Array2<f32> {
         Array2::from_shape_fn((r, c), |(i, j)| ((i * 7 + j * 13) as f32 * seed).sin())
     }
@@ -718,31 +626,6 @@ mod tests {
         }
     }
 
-    /// The backward pass used to hand `gemm` a strided view of `W` for `G · Wᵀ`; it now hands
-    /// it a transposed copy. Above [`FEW_ROWS`] rows both go through `gemm`, which only copies
-    /// the operand differently, so the product keeps its bits (up to `FEW_ROWS` rows the copy,
-    /// being contiguous, goes through the one-row kernels instead).
-    #[test]
-    fn a_transposed_copy_gives_the_strided_views_product_its_bits() {
-        for (rows, out, inputs) in [(17, 64, 128), (32, 10, 64), (100, 1030, 40), (256, 96, 300)] {
-            let g = filled(rows, out, 0.37);
-            let w = filled(inputs, out, 0.91);
-            let mut wt = vec![0.0; inputs * out];
-            transpose(w.as_slice().unwrap(), inputs, out, &mut wt);
-            let wt = ArrayView2::from_shape((out, inputs), &wt).unwrap();
-            let (mut strided, mut copied) =
-                (Array2::zeros((rows, inputs)), Array2::zeros((rows, inputs)));
-            matmul(strided.view_mut(), g.view(), w.t(), false);
-            matmul(copied.view_mut(), g.view(), wt, false);
-            let bits = |a: &Array2<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-            assert_eq!(
-                bits(&strided),
-                bits(&copied),
-                "{rows} rows, [{inputs}, {out}]"
-            );
-        }
-    }
-
     #[test]
     fn fused_relu_forward_matches_its_three_passes() {
         let (rows, width) = (5, 37);
@@ -765,58 +648,6 @@ mod tests {
     }
 
     #[test]
-    fn packing_the_weights_or_not_gives_the_same_bits() {
-        // 64 and 96 rows: packed under gemm's default threshold (8), read in place under ours
-        // (16); 128 rows: packed under both. Other tests may run products meanwhile; the
-        // threshold changes only where their weights are read from, never their bits.
-        let w = filled(784, 256, 0.7);
-        // Our setting is made before the first product; make it now, so that it cannot
-        // overwrite the default set below.
-        gemm_setup();
-        for rows in [64, 96, 128] {
-            let x = filled(rows, 784, 0.3);
-            let product = |threshold| {
-                gemm::set_lhs_packing_threshold_single_thread(threshold);
-                let mut out = Array2::zeros((rows, 256));
-                matmul(out.view_mut(), x.view(), w.view(), false);
-                out
-            };
-            let packed = product(8);
-            let ours = product(LHS_PACKING_THRESHOLD);
-            assert!(
-                packed
-                    .iter()
-                    .zip(&ours)
-                    .all(|(a, b)| a.to_bits() == b.to_bits()),
-                "{rows} rows"
-            );
-            assert!(close(ours.view(), naive(x.view(), w.view()).view()));
-        }
-    }
-
-    #[test]
-    fn matmul_matches_naive_for_all_transposes_and_one_row() {
-        for &(m, k, n) in &[(1, 5, 3), (7, 1, 4), (33, 65, 17), (1, 784, 256)] {
-            let x = filled(m, k, 0.3);
-            let w = filled(k, n, 0.7);
-            let want = naive(x.view(), w.view());
-            let mut got = Array2::zeros((m, n));
-            matmul(got.view_mut(), x.view(), w.view(), false);
-            assert!(close(got.view(), want.view()), "{m}x{k}x{n}");
-            // transposed operands and destination, accumulating twice
-            let xt = x.t().to_owned();
-            let wt = w.t().to_owned();
-            let mut got_t = Array2::zeros((n, m));
-            matmul(got_t.view_mut().reversed_axes(), xt.t(), wt.t(), false);
-            matmul(got_t.view_mut().reversed_axes(), xt.t(), wt.t(), true);
-            assert!(
-                close(got_t.t(), (&want * 2.0).view()),
-                "{m}x{k}x{n} transposed"
-            );
-        }
-    }
-
-    #[test]
     fn one_row_kernels_agree_bit_for_bit_at_every_width() {
         // Widths around the register blocks (16 lanes, blocks of 1, 2, 4, 8, 15, 16 vectors,
         // whole or with a masked tail, and a second block), accumulating or not: the
@@ -836,12 +667,6 @@ mod tests {
                     vec_mat_portable(&mut want, xs, ws, accumulate);
                     assert_eq!(got, want, "1x{k}x{n}, accumulate {accumulate}");
                 }
-                let mut got = Array2::zeros((1, n));
-                matmul(got.view_mut(), x.view(), w.view(), false);
-                assert!(
-                    close(got.view(), naive(x.view(), w.view()).view()),
-                    "1x{k}x{n}"
-                );
             }
         }
     }
@@ -878,12 +703,6 @@ mod tests {
                         );
                     }
                 }
-                let mut got = Array2::zeros((rows, n));
-                matmul(got.view_mut(), x.view(), w.view(), false);
-                assert!(
-                    close(got.view(), naive(x.view(), w.view()).view()),
-                    "{rows}x{k}x{n}"
-                );
             }
         }
     }

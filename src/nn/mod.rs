@@ -8,7 +8,9 @@
 //! [`generators`] and [`builtin`] (data to learn), [`model`] (parameters and inference),
 //! [`train`] (the training loop and its diagnostics), [`serialize`] (model files),
 //! [`import`] (weights made elsewhere, checked against a spec), [`onnx`] (ONNX export),
-//! [`linalg`] (matrix products through the `gemm` crate, elementwise kernels), [`vmath`]
+//! [`product`] (matrix products with the same bits on every machine, through the `gemm`
+//! crate), [`linalg`] (few-row products, elementwise kernels), [`isa`] (the instruction set
+//! they use), [`parallel`] (the threads that help with large products), [`vmath`]
 //! (`exp`, `tanh` and their relatives in a form that vectorizes), [`fpenv`] (subnormals
 //! flushed to zero on the threads that compute).
 
@@ -23,10 +25,13 @@ pub mod generators;
 pub mod head;
 pub mod import;
 pub mod init;
+pub mod isa;
 pub mod linalg;
 pub mod model;
 pub mod onnx;
 pub mod optim;
+pub mod parallel;
+pub mod product;
 pub mod rng;
 pub mod schedule;
 pub mod serialize;

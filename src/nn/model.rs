@@ -16,7 +16,8 @@ use super::error::{NnError, Result};
 use super::fpenv::Flush;
 use super::head::Head;
 use super::init::Init;
-use super::linalg::{add_row, fold_column_max, matmul};
+use super::linalg::{add_row, fold_column_max};
+use super::product::matmul;
 use super::rng::{Rng, Stream};
 
 /// Batch norm's variance guard, as PyTorch's `BatchNorm1d`.
