@@ -1,7 +1,9 @@
 //! Training and inference speed of the numerical core, on the workloads of
 //! `../shared/peers` (uniform inputs in [-1, 1], ten random classes, ReLU hidden layers,
-//! softmax cross-entropy, Adam lr 1e-3, one thread), so that the figures compare with JAX,
-//! PyTorch and scikit-learn run in the same sitting (`bench/peers.sh`).
+//! softmax cross-entropy, Adam lr 1e-3), so that the figures compare with JAX, PyTorch and
+//! scikit-learn run in the same sitting (`bench/peers.sh`). Training uses every CPU the
+//! process may use, as a job on an idle server does (`taskset -c 0` for one core), or
+//! `NN_BENCH_THREADS` of them.
 //!
 //! `cargo run --release --bin nn-bench -- [w1|w2|w3|lat|all|act|peak]`
 //!
@@ -16,10 +18,12 @@
 //! `peak` (not part of `all`) times this core's peak rate of `f32` fused multiply-adds, the
 //! ceiling of every product above.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use mlp_lab::nn::activation::ACTIVATION_NAMES;
 use mlp_lab::nn::aligned::AlignedVec;
+use mlp_lab::nn::parallel::{self, Team};
 use mlp_lab::nn::rng::Rng;
 use mlp_lab::nn::{
     fit, Activation, Control, Dataset, Head, Init, Interrupter, Model, ModelSpec, OptimizerConfig,
@@ -89,6 +93,15 @@ fn train(w: &Workload, act: Activation, label: &str) {
         ..TrainConfig::default()
     };
     let model = Model::new(spec(w.layers, act), 0).expect("valid spec");
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let threads = std::env::var("NN_BENCH_THREADS")
+        .ok()
+        .and_then(|t| t.parse::<usize>().ok())
+        .unwrap_or(cores)
+        .max(1);
+    parallel::set_cores(threads);
+    let team = Team::new(threads - 1, Arc::new(|| {})).expect("helper threads start");
+    let _entered = team.enter();
     let (_, report) = fit(model, &d, &config, &Interrupter::new(), &mut |_| {
         Control::Continue
     })
@@ -96,7 +109,7 @@ fn train(w: &Workload, act: Activation, label: &str) {
     let times: Vec<f64> = report.history[2..].iter().map(|r| r.seconds).collect();
     let med = median(times.clone());
     println!(
-        "mlp-lab\t{label}\tbatch={}\tsamples/s={:.0}\t(epoch med {med:.4}s reps {:?})\tloss={:.3}",
+        "mlp-lab\t{label}\tbatch={}\tthreads={threads}\tsamples/s={:.0}\t(epoch med {med:.4}s reps {:?})\tloss={:.3}",
         w.batch,
         w.samples as f64 / med,
         times

@@ -77,6 +77,13 @@ pub struct Config {
     #[arg(long, env = "MLP_LAB_SERVING_CPUS", default_value_t = 1)]
     pub serving_cpus: usize,
 
+    /// Threads one job trains on at most: its large matrix products are split across them
+    /// (the bits do not depend on how many took part). 0: every CPU training may use. Jobs
+    /// share those CPUs: a helper thread works only while fewer threads than CPUs are busy
+    /// training, so several jobs never oversubscribe them.
+    #[arg(long, env = "MLP_LAB_TRAINING_THREADS", default_value_t = 0)]
+    pub training_threads: usize,
+
     /// Training jobs that may wait for a free slot; one more is answered with 429.
     #[arg(long, env = "MLP_LAB_MAX_QUEUED_JOBS", default_value_t = 1000)]
     pub max_queued_jobs: usize,
@@ -179,6 +186,7 @@ impl Config {
             training_nice: 10,
             training_idle: true,
             serving_cpus: 1,
+            training_threads: 0,
             max_queued_jobs: 1000,
             request_timeout_secs: 60,
             max_concurrent_predictions: 16,

@@ -168,6 +168,7 @@ impl Jobs {
                     nice: config.training_nice,
                     idle: config.training_idle,
                     serving_cpus: config.serving_cpus,
+                    threads: config.training_threads,
                 },
             }),
         })

@@ -30,10 +30,12 @@
 //! The pool lives as long as the process, so the server's runtime no longer waits for it when
 //! it is dropped: [`wait_idle`] does, before the process exits.
 
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
 use tokio::runtime::{Builder, Runtime};
 use tokio::task::JoinHandle;
+
+use crate::nn::parallel;
 
 /// Training closures started and not yet returned.
 static ACTIVE: Mutex<usize> = Mutex::new(0);
@@ -48,6 +50,8 @@ pub(super) struct Placement {
     pub idle: bool,
     /// CPUs left to serving: the lowest-numbered this many of those the process may use.
     pub serving_cpus: usize,
+    /// Threads a job may train on, helpers included (0: one per training CPU).
+    pub threads: usize,
 }
 
 /// Runs `work` on a training thread placed as `placement` says.
@@ -64,6 +68,7 @@ pub(super) fn spawn<R: Send + 'static>(
         nice,
         idle,
         serving_cpus,
+        threads,
     } = placement;
     let pool = POOL.get_or_init(|| {
         Builder::new_current_thread()
@@ -85,10 +90,41 @@ pub(super) fn spawn<R: Send + 'static>(
             }
         }
         let _done = Done;
-        set_nice((base + nice).min(19));
-        set_idle(idle);
-        set_cpus(&training_cpus(cpus, serving_cpus));
+        let training = training_cpus(cpus, serving_cpus);
+        let place = move || {
+            set_nice((base + nice).min(19));
+            set_idle(idle);
+            set_cpus(&training);
+        };
+        place();
+        let team = team(cpus, serving_cpus, threads, Arc::new(place));
+        let _entered = team.enter();
         work()
+    })
+}
+
+/// The helpers of one job: as many as `threads` allows (0: one per training CPU) less the
+/// job's own thread, placed as it is. Every job tells [`parallel::set_cores`] how many CPUs
+/// training has, which caps the threads of all jobs together.
+fn team(
+    cpus: &[usize],
+    serving_cpus: usize,
+    threads: usize,
+    place: Arc<dyn Fn() + Send + Sync>,
+) -> parallel::Team {
+    let cores = match training_cpus(cpus, serving_cpus).len() {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    };
+    parallel::set_cores(cores);
+    let threads = if threads == 0 {
+        cores
+    } else {
+        threads.min(cores)
+    };
+    parallel::Team::new(threads - 1, place).unwrap_or_else(|error| {
+        tracing::warn!(%error, "cannot start a training job's helper threads; it trains on one");
+        parallel::Team::new(0, Arc::new(|| {})).expect("a team without threads spawns none")
     })
 }
 
@@ -247,6 +283,7 @@ mod tests {
             nice,
             idle,
             serving_cpus: 0,
+            threads: 1,
         }
     }
 
