@@ -63,12 +63,17 @@ stop_pid() {
     wait "$pid" 2>/dev/null || true
 }
 
-# The CPU the figures were measured on, and how many of its CPUs this process may use.
+# The CPU the figures were measured on: its model name (under a hypervisor often only the
+# vendor's line, hence the family and model numbers), whether it has AVX-512, and how many
+# CPUs this process may use.
 cpu_model() {
-    local model
-    model=$(grep -m1 '^model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2 | sed 's/^ //')
-    [[ -n $model ]] || model=$(LC_ALL=C lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n1)
-    echo "${model:-unknown CPU}, $(nproc) CPUs"
+    local model family number avx512=no
+    model=$(LC_ALL=C lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n1)
+    [[ -n $model ]] || model=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
+    family=$(grep -m1 '^cpu family' /proc/cpuinfo | cut -d: -f2 | tr -d ' ')
+    number=$(grep -m1 '^model[[:space:]]*:' /proc/cpuinfo | cut -d: -f2 | tr -d ' ')
+    if grep -m1 '^flags' /proc/cpuinfo | grep -qw avx512f; then avx512=yes; fi
+    echo "${model:-unknown CPU} (family ${family:-?} model ${number:-?}, AVX-512 $avx512), $(nproc) CPUs"
 }
 
 # The directory cargo builds into (CARGO_TARGET_DIR, a config file, or ./target).
