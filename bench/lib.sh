@@ -63,8 +63,39 @@ stop_pid() {
     wait "$pid" 2>/dev/null || true
 }
 
+# The CPU the figures were measured on: its model name (under a hypervisor often only the
+# vendor's line, hence the family and model numbers), whether it has AVX-512, and how many
+# CPUs this process may use.
+cpu_model() {
+    local model family number avx512=no
+    model=$(LC_ALL=C lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n1)
+    [[ -n $model ]] || model=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
+    family=$(grep -m1 '^cpu family' /proc/cpuinfo | cut -d: -f2 | tr -d ' ')
+    number=$(grep -m1 '^model[[:space:]]*:' /proc/cpuinfo | cut -d: -f2 | tr -d ' ')
+    if grep -m1 '^flags' /proc/cpuinfo | grep -qw avx512f; then avx512=yes; fi
+    echo "${model:-unknown CPU} (family ${family:-?} model ${number:-?}, AVX-512 $avx512), $(nproc) CPUs"
+}
+
+# The directory cargo builds into (CARGO_TARGET_DIR, a config file, or ./target).
+target_dir() {
+    cargo metadata --format-version 1 --no-deps |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])'
+}
+
 # Benchmark commands run without the machine's OpenBLAS tuning variables, which halve numpy's
-# speed here, and with every thread pool at one thread.
+# speed here (unset in the command's environment only, not in the caller's). BENCH_ENV also
+# holds every thread pool at one thread; BENCH_ENV_ALL_THREADS leaves each tool its default.
 # shellcheck disable=SC2034 # used by the scripts that source this file
-BENCH_ENV=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE
-    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1)
+BENCH_ENV_ALL_THREADS=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE)
+# shellcheck disable=SC2034
+BENCH_ENV=("${BENCH_ENV_ALL_THREADS[@]}" OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1)
+
+# The environment of a server measured with its default flags: BENCH_ENV_ALL_THREADS without
+# any MLP_LAB_* variable of the caller's, each of which would stand in for a flag.
+server_env() {
+    SERVER_ENV=("${BENCH_ENV_ALL_THREADS[@]}")
+    local var
+    while read -r var; do
+        SERVER_ENV+=(-u "$var")
+    done < <(compgen -e | grep '^MLP_LAB_' || true)
+}

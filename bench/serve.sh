@@ -2,15 +2,17 @@
 # bench/serve.sh: prediction over HTTP, mlp-lab against the FastAPI + numpy peer of
 # ../shared/peers, in the same run, with wrk on loopback.
 #
-# It builds the release server, starts it in memory on a free port (with a prediction cap
-# far above wrk's connections, so that every request is served and none turned away), creates
+# It builds the release server and starts it with its default flags (a temp data dir and a
+# free port; no raised limit, and any MLP_LAB_* variable of the caller's left out), creates
 # and trains (one epoch on generated data) the W2 network 784-256-128-10, and loads
-# POST /v1/models/{name}/predict with 1-row and 64-row JSON bodies: idle, and again while two
-# training jobs run. The FastAPI peer (2 workers, one BLAS thread each) gets the same bodies.
-# For context it also loads GET /healthz (the floor: HTTP and the middleware alone) and the
-# Open Inference Protocol route with the same rows as raw FP32 (binary tensor extension: no
-# float parsing). It reports req/s, p50/p99/max latency, the ratios, and the server's RSS
-# (peak, and after the idle runs). The table goes to stdout and to bench/out/serve-<time>.txt.
+# POST /v1/models/{name}/predict with 1-row and 64-row JSON bodies at each of CONNECTIONS
+# wrk connections, idle, and again at the first of them while two training jobs run. The
+# FastAPI peer (2 workers, one BLAS thread each) gets the same bodies and connections. For
+# context it also loads GET /healthz (the floor: HTTP and the middleware alone) and the Open
+# Inference Protocol route with the same rows as raw FP32 (binary tensor extension: no float
+# parsing). It reports req/s, p50/p99/max latency, the non-2xx answers, the ratios, and the
+# server's RSS (after the idle runs, their peak, and the peak with training), with the CPU
+# model. The table goes to stdout and to bench/out/serve-<time>.txt.
 #
 # Until the service has its model endpoints (issue 3), it stops with a message after the
 # first POST /v1/models answers 404.
@@ -19,9 +21,9 @@
 #   PEERS_DIR    the peer scripts                    [../shared/peers]
 #   PEERS_VENV   venv for FastAPI and uvicorn        [/tmp/mlp-lab-peers]
 #   DURATION     each wrk run                        [10s]
-#   CONNECTIONS  wrk connections                     [16]
+#   CONNECTIONS  wrk connections, one run each       ["16 64"]
 #   PEER_ONLY=1  measure only the FastAPI peer (to check the setup)
-#   SERVER_BIN   a server binary to measure instead of building target/release/mlp-lab
+#   SERVER_BIN   a server binary to measure instead of building the release mlp-lab
 #                (to compare two builds in one sitting)
 set -euo pipefail
 
@@ -33,7 +35,11 @@ PEERS_DIR=$(cd "${PEERS_DIR:-../shared/peers}" 2>/dev/null && pwd) ||
     die "no peers directory at ${PEERS_DIR:-../shared/peers} (set PEERS_DIR)"
 VENV=${PEERS_VENV:-/tmp/mlp-lab-peers}
 DURATION=${DURATION:-10s}
-CONNECTIONS=${CONNECTIONS:-16}
+read -r -a CONNECTIONS <<<"${CONNECTIONS:-16 64}"
+((${#CONNECTIONS[@]})) || die "CONNECTIONS is empty"
+for c in "${CONNECTIONS[@]}"; do
+    [[ $c =~ ^[1-9][0-9]*$ ]] || die "CONNECTIONS must be counts of connections, not '$c'"
+done
 MODEL=bench-w2
 
 mkdir -p bench/out
@@ -78,20 +84,22 @@ expect() {
     [[ $STATUS == "$1" ]] || die "$2 answered $STATUS, expected $1: $(head -c 2000 "$WORK/resp.json")"
 }
 
-# load NAME URL BODY [SCRIPT]: one wrk run (POST BODY, or GET when BODY is empty); its RESULT
-# line goes to the results file.
+# load NAME CONNECTIONS URL BODY [SCRIPT]: one wrk run (POST BODY, or GET when BODY is
+# empty); its RESULT line goes to the results file, as scenario "NAME, cCONNECTIONS".
 load() {
-    local name=$1 url=$2 body=$3 script=${4:-$PEERS_DIR/wrk_post.lua} out
-    echo "-- $name: wrk -t1 -c$CONNECTIONS -d$DURATION ${body:+POST }$url"
-    out=$(BODY=$body wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --timeout 10s \
+    local name=$1 conns=$2 url=$3 body=$4 script=${5:-$PEERS_DIR/wrk_post.lua} out
+    echo "-- $name: wrk -t1 -c$conns -d$DURATION ${body:+POST }$url"
+    out=$(BODY=$body wrk -t1 -c"$conns" -d"$DURATION" --timeout 10s \
         -s "$script" "$url")
     echo "$out"
-    printf '%s\t%s\n' "$name" "$(grep '^RESULT ' <<<"$out")" >>"$RESULTS"
+    printf '%s, c%s\t%s\n' "$name" "$conns" "$(grep '^RESULT ' <<<"$out")" >>"$RESULTS"
 }
 
 say "Setup"
 LOAD_START=$(check_load)
 echo "$LOAD_START"
+CPU=$(cpu_model)
+echo "cpu: $CPU"
 if ! command -v wrk >/dev/null; then
     [[ $EUID == 0 ]] || die "wrk is not installed (apt-get install wrk)"
     echo "apt-get install wrk"
@@ -123,12 +131,13 @@ EOF
 if [[ ${PEER_ONLY:-0} != 1 ]]; then
     if [[ -z ${SERVER_BIN:-} ]]; then
         cargo build --release --locked --bin mlp-lab
-        SERVER_BIN=target/release/mlp-lab
+        SERVER_BIN=$(target_dir)/release/mlp-lab
     fi
     PORT=$(free_port)
     BASE=http://127.0.0.1:$PORT
-    "$SERVER_BIN" --addr "127.0.0.1:$PORT" --ephemeral \
-        --max-concurrent-predictions 1024 >"$WORK/server.log" 2>&1 </dev/null &
+    server_env
+    "${SERVER_ENV[@]}" "$SERVER_BIN" --addr "127.0.0.1:$PORT" --data-dir "$WORK/data" \
+        >"$WORK/server.log" 2>&1 </dev/null &
     SERVER_PID=$!
     wait_ready "$BASE/readyz" "$SERVER_PID" 60 ||
         die "mlp-lab did not become ready: $(tail -n 20 "$WORK/server.log")"
@@ -175,6 +184,11 @@ if [[ ${PEER_ONLY:-0} != 1 ]]; then
         expect 200 "POST /v2/models/$MODEL/infer ($n rows, binary)"
     done
     echo "trained; a prediction answers 200"
+    # From here VmHWM is the peak of the prediction runs alone, not of the training above
+    # (Linux resets it on "5" written to clear_refs; if it cannot, the peak includes it).
+    HWM_SCOPE="the idle prediction runs"
+    echo 5 2>/dev/null >"/proc/$SERVER_PID/clear_refs" ||
+        HWM_SCOPE="the idle runs and the first training"
 fi
 
 say "FastAPI peer"
@@ -189,21 +203,24 @@ wait_ready "http://127.0.0.1:$PEER_PORT/ping" "$PEER_PID" 60 ||
 echo "fastapi: http://127.0.0.1:$PEER_PORT (2 workers)"
 
 say "Load"
-if [[ ${PEER_ONLY:-0} != 1 ]]; then
-    load "mlp-lab GET /healthz" "$BASE/healthz" ""
-fi
-for n in 1 64; do
-    unit=$([[ $n == 1 ]] && echo row || echo rows)
+for c in "${CONNECTIONS[@]}"; do
     if [[ ${PEER_ONLY:-0} != 1 ]]; then
-        load "mlp-lab $n $unit" "$PREDICT" "$WORK/body-$n.json"
-        HEADER_LENGTH=$(cat "$WORK/header-$n.len") load "mlp-lab $n $unit, v2 binary" \
-            "$BASE/v2/models/$MODEL/infer" "$WORK/body-$n.bin" bench/wrk_binary.lua
+        load "mlp-lab GET /healthz" "$c" "$BASE/healthz" ""
     fi
-    load "fastapi $n $unit" "http://127.0.0.1:$PEER_PORT/predict" "$WORK/body-$n.json"
+    for n in 1 64; do
+        unit=$([[ $n == 1 ]] && echo row || echo rows)
+        if [[ ${PEER_ONLY:-0} != 1 ]]; then
+            load "mlp-lab $n $unit" "$c" "$PREDICT" "$WORK/body-$n.json"
+            HEADER_LENGTH=$(cat "$WORK/header-$n.len") load "mlp-lab $n $unit, v2 binary" \
+                "$c" "$BASE/v2/models/$MODEL/infer" "$WORK/body-$n.bin" bench/wrk_binary.lua
+        fi
+        load "fastapi $n $unit" "$c" "http://127.0.0.1:$PEER_PORT/predict" "$WORK/body-$n.json"
+    done
 done
 if [[ ${PEER_ONLY:-0} != 1 ]]; then
     IDLE_RSS=$(awk '/^VmRSS/ { printf "%.1f MB", $2 / 1024 }' "/proc/$SERVER_PID/status")
-    IDLE_HWM=$(awk '/^VmHWM/ { printf "%.1f MB", $2 / 1024 }' "/proc/$SERVER_PID/status")
+    IDLE_HWM=$(awk '/^VmHWM/ { printf "%.1f MB (target <= 64 MB: %s)", $2 / 1024,
+        ($2 <= 64 * 1024) ? "met" : "MISSED" }' "/proc/$SERVER_PID/status")
 fi
 
 if [[ ${PEER_ONLY:-0} != 1 ]]; then
@@ -214,24 +231,24 @@ if [[ ${PEER_ONLY:-0} != 1 ]]; then
     sleep 1
     for n in 1 64; do
         unit=$([[ $n == 1 ]] && echo row || echo rows)
-        load "mlp-lab $n $unit, 2 jobs training" "$PREDICT" "$WORK/body-$n.json"
+        load "mlp-lab $n $unit, 2 jobs training" "${CONNECTIONS[0]}" "$PREDICT" "$WORK/body-$n.json"
     done
     for job in "${JOBS[@]}"; do api POST "/v1/jobs/$job/cancel"; done
     JOBS=()
-    RSS=$(awk '/^VmHWM/ { printf "%.1f MB (target <= 64 MB: %s)", $2 / 1024,
-        ($2 <= 64 * 1024) ? "met" : "MISSED" }' "/proc/$SERVER_PID/status")
+    RSS=$(awk '/^VmHWM/ { printf "%.1f MB", $2 / 1024 }' "/proc/$SERVER_PID/status")
 fi
 
 say "Result"
 {
-    echo "# bench/serve.sh, $(date -u '+%Y-%m-%d %H:%M UTC'), wrk -t1 -c$CONNECTIONS -d$DURATION"
-    echo "# mlp-lab $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+    echo "# bench/serve.sh, $(date -u '+%Y-%m-%d %H:%M UTC'), wrk -t1 -d$DURATION, connections ${CONNECTIONS[*]}"
+    echo "# mlp-lab $(git rev-parse --short HEAD 2>/dev/null || echo '?'), the server's default flags"
+    echo "# cpu: $CPU"
     echo "# before: $LOAD_START; after: load average $(cut -d' ' -f1-3 /proc/loadavg)"
     echo
     python3 bench/report.py serve "$RESULTS"
     [[ -z ${IDLE_RSS:-} ]] ||
-        echo "mlp-lab RSS after the idle runs: $IDLE_RSS (peak so far $IDLE_HWM, incl. the first training)"
-    [[ -z ${RSS:-} ]] || echo "mlp-lab peak RSS: $RSS"
+        echo "mlp-lab RSS after the idle runs: $IDLE_RSS; peak during $HWM_SCOPE: $IDLE_HWM"
+    [[ -z ${RSS:-} ]] || echo "mlp-lab peak RSS, including the runs while two jobs train: $RSS"
 } | tee "$REPORT"
 echo
 echo "written to $REPORT"
