@@ -13,10 +13,15 @@ experiment view), <dataset>-leaderboard.md (the tables the README quotes) and th
 <dataset>-grad-ratio.svg (first-layer / last-layer gradient norm per epoch, log axis) and
 <dataset>-leaderboard.svg (best validation loss by cell, mean +- std).
 
+Training is deterministic for its seeds on every x86-64 CPU with AVX2 or AVX-512 (see
+docs/determinism.md), so a rerun must print the results hash the README states: SHA-256 of
+both leaderboards (every per-seed value, to the last bit), as canonical JSON.
+
 Only the Python standard library; set MLP_LAB_URL (and MLP_LAB_TOKEN if the server has a
 management token).
 """
 
+import hashlib
 import json
 import os
 import sys
@@ -99,6 +104,13 @@ def leaderboard_markdown(view):
     return "\n".join(lines) + "\n"
 
 
+def results_hash(views):
+    """SHA-256 of the leaderboards of `views` (dataset -> experiment view), canonical JSON."""
+    boards = {key: view["leaderboard"] for key, view in sorted(views.items())}
+    text = json.dumps(boards, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def main():
     started = time.time()
     spirals = call("POST", "/v1/datasets", {"name": "study-spirals", "generator": {
@@ -119,8 +131,9 @@ def main():
         if all(v["state"] != "running" for v in views.values()):
             break
         time.sleep(5)
+    finals = {}
     for key, ident in runs.items():
-        view = call("GET", f"/v1/experiments/{ident}")
+        view = finals[key] = call("GET", f"/v1/experiments/{ident}")
         with open(os.path.join(OUT, f"{key}.json"), "w") as f:
             json.dump(view, f, indent=1)
         with open(os.path.join(OUT, f"{key}-leaderboard.md"), "w") as f:
@@ -136,6 +149,7 @@ def main():
                 f.write(svg)
         print(f"{key}: {view['progress']}")
         print(leaderboard_markdown(view))
+    print(f"results hash: {results_hash(finals)}")
     print(f"done in {time.time() - started:.0f}s; files in {OUT}")
 
 
