@@ -287,9 +287,10 @@ pub struct Limits {
           default_value_t = 50_000_000, value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
     pub max_parameters: u64,
 
-    /// Most cells (rows × columns) a dataset may have.
+    /// Most cells (rows × columns) a dataset may have: 64 million by default (256 MB of
+    /// `f32`), so that an MNIST-sized dataset (60,000 × 785) fits.
     #[arg(long = Limit::DatasetCells.long(), env = Limit::DatasetCells.env(),
-          default_value_t = 10_000_000, value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
+          default_value_t = 64_000_000, value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
     pub max_dataset_cells: u64,
 
     /// Largest absolute value a feature or target may have.
@@ -328,7 +329,7 @@ impl Default for Limits {
             max_layers: 64,
             max_units_per_layer: 65_536,
             max_parameters: 50_000_000,
-            max_dataset_cells: 10_000_000,
+            max_dataset_cells: 64_000_000,
             max_abs_value: 1e6,
             max_epochs: 100_000,
             max_predict_rows: 100_000,
