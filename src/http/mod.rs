@@ -103,7 +103,8 @@ pub fn with_service_layers(routes: Router, config: &Config) -> Router {
 /// tracing span, the id copied to the response, the request metrics ([`metrics`]), the
 /// header-size limit ([`limit::LimitHeaderBytes`]), CORS when
 /// origins are configured ([`cors`]), the bearer-token check ([`auth`]; after CORS so that
-/// preflights need no token), problem+json for bare errors, the timeout, panic catching.
+/// preflights need no token), problem+json for bare errors, the framing RFC 9112 requires a
+/// server to refuse ([`middleware::framing`]), the timeout, panic catching.
 fn with_layers(routes: Router, config: &Config, auth: Arc<Auth>, metrics: Metrics) -> Router {
     // `Router::layer` wraps each route (and the fallbacks) after routing, so every layer here
     // sees the request's `MatchedPath`.
@@ -130,6 +131,7 @@ fn with_layers(routes: Router, config: &Config, auth: Arc<Auth>, metrics: Metric
                 .option_layer(middleware::cors::layer(&config.access.cors_origins))
                 .layer(GateLayer(auth::RequireToken(auth)))
                 .layer(GateLayer(ProblemJsonOnly))
+                .layer(GateLayer(middleware::framing::Framing))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::REQUEST_TIMEOUT,
                     config.request_timeout(),

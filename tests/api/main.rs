@@ -11,6 +11,7 @@ mod datasets;
 mod events;
 mod experiments;
 mod extractors;
+mod framing;
 mod health;
 mod helpers;
 mod hostile;
