@@ -249,6 +249,40 @@ unsafe fn kernel(
     rhs_rs: isize,
 ) {
     debug_assert!(m >= 2 && n >= 2 && (3..=MAX_PIECE).contains(&k));
+    // As the `gemm` crate's front end does: its kernels store columns of `dst`, so a
+    // row-major `dst` is computed as `dstᵀ = rhsᵀ · lhsᵀ` (the same sums, in the same order,
+    // at a third of the cost), and negative strides are turned around.
+    let (m, n, dst_cs, dst_rs, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs) =
+        if dst_cs.unsigned_abs() < dst_rs.unsigned_abs() {
+            (
+                n, m, dst_rs, dst_cs, rhs, rhs_rs, rhs_cs, lhs, lhs_rs, lhs_cs,
+            )
+        } else {
+            (
+                m, n, dst_cs, dst_rs, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs,
+            )
+        };
+    let (mut dst, mut dst_rs, mut lhs, mut lhs_rs) = (dst, dst_rs, lhs, lhs_rs);
+    let (mut dst_cs, mut rhs, mut rhs_cs) = (dst_cs, rhs, rhs_cs);
+    let (mut lhs_cs, mut rhs_rs) = (lhs_cs, rhs_rs);
+    if dst_rs < 0 {
+        dst = dst.wrapping_offset((m - 1) as isize * dst_rs);
+        dst_rs = -dst_rs;
+        lhs = lhs.wrapping_offset((m - 1) as isize * lhs_rs);
+        lhs_rs = -lhs_rs;
+    }
+    if dst_cs < 0 {
+        dst = dst.wrapping_offset((n - 1) as isize * dst_cs);
+        dst_cs = -dst_cs;
+        rhs = rhs.wrapping_offset((n - 1) as isize * rhs_cs);
+        rhs_cs = -rhs_cs;
+    }
+    if lhs_cs < 0 {
+        lhs = lhs.wrapping_offset((k - 1) as isize * lhs_cs);
+        lhs_cs = -lhs_cs;
+        rhs = rhs.wrapping_offset((k - 1) as isize * rhs_rs);
+        rhs_rs = -rhs_rs;
+    }
     macro_rules! call {
         ($simd:expr, $n:literal, $ukr:path) => {{
             use $ukr as ukr;
