@@ -25,6 +25,8 @@
 #   PEER_ONLY=1  measure only the FastAPI peer (to check the setup)
 #   SERVER_BIN   a server binary to measure instead of building the release mlp-lab
 #                (to compare two builds in one sitting)
+#   SERVER_ARGS  flags added to the server's command line (to compare a setting with the
+#                default: the report's header names them)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -136,8 +138,9 @@ if [[ ${PEER_ONLY:-0} != 1 ]]; then
     PORT=$(free_port)
     BASE=http://127.0.0.1:$PORT
     server_env
+    read -r -a extra_args <<<"${SERVER_ARGS:-}"
     "${SERVER_ENV[@]}" "$SERVER_BIN" --addr "127.0.0.1:$PORT" --data-dir "$WORK/data" \
-        >"$WORK/server.log" 2>&1 </dev/null &
+        "${extra_args[@]}" >"$WORK/server.log" 2>&1 </dev/null &
     SERVER_PID=$!
     wait_ready "$BASE/readyz" "$SERVER_PID" 60 ||
         die "mlp-lab did not become ready: $(tail -n 20 "$WORK/server.log")"
@@ -241,7 +244,7 @@ fi
 say "Result"
 {
     echo "# bench/serve.sh, $(date -u '+%Y-%m-%d %H:%M UTC'), wrk -t1 -d$DURATION, connections ${CONNECTIONS[*]}"
-    echo "# mlp-lab $(git rev-parse --short HEAD 2>/dev/null || echo '?'), the server's default flags"
+    echo "# mlp-lab $(git rev-parse --short HEAD 2>/dev/null || echo '?'), the server's default flags${SERVER_ARGS:+ but $SERVER_ARGS}"
     echo "# cpu: $CPU"
     echo "# before: $LOAD_START; after: load average $(cut -d' ' -f1-3 /proc/loadavg)"
     echo

@@ -21,6 +21,7 @@
 //! | `mlp_lab_prediction_batches_total`       | counter   | (products computed for batched requests) |
 //! | `mlp_lab_batched_predictions_total`      | counter   | (requests answered in a batch) |
 //! | `mlp_lab_datasets`, `mlp_lab_models`, `mlp_lab_model_versions` | gauge |        |
+//! | `mlp_lab_training_blocks_helped_total`   | counter   | (blocks of products a job's helper threads computed, process-wide) |
 //!
 //! `route` is the route template (`/v1/models/{model}`), never the raw path, so ids cannot
 //! grow the number of series; requests that match no route count as `unmatched`, and methods
@@ -71,6 +72,7 @@ pub struct Collectors {
     datasets: IntGauge,
     models: IntGauge,
     versions: IntGauge,
+    helped: IntCounter,
     /// Held while a scrape brings the counters up to the prediction engine's, so that two
     /// scrapes at once cannot both add the same difference.
     scraping: Mutex<()>,
@@ -160,7 +162,13 @@ impl Metrics {
             "Trained versions, over all models.",
         )
         .expect("a valid gauge");
-        let collectors: [Box<dyn prometheus::core::Collector>; 14] = [
+        let helped = IntCounter::new(
+            "mlp_lab_training_blocks_helped_total",
+            "Blocks of training's matrix products computed by helper threads (process-wide): \
+             rising while a job trains on more than one core.",
+        )
+        .expect("a valid counter");
+        let collectors: [Box<dyn prometheus::core::Collector>; 15] = [
             Box::new(requests.clone()),
             Box::new(duration.clone()),
             Box::new(jobs.clone()),
@@ -175,6 +183,7 @@ impl Metrics {
             Box::new(datasets.clone()),
             Box::new(models.clone()),
             Box::new(versions.clone()),
+            Box::new(helped.clone()),
         ];
         for collector in collectors {
             registry.register(collector).expect("distinct metric names");
@@ -195,6 +204,7 @@ impl Metrics {
             datasets,
             models,
             versions,
+            helped,
             scraping: Mutex::new(()),
         }))
     }
@@ -233,6 +243,7 @@ impl Metrics {
             (&self.predictions_rejected, stats.rejected()),
             (&self.batches, batches),
             (&self.batched, batched),
+            (&self.helped, crate::nn::parallel::blocks_helped() as u64),
         ] {
             counter.inc_by(now.saturating_sub(counter.get()));
         }

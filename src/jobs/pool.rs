@@ -24,6 +24,13 @@
 //! serving thread that allocates until it runs again. glibc gives each thread an arena of its
 //! own up to eight per CPU, so the server leaves that default alone.
 //!
+//! A job trains with a team of helper threads ([`crate::nn::parallel`]), placed as its own
+//! thread is, that take blocks of its large matrix products: up to `--training-threads`
+//! threads a job (0: one per training CPU). All jobs share the training CPUs: a helper works
+//! only while fewer threads than those CPUs are busy training, so one job alone uses them all
+//! and two jobs on two CPUs run on one each. The weights do not depend on how many threads
+//! took part.
+//!
 //! `bench/serve.sh` measures prediction latency while jobs train; its figures, per machine,
 //! are in `docs/benchmarks.md`.
 //!

@@ -191,3 +191,41 @@ async fn a_warm_start_continues_from_a_version() {
         second.as_str()
     );
 }
+
+/// Trains one request (products large enough to be split across threads) on a server whose
+/// jobs may use `threads` threads; the version's weights.
+async fn weights_on(threads: usize) -> Vec<u8> {
+    let mut config = mlp_lab::config::Config::for_tests();
+    config.serving_cpus = 0;
+    config.training_threads = threads;
+    let app = TestApp::spawn_with(config).await;
+    let dataset = app
+        .dataset(json!({"name": "wide", "generator": {
+            "kind": "blobs", "samples": 160, "features": 700, "classes": 3, "seed": 5}}))
+        .await;
+    app.model(
+        json!({"name": "wide", "layers": [700, 96, 3], "activation": "gelu", "output": "softmax"}),
+    )
+    .await;
+    let job = app
+        .job(json!({"model": "wide", "dataset": dataset, "epochs": 3, "batch_size": 64, "seed": 9}))
+        .await;
+    let done = app.wait_for_job(&job, &["succeeded", "failed"], 60).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let response = app.get("/v1/models/wide/versions/1/weights").await;
+    assert_eq!(response.status(), 200);
+    response.bytes().await.expect("the weights").to_vec()
+}
+
+/// A 64 × 700 · 700 × 96 product is split into blocks that the job's helper threads take
+/// when a core is free: the weights must not depend on that (nor on whether a helper was
+/// free, which other tests running beside this one decide).
+#[tokio::test]
+async fn a_job_gives_the_same_weights_on_one_thread_or_several() {
+    let one = weights_on(1).await;
+    let several = weights_on(0).await;
+    assert!(
+        one == several,
+        "the weights differ between 1 and several training threads"
+    );
+}
