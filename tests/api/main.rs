@@ -8,6 +8,7 @@ mod cors;
 mod crash;
 mod dashboard;
 mod datasets;
+mod deletes;
 mod events;
 mod experiments;
 mod extractors;
