@@ -144,6 +144,7 @@ impl Jobs {
                     record: stored.record,
                     history: stored.history,
                     last_persist: Instant::now(),
+                    storing: false,
                 }),
                 interrupter: Interrupter::new(),
                 wake: Notify::new(),
