@@ -34,6 +34,7 @@ mod load;
 mod models;
 #[cfg(test)]
 mod models_tests;
+mod orphans;
 pub mod records;
 mod weights;
 
@@ -50,6 +51,7 @@ pub use ingest::Ingested;
 pub(crate) use keys::stem;
 use keys::{dataset_key, version_key};
 pub use models::MAX_NAME_LEN as MAX_MODEL_NAME_LEN;
+pub use orphans::orphan_reason;
 pub use records::{
     DatasetEntry, DatasetInfo, DatasetSource, ModelEntry, ModelRecord, ObjectKind, Unavailable,
     UnavailableVersion, Version, VersionInfo,
@@ -151,6 +153,8 @@ struct Inner {
     names: HashMap<String, Uuid>,
     /// Datasets and models that could not be loaded, by key.
     unavailable: BTreeMap<String, Unavailable>,
+    /// Versions whose model has no record, by model ([`orphans`]).
+    orphans: BTreeMap<Uuid, Vec<Unavailable>>,
     /// Per served model, the lock its files are written and removed under (see
     /// [`Registry::add_version`] and [`Registry::delete_model`]).
     writers: HashMap<Uuid, Arc<Mutex<()>>>,
@@ -236,6 +240,7 @@ impl Registry {
         let registry = Self::new(store, limits);
         registry.load_datasets()?;
         registry.load_models()?;
+        registry.load_orphans();
         Ok(registry)
     }
 
@@ -319,11 +324,13 @@ impl Registry {
         Ok(())
     }
 
-    /// Every stored dataset and model (with its versions) that could not be loaded, by file.
+    /// Every stored dataset and model (with its versions) that could not be loaded, and
+    /// every version whose model has no record, by file.
     #[must_use]
     pub fn unavailable(&self) -> Vec<Unavailable> {
         let inner = self.read();
         let mut all: Vec<Unavailable> = inner.unavailable.values().cloned().collect();
+        all.extend(inner.orphans.values().flatten().cloned());
         for entry in inner.models.values() {
             let id = entry.record.id;
             all.extend(entry.unavailable.iter().map(|u| Unavailable {

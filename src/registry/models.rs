@@ -144,7 +144,9 @@ impl Registry {
             id.and_then(|id| inner.models.get(&id).cloned())
         };
         found.ok_or_else(|| match Uuid::parse_str(id_or_name) {
-            Ok(id) => self.missing("model", &model_key(id), id_or_name.to_owned()),
+            Ok(id) => self
+                .orphaned(id)
+                .unwrap_or_else(|| self.missing("model", &model_key(id), id_or_name.to_owned())),
             Err(_) => RegistryError::NotFound {
                 what: "model",
                 id: id_or_name.to_owned(),
@@ -210,7 +212,7 @@ impl Registry {
     /// # Errors
     /// [`RegistryError::NotFound`], or a store failure: the model is then served as before
     /// if its record could not be removed, and gone for good if only some of its version files
-    /// could not be.
+    /// could not be (those are then listed as orphans, see [`super::orphans`]).
     ///
     /// The id of an unavailable model can be deleted too: that removes its files.
     pub fn delete_model(&self, id_or_name: &str) -> Result<(), RegistryError> {
@@ -246,20 +248,26 @@ impl Registry {
             inner.names.remove(&removed.record.name);
             inner.writers.remove(&id);
         }
-        for key in self.store.list(&format!("versions/{id}/"))? {
-            self.store.delete(&key)?;
+        let versions = self
+            .store
+            .list(&format!("versions/{id}/"))
+            .and_then(|keys| keys.iter().try_for_each(|key| self.store.delete(key)));
+        if let Err(error) = versions {
+            // The model is gone for good; what is left of its versions is listed, and
+            // deleting its id again removes it.
+            self.note_orphans(id);
+            return Err(error.into());
         }
         Ok(())
     }
 
+    /// Removes the files of a model whose record cannot be loaded, or whose versions are
+    /// orphaned ([`super::orphans`]).
     fn delete_unavailable_model(&self, id: Uuid) -> Result<(), RegistryError> {
         let key = model_key(id);
         self.store.delete(&key)?;
         self.write().unavailable.remove(&key);
-        for key in self.store.list(&format!("versions/{id}/"))? {
-            self.store.delete(&key)?;
-        }
-        Ok(())
+        self.delete_orphans(id)
     }
 
     /// Adds a trained model as the next version of model `id` and writes it through

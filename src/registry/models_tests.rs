@@ -259,3 +259,76 @@ fn a_delete_waits_for_the_version_being_written_and_leaves_no_file_of_it() {
         "and none lands after it"
     );
 }
+
+/// A store whose deletes of version files fail while `failing` is set.
+#[derive(Debug, Default)]
+struct StuckVersions {
+    inner: MemoryStore,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+impl Store for StuckVersions {
+    fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.inner.put(key, bytes)
+    }
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(key)
+    }
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        if key.starts_with("versions/") && self.failing.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(StoreError::Io {
+                key: key.to_owned(),
+                source: std::io::Error::other("stuck"),
+            });
+        }
+        self.inner.delete(key)
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.inner.list(prefix)
+    }
+    fn probe(&self) -> Result<(), StoreError> {
+        self.inner.probe()
+    }
+}
+
+#[test]
+fn versions_left_by_a_delete_that_failed_half_way_are_orphans_until_their_id_is_deleted() {
+    let store = Arc::new(StuckVersions::default());
+    let registry = Registry::new(Arc::clone(&store) as Arc<dyn Store>, Limits::default());
+    let id = registry
+        .create_model("xor".into(), spec())
+        .expect("created")
+        .record
+        .id;
+    let info = VersionInfo::without_training(id, true);
+    registry
+        .add_version(id, Model::new(spec(), 1).expect("model"), info)
+        .expect("added");
+    store
+        .failing
+        .store(true, std::sync::atomic::Ordering::Release);
+
+    let failed = registry.delete_model("xor");
+
+    assert!(matches!(failed, Err(RegistryError::Store(_))), "{failed:?}");
+    assert!(matches!(
+        registry.model("xor"),
+        Err(RegistryError::NotFound { .. })
+    ));
+    let listed = registry.unavailable();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].id, format!("{id}/1"));
+    assert!(matches!(
+        registry.model(&id.to_string()),
+        Err(RegistryError::Unavailable { .. })
+    ));
+    let reloaded =
+        Registry::load(Arc::clone(&store) as Arc<dyn Store>, Limits::default()).expect("loads");
+    assert_eq!(reloaded.unavailable(), listed, "found again at start-up");
+    store
+        .failing
+        .store(false, std::sync::atomic::Ordering::Release);
+    registry.delete_model(&id.to_string()).expect("deleted");
+    assert!(registry.unavailable().is_empty());
+    assert_eq!(store.list("").expect("list"), Vec::<String>::new());
+}

@@ -21,6 +21,7 @@ mod limits;
 mod models;
 mod observability;
 mod openapi;
+mod orphans;
 mod persistence;
 mod plots;
 mod predict;
