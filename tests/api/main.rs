@@ -9,6 +9,7 @@ mod crash;
 mod dashboard;
 mod datasets;
 mod deletes;
+mod disk_full;
 mod events;
 mod experiments;
 mod extractors;
