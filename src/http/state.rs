@@ -99,7 +99,7 @@ impl AppState {
     /// [`StartError`] when the data directory cannot be opened or listed, or a token is
     /// unusable.
     pub fn new(config: Config) -> Result<Self, StartError> {
-        let auth = Arc::new(Auth::from_config(&config)?);
+        let auth = Auth::from_config(&config)?;
         let store: Arc<dyn Store> = if config.ephemeral {
             // Nothing is read back from the store after start-up, so nothing need be kept.
             Arc::new(NullStore)
@@ -116,6 +116,20 @@ impl AppState {
             );
             Arc::new(opened.with_max_file_bytes(config.max_stored_file_bytes.0))
         };
+        Self::build(config, store, auth)
+    }
+
+    /// State for `config` over `store` instead of the one `config` names (`--data-dir`,
+    /// `--ephemeral`): another backend behind the store seam, or a test's.
+    ///
+    /// # Errors
+    /// As [`Self::new`], but for the data directory.
+    pub fn with_store(config: Config, store: Arc<dyn Store>) -> Result<Self, StartError> {
+        let auth = Auth::from_config(&config)?;
+        Self::build(config, store, auth)
+    }
+
+    fn build(config: Config, store: Arc<dyn Store>, auth: Auth) -> Result<Self, StartError> {
         let registry = Arc::new(Registry::load(store, config.limits.clone())?);
         let jobs = Jobs::load(&config, Arc::clone(&registry))?;
         let experiments = Experiments::load(
@@ -132,7 +146,7 @@ impl AppState {
             experiments,
             metrics: Metrics::new(),
             predictor,
-            auth,
+            auth: Arc::new(auth),
             ready: Arc::new(AtomicBool::new(false)),
             write_probe,
         })))

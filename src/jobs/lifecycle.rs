@@ -98,7 +98,8 @@ impl Jobs {
         for job in all {
             let mut shared = job.lock();
             let state = shared.record.state;
-            if state.is_finished() {
+            // A job storing its version finishes by itself, soon: the wait below covers it.
+            if state.is_finished() || shared.storing {
                 continue;
             }
             if state == JobState::Queued {
@@ -131,9 +132,7 @@ impl Jobs {
         let _ = tokio::task::spawn_blocking(move || {
             for job in stopped {
                 // Under the job's lock, as the training thread writes its final state: the
-                // writes are ordered, so a job whose version was stored meanwhile (and which
-                // the training thread turns back to `succeeded`) is never overwritten by this
-                // older `interrupted` snapshot.
+                // writes are ordered.
                 let shared = job.lock();
                 if let Err(error) = persist_locked(&*store, &shared) {
                     tracing::error!(%error, job = %job.id, "cannot store an interrupted job");

@@ -6,7 +6,9 @@
 //! epoch, one per state change) are sent on a `broadcast` channel *while that mutex is held*,
 //! so a subscriber that snapshots the history and subscribes under the same lock misses
 //! nothing and sees nothing twice. Cancellation sets the job's state at once and raises its
-//! [`Interrupter`], which `nn::fit` checks between batches. Records are written through the
+//! [`Interrupter`], which `nn::fit` checks between batches; once training has ended and the
+//! version is being stored, a cancel waits for it and answers that the job finished, so a
+//! `cancelled` (or `interrupted`) job never writes a version. Records are written through the
 //! registry's store at every state change and, while running, at most once a second (so a
 //! fast job's thousands of epochs do not become thousands of fsyncs, each rewriting a
 //! growing history); the final write holds the whole history. A `kill -9` therefore loses
@@ -126,6 +128,8 @@ struct Shared {
     record: JobRecord,
     history: Vec<EpochRecord>,
     last_persist: Instant,
+    /// Training ended and the version is being stored: too late to cancel or interrupt.
+    storing: bool,
 }
 
 /// One job: its record and history, its cancel flag and its event channel.

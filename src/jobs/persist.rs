@@ -16,7 +16,8 @@ use super::{Inner, Job, JobFailure, JobResult, JobState, Jobs, Shared, EVENT_BUF
 use crate::config::Config;
 use crate::nn::Interrupter;
 use crate::registry::{
-    seal, stem, unavailable, ObjectKind, Registry, RegistryError, Unavailable, VersionInfo,
+    orphan_reason, seal, stem, unavailable, ObjectKind, Registry, RegistryError, Unavailable,
+    VersionInfo,
 };
 use crate::store::{clock, Store};
 
@@ -144,12 +145,24 @@ impl Jobs {
                     record: stored.record,
                     history: stored.history,
                     last_persist: Instant::now(),
+                    storing: false,
                 }),
                 interrupter: Interrupter::new(),
                 wake: Notify::new(),
                 events,
             };
             jobs.insert(job.id, Arc::new(job));
+        }
+        let orphaned = registry.orphaned_models();
+        let orphans = jobs
+            .values()
+            .filter(|job| orphaned.contains(&job.lock().record.model))
+            .count();
+        if orphans > 0 {
+            tracing::warn!(
+                jobs = orphans,
+                "jobs whose model has no record but left versions; GET /v1/storage/unavailable lists them"
+            );
         }
         let running = config.max_running_jobs.max(1);
         Ok(Self {
@@ -174,9 +187,32 @@ impl Jobs {
         })
     }
 
-    /// The jobs whose stored record cannot be loaded.
+    /// The jobs whose stored record cannot be loaded, and those whose model has no record
+    /// but left versions behind (orphans: see [`Registry::orphaned_models`]), which are
+    /// loaded and shown all the same.
     #[must_use]
     pub fn unavailable(&self) -> Vec<Unavailable> {
-        self.inner.unavailable.values().cloned().collect()
+        let mut all: Vec<Unavailable> = self.inner.unavailable.values().cloned().collect();
+        let orphaned = self.inner.registry.orphaned_models();
+        if orphaned.is_empty() {
+            return all;
+        }
+        let jobs = self
+            .inner
+            .jobs
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for job in jobs.values() {
+            let model = job.lock().record.model;
+            if orphaned.contains(&model) {
+                all.push(Unavailable {
+                    kind: ObjectKind::Job,
+                    id: job.id.to_string(),
+                    file: key(job.id),
+                    reason: orphan_reason(model),
+                });
+            }
+        }
+        all
     }
 }

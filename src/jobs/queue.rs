@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::persist::{key, persist};
 use super::{
-    run, Job, JobError, JobFailure, JobRecord, JobState, Jobs, NewJob, Progress, Shared,
+    run, Job, JobError, JobEvent, JobFailure, JobRecord, JobState, Jobs, NewJob, Progress, Shared,
     Subscription, EVENT_BUFFER,
 };
 use crate::config::Limit;
@@ -92,6 +92,7 @@ impl Jobs {
                 record: record.clone(),
                 history: Vec::new(),
                 last_persist: Instant::now(),
+                storing: false,
             }),
             interrupter: Interrupter::new(),
             wake: Notify::new(),
@@ -227,35 +228,46 @@ impl Jobs {
         })
     }
 
-    /// Cancels a queued or running job (a running one stops within one batch).
+    /// Cancels a queued or running job (a running one stops within one batch). A job whose
+    /// training has ended and whose version is being stored cannot be cancelled any more:
+    /// the cancel waits for the version and answers that the job finished.
     ///
     /// # Errors
     /// [`JobError::NotFound`], or [`JobError::Finished`] for a finished job.
     pub async fn cancel(&self, id: Uuid) -> Result<JobRecord, JobError> {
         let job = self.get(id)?;
-        let record = {
+        let cancelled = {
             let mut shared = job.lock();
             let state = shared.record.state;
             if state.is_finished() {
                 return Err(JobError::Finished { id, state });
             }
-            if state == JobState::Queued {
-                self.inner.queued.fetch_sub(1, Ordering::AcqRel);
+            if shared.storing {
+                // The final status is sent under this lock, so it cannot be missed.
+                Err(job.events.subscribe())
+            } else {
+                if state == JobState::Queued {
+                    self.inner.queued.fetch_sub(1, Ordering::AcqRel);
+                }
+                let epoch = shared.history.last().map(|r| r.epoch);
+                job.interrupter.stop();
+                run::finish(
+                    &job,
+                    &mut shared,
+                    JobState::Cancelled,
+                    None,
+                    Some(JobFailure {
+                        message: format!("cancelled by a client while {}", state.name()),
+                        epoch,
+                        hint: None,
+                    }),
+                );
+                Ok(shared.record.clone())
             }
-            let epoch = shared.history.last().map(|r| r.epoch);
-            job.interrupter.stop();
-            run::finish(
-                &job,
-                &mut shared,
-                JobState::Cancelled,
-                None,
-                Some(JobFailure {
-                    message: format!("cancelled by a client while {}", state.name()),
-                    epoch,
-                    hint: None,
-                }),
-            );
-            shared.record.clone()
+        };
+        let record = match cancelled {
+            Ok(record) => record,
+            Err(events) => return Err(Self::finished(&job, events).await),
         };
         job.wake.notify_one();
         let inner = Arc::clone(&self.inner);
@@ -266,6 +278,21 @@ impl Jobs {
         })
         .await;
         Ok(record)
+    }
+
+    /// Waits for the final status of `job` on `events` and says which it is.
+    async fn finished(job: &Job, mut events: broadcast::Receiver<JobEvent>) -> JobError {
+        loop {
+            match events.recv().await {
+                Ok(JobEvent::Status(record)) if record.state.is_finished() => break,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
+        }
+        JobError::Finished {
+            id: job.id,
+            state: job.lock().record.state,
+        }
     }
 
     /// Cancels every queued or running job of a model (when it is deleted).

@@ -139,7 +139,8 @@ fn train(inner: &Inner, job: &Job, work: Work) {
         )
     });
     let (state, result, error) = match fitted {
-        Ok(_) if job.interrupter.is_stopped() => (JobState::Cancelled, None, None),
+        // Cancelled (or interrupted) after the last batch: no version.
+        Ok(_) if !begin_storing(job) => (JobState::Cancelled, None, None),
         Ok((model, report)) => {
             let info = VersionInfo {
                 model: work.record.model,
@@ -183,18 +184,6 @@ fn train(inner: &Inner, job: &Job, work: Work) {
     // the final state (by polling) before it is durable; the event goes out after the write.
     {
         let mut shared = job.lock();
-        if state == JobState::Succeeded
-            && matches!(
-                shared.record.state,
-                JobState::Interrupted | JobState::Cancelled
-            )
-        {
-            // A shutdown or a cancel came while the version was being written: the version
-            // exists, so the job succeeded (as a restart after a crash at this point would
-            // also say).
-            shared.record.state = JobState::Running;
-            shared.record.error = None;
-        }
         let changed = finish_silently(&mut shared, state, result, error);
         if changed || state == JobState::Cancelled {
             if let Err(error) = persist_locked(&*inner.store, &shared) {
@@ -208,6 +197,18 @@ fn train(inner: &Inner, job: &Job, work: Work) {
         }
     }
     tracing::info!(state = state.name(), "job finished");
+}
+
+/// Whether the job is still running, and if so marks it as storing its version: from then
+/// on a cancel or a shutdown leaves it to finish (its state is not changed under the write),
+/// so that a job answered `cancelled` or `interrupted` never writes one.
+fn begin_storing(job: &Job) -> bool {
+    let mut shared = job.lock();
+    if shared.record.state != JobState::Running {
+        return false;
+    }
+    shared.storing = true;
+    true
 }
 
 fn failure(message: &str, epoch: Option<usize>, hint: Option<String>) -> JobFailure {

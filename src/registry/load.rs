@@ -86,6 +86,7 @@ impl Registry {
                 continue;
             }
             inner.names.insert(record.name.clone(), record.id);
+            inner.writers.insert(record.id, Arc::default());
             inner.models.insert(
                 record.id,
                 Arc::new(ModelEntry {

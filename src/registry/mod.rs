@@ -4,9 +4,17 @@
 //! Everything lives in `Arc` snapshots behind one `std::sync::RwLock` whose sections are short
 //! and never span an `.await` or a computation: a prediction clones the `Arc<Model>` of a
 //! version out and drops the guard before computing, so it never waits on training (which
-//! holds no registry lock at all while it runs). Changes are made in memory first, under the
-//! lock (so that a duplicate name is caught atomically), then written to the store; a failed
-//! write is rolled back and reported, so nothing is acknowledged that is not stored.
+//! holds no registry lock at all while it runs).
+//!
+//! What one model's files go through is ordered, so that what a client was answered is what
+//! the store holds, whatever runs beside it. A new model's name is reserved under the lock
+//! (a duplicate is caught atomically), its record written, and only then is the model served:
+//! a delete that comes meanwhile does not find it (404), rather than removing a file that the
+//! create then writes. A model's versions are written, and its files removed, under a lock of
+//! its own (`Inner::writers`, held on a blocking thread, never across an `.await`): a delete
+//! waits for the version being written and removes it too, and a version whose model is gone
+//! is never written. A failed write is undone and reported, so nothing is acknowledged that
+//! is not stored, and nothing is left that was refused.
 //!
 //! Keys: `datasets/<id>.json`, `models/<id>.json`, `versions/<model id>/<v>.json` and
 //! `versions/<model id>/<v>.safetensors` (weights are written before their record, and a
@@ -24,12 +32,15 @@ pub mod ingest;
 mod keys;
 mod load;
 mod models;
+#[cfg(test)]
+mod models_tests;
+mod orphans;
 pub mod records;
 mod weights;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use uuid::Uuid;
 
@@ -40,6 +51,7 @@ pub use ingest::Ingested;
 pub(crate) use keys::stem;
 use keys::{dataset_key, version_key};
 pub use models::MAX_NAME_LEN as MAX_MODEL_NAME_LEN;
+pub use orphans::orphan_reason;
 pub use records::{
     DatasetEntry, DatasetInfo, DatasetSource, ModelEntry, ModelRecord, ObjectKind, Unavailable,
     UnavailableVersion, Version, VersionInfo,
@@ -141,9 +153,19 @@ struct Inner {
     names: HashMap<String, Uuid>,
     /// Datasets and models that could not be loaded, by key.
     unavailable: BTreeMap<String, Unavailable>,
-    /// Per model, the highest version number handed to a version still being written: it
-    /// is served only once its files are stored, and no other version may take its number.
-    reserved_versions: HashMap<Uuid, u32>,
+    /// Versions whose model has no record, by model ([`orphans`]).
+    orphans: BTreeMap<Uuid, Vec<Unavailable>>,
+    /// Per served model, the lock its files are written and removed under (see
+    /// [`Registry::add_version`] and [`Registry::delete_model`]).
+    writers: HashMap<Uuid, Arc<Mutex<()>>>,
+}
+
+/// Takes a model's writer lock. It guards no data, only the order of writes, so a panic
+/// while it was held leaves nothing to repair.
+fn lock_writer(writer: &Mutex<()>) -> MutexGuard<'_, ()> {
+    writer
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The registry. Share it as `Arc<Registry>`.
@@ -218,6 +240,7 @@ impl Registry {
         let registry = Self::new(store, limits);
         registry.load_datasets()?;
         registry.load_models()?;
+        registry.load_orphans();
         Ok(registry)
     }
 
@@ -244,6 +267,11 @@ impl Registry {
         self.inner
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The writer lock of the served model `id` ([`lock_writer`]).
+    fn writer(&self, id: Uuid) -> Option<Arc<Mutex<()>>> {
+        self.read().writers.get(&id).cloned()
     }
 
     /// The checksummed record of `kind` under `key`: `Ok(None)` when there is none, and the
@@ -296,11 +324,13 @@ impl Registry {
         Ok(())
     }
 
-    /// Every stored dataset and model (with its versions) that could not be loaded, by file.
+    /// Every stored dataset and model (with its versions) that could not be loaded, and
+    /// every version whose model has no record, by file.
     #[must_use]
     pub fn unavailable(&self) -> Vec<Unavailable> {
         let inner = self.read();
         let mut all: Vec<Unavailable> = inner.unavailable.values().cloned().collect();
+        all.extend(inner.orphans.values().flatten().cloned());
         for entry in inner.models.values() {
             let id = entry.record.id;
             all.extend(entry.unavailable.iter().map(|u| Unavailable {

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::keys::{model_key, version_key};
 use super::records::{ModelEntry, ModelRecord, ObjectKind, StoredVersion, Version, VersionInfo};
-use super::{page, seal, Page, Registry, RegistryError};
+use super::{lock_writer, page, seal, Page, Registry, RegistryError};
 use crate::config::Limit;
 use crate::nn::serialize::to_safetensors;
 use crate::nn::{Model, ModelSpec, NetworkLimits};
@@ -116,15 +116,16 @@ impl Registry {
             if inner.names.contains_key(&entry.record.name) {
                 return Err(RegistryError::NameTaken(entry.record.name.clone()));
             }
+            // Reserved, not served: until its record is stored, the model is not found.
             inner.names.insert(entry.record.name.clone(), id);
-            inner.models.insert(id, Arc::clone(&entry));
         }
         if let Err(error) = self.store.put(&model_key(id), &bytes) {
-            let mut inner = self.write();
-            inner.models.remove(&id);
-            inner.names.remove(&entry.record.name);
+            self.write().names.remove(&entry.record.name);
             return Err(error.into());
         }
+        let mut inner = self.write();
+        inner.models.insert(id, Arc::clone(&entry));
+        inner.writers.insert(id, Arc::default());
         Ok(entry)
     }
 
@@ -143,7 +144,9 @@ impl Registry {
             id.and_then(|id| inner.models.get(&id).cloned())
         };
         found.ok_or_else(|| match Uuid::parse_str(id_or_name) {
-            Ok(id) => self.missing("model", &model_key(id), id_or_name.to_owned()),
+            Ok(id) => self
+                .orphaned(id)
+                .unwrap_or_else(|| self.missing("model", &model_key(id), id_or_name.to_owned())),
             Err(_) => RegistryError::NotFound {
                 what: "model",
                 id: id_or_name.to_owned(),
@@ -203,11 +206,13 @@ impl Registry {
         Ok((entry, found))
     }
 
-    /// Deletes a model with its versions.
+    /// Deletes a model with its versions: once it returns, no file of the model is left and
+    /// none will be written (a version being written meanwhile is waited for and removed).
     ///
     /// # Errors
-    /// [`RegistryError::NotFound`] or a store failure (the record is then gone from memory
-    /// and may remain on disk until the next delete).
+    /// [`RegistryError::NotFound`], or a store failure: the model is then served as before
+    /// if its record could not be removed, and gone for good if only some of its version files
+    /// could not be (those are then listed as orphans, see [`super::orphans`]).
     ///
     /// The id of an unavailable model can be deleted too: that removes its files.
     pub fn delete_model(&self, id_or_name: &str) -> Result<(), RegistryError> {
@@ -223,33 +228,46 @@ impl Registry {
             Err(error) => return Err(error),
         };
         let id = entry.record.id;
-        {
-            let mut inner = self.write();
-            let removed = inner
-                .models
-                .remove(&id)
-                .ok_or_else(|| RegistryError::NotFound {
-                    what: "model",
-                    id: id_or_name.to_owned(),
-                })?;
-            inner.names.remove(&removed.record.name);
-        }
+        let not_found = || RegistryError::NotFound {
+            what: "model",
+            id: id_or_name.to_owned(),
+        };
+        let writer = self.writer(id).ok_or_else(not_found)?;
+        let _writing = lock_writer(&writer);
+        // No version of it is being written now, and none starts once it is out of `models`.
+        let removed = self.write().models.remove(&id).ok_or_else(not_found)?;
         // The record goes first: without it, leftover version files are never loaded.
-        self.store.delete(&model_key(id))?;
-        for key in self.store.list(&format!("versions/{id}/"))? {
-            self.store.delete(&key)?;
+        if let Err(error) = self.store.delete(&model_key(id)) {
+            self.write().models.insert(id, removed);
+            return Err(error.into());
+        }
+        {
+            // The name stayed reserved until now, so no new model took it while this one
+            // could still come back.
+            let mut inner = self.write();
+            inner.names.remove(&removed.record.name);
+            inner.writers.remove(&id);
+        }
+        let versions = self
+            .store
+            .list(&format!("versions/{id}/"))
+            .and_then(|keys| keys.iter().try_for_each(|key| self.store.delete(key)));
+        if let Err(error) = versions {
+            // The model is gone for good; what is left of its versions is listed, and
+            // deleting its id again removes it.
+            self.note_orphans(id);
+            return Err(error.into());
         }
         Ok(())
     }
 
+    /// Removes the files of a model whose record cannot be loaded, or whose versions are
+    /// orphaned ([`super::orphans`]).
     fn delete_unavailable_model(&self, id: Uuid) -> Result<(), RegistryError> {
         let key = model_key(id);
         self.store.delete(&key)?;
         self.write().unavailable.remove(&key);
-        for key in self.store.list(&format!("versions/{id}/"))? {
-            self.store.delete(&key)?;
-        }
-        Ok(())
+        self.delete_orphans(id)
     }
 
     /// Adds a trained model as the next version of model `id` and writes it through
@@ -268,28 +286,29 @@ impl Registry {
             what: "model",
             id: id.to_string(),
         };
-        // The number is reserved under the lock; the files are written without it; only
-        // then is the version published, so nothing is served (or answered with this
-        // version number) that a crash could lose.
+        // Under the model's writer lock: a delete waits for this version and removes it too,
+        // and after a delete the model is gone from `writers` or `models`, so nothing is
+        // written. The version is served only once its files are stored, so nothing is served
+        // (or answered with this version number) that a crash could lose.
+        let writer = self.writer(id).ok_or_else(not_found)?;
+        let _writing = lock_writer(&writer);
         let v = {
-            let mut inner = self.write();
+            let inner = self.read();
             let current = inner.models.get(&id).ok_or_else(not_found)?;
             // Numbers of unavailable versions stay taken: their files are never overwritten.
             // A stored file name can claim any number; never wrap past the last one.
-            let taken = current
+            current
                 .last_version_number()
-                .max(inner.reserved_versions.get(&id).copied().unwrap_or(0));
-            let v = taken.checked_add(1).ok_or_else(|| {
-                RegistryError::invalid(
-                    "version",
-                    format!(
-                        "model '{}' has used every version number",
-                        current.record.name
-                    ),
-                )
-            })?;
-            inner.reserved_versions.insert(id, v);
-            v
+                .checked_add(1)
+                .ok_or_else(|| {
+                    RegistryError::invalid(
+                        "version",
+                        format!(
+                            "model '{}' has used every version number",
+                            current.record.name
+                        ),
+                    )
+                })?
         };
         info.version = v;
         info.created_at = clock::now_rfc3339();
@@ -298,22 +317,31 @@ impl Registry {
             weights_sha256: sha256_hex(&weights),
             weights_bytes: weights.len() as u64,
         };
+        let keys = [
+            version_key(id, v, "safetensors"),
+            version_key(id, v, "json"),
+        ];
         let written = seal(ObjectKind::Version, &stored).and_then(|record| {
-            self.store
-                .put(&version_key(id, v, "safetensors"), &weights)?;
-            self.store.put(&version_key(id, v, "json"), &record)?;
+            self.store.put(&keys[0], &weights)?;
+            self.store.put(&keys[1], &record)?;
             Ok(())
         });
-        let mut inner = self.write();
-        if inner.reserved_versions.get(&id) == Some(&v) {
-            inner.reserved_versions.remove(&id);
+        if let Err(error) = written {
+            // Weights without their record are never loaded; they go at once all the same.
+            for key in &keys {
+                if let Err(error) = self.store.delete(key) {
+                    tracing::warn!(%error, file = %key, "cannot remove a version's file after its write failed");
+                }
+            }
+            return Err(error);
         }
-        written?;
+        let mut inner = self.write();
         let Some(current) = inner.models.get(&id) else {
-            // Deleted while the files were written: they go too.
+            // Not reached: the model leaves `models` only under its writer lock.
             drop(inner);
-            let _ = self.store.delete(&version_key(id, v, "json"));
-            let _ = self.store.delete(&version_key(id, v, "safetensors"));
+            for key in &keys {
+                let _ = self.store.delete(key);
+            }
             return Err(not_found());
         };
         let mut next = ModelEntry::clone(current);
@@ -329,144 +357,5 @@ impl Registry {
         inner.models.insert(id, Arc::new(next));
         drop(inner);
         Ok(version)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::Limits;
-    use crate::nn::{Activation, Head};
-    use crate::store::MemoryStore;
-
-    #[test]
-    fn models_and_versions_survive_a_reload() {
-        let store: Arc<dyn crate::store::Store> = Arc::new(MemoryStore::new());
-        let registry = Registry::new(Arc::clone(&store), Limits::default());
-        let spec = ModelSpec::new(&[2, 3, 1], Activation::Tanh, Head::Sigmoid);
-        let entry = registry
-            .create_model("xor".into(), spec.clone())
-            .expect("created");
-        assert!(matches!(
-            registry.create_model("xor".into(), spec.clone()),
-            Err(RegistryError::NameTaken(_))
-        ));
-        let model = Model::new(spec, 1).expect("model");
-        let info = VersionInfo::without_training(entry.record.id, true);
-        let v = registry
-            .add_version(entry.record.id, model, info)
-            .expect("added");
-        assert_eq!(v.info.version, 1);
-
-        let reloaded = Registry::load(store, Limits::default()).expect("loads");
-        let (_, version) = reloaded.version("xor", None).expect("has a version");
-        assert_eq!(version.info.version, 1);
-        assert_eq!(*version.model, *v.model);
-    }
-
-    #[test]
-    fn a_repaired_model_whose_name_was_taken_meanwhile_is_unavailable_and_the_newer_keeps_it() {
-        let store: Arc<dyn crate::store::Store> = Arc::new(MemoryStore::new());
-        let registry = Registry::new(Arc::clone(&store), Limits::default());
-        let spec = ModelSpec::new(&[2, 3, 1], Activation::Tanh, Head::Sigmoid);
-        let old = registry
-            .create_model("a".into(), spec.clone())
-            .expect("created");
-        let key = model_key(old.record.id);
-        let good = store.get(&key).expect("get").expect("stored");
-        store.put(&key, b"{\"format\":").expect("damage");
-        let reloaded = Registry::load(Arc::clone(&store), Limits::default()).expect("loads");
-        let new = reloaded
-            .create_model("a".into(), spec)
-            .expect("the name is free");
-        store.put(&key, &good).expect("repair");
-
-        let again = Registry::load(Arc::clone(&store), Limits::default()).expect("loads");
-
-        assert_eq!(again.model("a").expect("found").record.id, new.record.id);
-        let unavailable = again.unavailable();
-        assert_eq!(unavailable.len(), 1);
-        assert_eq!(unavailable[0].id, old.record.id.to_string());
-        assert!(
-            unavailable[0].reason.contains("taken by model"),
-            "{}",
-            unavailable[0].reason
-        );
-    }
-
-    /// A store whose writes of version records wait until the test lets them go.
-    #[derive(Debug)]
-    struct GatedStore {
-        inner: MemoryStore,
-        entered: std::sync::mpsc::SyncSender<()>,
-        release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
-    }
-
-    impl crate::store::Store for GatedStore {
-        fn put(&self, key: &str, bytes: &[u8]) -> Result<(), crate::store::StoreError> {
-            if key.starts_with("versions/") && key.ends_with(".json") {
-                self.entered.send(()).expect("the test waits");
-                self.release.lock().expect("lock").recv().expect("released");
-            }
-            self.inner.put(key, bytes)
-        }
-        fn get(&self, key: &str) -> Result<Option<Vec<u8>>, crate::store::StoreError> {
-            self.inner.get(key)
-        }
-        fn delete(&self, key: &str) -> Result<(), crate::store::StoreError> {
-            self.inner.delete(key)
-        }
-        fn list(&self, prefix: &str) -> Result<Vec<String>, crate::store::StoreError> {
-            self.inner.list(prefix)
-        }
-        fn probe(&self) -> Result<(), crate::store::StoreError> {
-            self.inner.probe()
-        }
-    }
-
-    #[test]
-    fn a_version_is_served_only_once_its_files_are_stored_and_numbers_are_not_shared() {
-        let (entered_tx, entered) = std::sync::mpsc::sync_channel(2);
-        let (release, release_rx) = std::sync::mpsc::channel();
-        let store = Arc::new(GatedStore {
-            inner: MemoryStore::new(),
-            entered: entered_tx,
-            release: std::sync::Mutex::new(release_rx),
-        });
-        let registry = Arc::new(Registry::new(store, Limits::default()));
-        let spec = ModelSpec::new(&[2, 3, 1], Activation::Tanh, Head::Sigmoid);
-        let id = registry
-            .create_model("xor".into(), spec.clone())
-            .expect("created")
-            .record
-            .id;
-        let info = VersionInfo::without_training(id, true);
-        let add = |seed: u64| {
-            let registry = Arc::clone(&registry);
-            let (model, info) = (Model::new(spec.clone(), seed).expect("model"), info.clone());
-            std::thread::spawn(move || registry.add_version(id, model, info))
-        };
-
-        let first = add(1);
-        entered.recv().expect("the first is writing its record");
-        assert!(
-            matches!(
-                registry.version("xor", None),
-                Err(RegistryError::NotTrained(_))
-            ),
-            "nothing is served while its record is being written"
-        );
-        let second = add(2);
-        entered.recv().expect("the second is writing its record");
-        release.send(()).expect("one");
-        release.send(()).expect("two");
-        let mut numbers =
-            [first, second].map(|t| t.join().expect("no panic").expect("added").info.version);
-        numbers.sort_unstable();
-
-        assert_eq!(numbers, [1, 2]);
-        let entry = registry.model("xor").expect("found");
-        let listed: Vec<u32> = entry.versions.iter().map(|v| v.info.version).collect();
-        assert_eq!(listed, [1, 2], "in number order");
     }
 }

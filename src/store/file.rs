@@ -1,8 +1,9 @@
 //! [`FileStore`]: the store under `--data-dir`. Every write goes to a temporary file, is
 //! fsynced, renamed into place, and the directory fsynced, so a crash leaves the old value or
-//! the new one, never half of one. A crash does leave the temporary file of the interrupted
-//! write (`.<name>.tmp-<uuid>`): [`FileStore::open`] sweeps them, and [`Store::list`] never
-//! shows them.
+//! the new one, never half of one. A write that fails (a full disk) removes its temporary
+//! file at once; a crash does leave the temporary file of the interrupted write
+//! (`.<name>.tmp-<uuid>`): [`FileStore::open`] sweeps them, and [`Store::list`] never shows
+//! them.
 //!
 //! [`Store::probe`] creates, fsyncs and deletes a small file in the root directory, named like
 //! those temporary files (`.ready-probe.tmp-<uuid>`) so that one left by a crash is swept too.
@@ -144,12 +145,20 @@ impl Store for FileStore {
                 path.file_name().and_then(|n| n.to_str()).unwrap_or("value"),
                 uuid::Uuid::now_v7()
             ));
-            let mut file = fs::File::create(&tmp)?;
-            file.write_all(bytes)?;
-            file.sync_all()?;
-            drop(file);
-            if let Err(error) = fs::rename(&tmp, &path) {
-                let _ = fs::remove_file(&tmp);
+            let written = fs::File::create(&tmp).and_then(|mut file| {
+                file.write_all(bytes)?;
+                file.sync_all()?;
+                drop(file);
+                fs::rename(&tmp, &path)
+            });
+            if let Err(error) = written {
+                // Never acknowledged, so it goes at once, not at the next start: on a full
+                // disk it holds the very space that is missing.
+                if let Err(removal) = fs::remove_file(&tmp) {
+                    if removal.kind() != io::ErrorKind::NotFound {
+                        tracing::warn!(file = %tmp.display(), error = %removal, "cannot remove the temporary file of a failed write");
+                    }
+                }
                 return Err(error);
             }
             sync_dir(&dir)

@@ -399,8 +399,9 @@ async fn missing_weights_make_a_version_unavailable() {
 
 #[tokio::test]
 async fn a_job_written_as_stopped_although_its_version_was_stored_loads_as_succeeded() {
-    // What a shutdown or a cancel racing the version's write could leave: the version is
-    // stored, the job's record says it stopped. The version is the truth.
+    // What a shutdown or a cancel racing the version's write could leave before a job
+    // storing its version was left to finish: the version is stored, the job's record says
+    // it stopped. The version is the truth.
     let seeded = seed().await;
     let file = seeded.path(&format!("jobs/{}.json", seeded.job));
     let text = std::fs::read(&file).expect("read");

@@ -1,10 +1,11 @@
 //! `TestApp`: the real server on a free port, with a client to talk to it.
 
-use std::sync::Once;
+use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
 use mlp_lab::config::Config;
 use mlp_lab::http::{serve, AppState, Problem};
+use mlp_lab::store::Store;
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -44,11 +45,20 @@ impl TestApp {
     /// The server with `config`, on a free port of 127.0.0.1 whatever `config.addr` says.
     pub async fn spawn_with(config: Config) -> Self {
         init_tracing();
+        Self::serve_state(AppState::new(config).expect("state")).await
+    }
+
+    /// The server with `config` over `store` (`config.data_dir` and `ephemeral` unused).
+    pub async fn spawn_with_store(config: Config, store: Arc<dyn Store>) -> Self {
+        init_tracing();
+        Self::serve_state(AppState::with_store(config, store).expect("state")).await
+    }
+
+    async fn serve_state(state: AppState) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a free port");
         let address = format!("http://{}", listener.local_addr().expect("local address"));
-        let state = AppState::new(config).expect("state");
         let (shutdown, stop) = oneshot::channel::<()>();
         tokio::spawn(serve(listener, state.clone(), async {
             let _ = stop.await;

@@ -87,3 +87,28 @@ fn no_value_in_openapi_yaml_was_cut_at_a_comma() {
     nulls(&doc, "", &mut found);
     assert!(found.is_empty(), "keys without a value: {found:#?}");
 }
+
+/// Whatever an operation creates is written to the data directory first, so each of them
+/// can find it full: 507 `insufficient_storage` is described wherever 201 or 202 is.
+#[test]
+fn every_operation_that_creates_something_describes_507() {
+    let doc: serde_norway::Value =
+        serde_norway::from_str(mlp_lab::http::OPENAPI_YAML).expect("valid YAML");
+    let mut missing = Vec::new();
+    for (path, item) in doc["paths"].as_mapping().expect("paths") {
+        for (method, operation) in item.as_mapping().expect("operations") {
+            let responses = &operation["responses"];
+            let creates = !responses["201"].is_null() || !responses["202"].is_null();
+            let described = responses["507"]["$ref"].as_str()
+                == Some("#/components/responses/InsufficientStorage");
+            if creates && !described {
+                let (method, path) = (method.as_str(), path.as_str());
+                missing.push(format!("{} {}", method.unwrap_or("?"), path.unwrap_or("?")));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "no 507 described: {missing:?}");
+    let example = &doc["components"]["responses"]["InsufficientStorage"]["content"]
+        ["application/problem+json"]["example"];
+    assert_eq!(example["status"].as_u64(), Some(507));
+}

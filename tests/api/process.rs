@@ -28,9 +28,27 @@ pub fn temp_dir(what: &str) -> PathBuf {
 /// its log on a pipe (stdout) and nothing on stdin or stderr.
 pub fn mlp_lab_command(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_mlp-lab"));
+    command.args(["--addr", "127.0.0.1:0"]).args(args);
+    quiet(command)
+}
+
+/// [`mlp_lab_command`] run through `sh` with SIGXFSZ ignored (`trap '' XFSZ`, which `exec`
+/// keeps): a write past the process's file-size limit (`RLIMIT_FSIZE`) then fails with EFBIG
+/// instead of killing the server.
+pub fn mlp_lab_command_ignoring_sigxfsz(args: &[&str]) -> Command {
+    let mut command = Command::new("/bin/sh");
     command
+        .args(["-c", "trap '' XFSZ; exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_mlp-lab"))
         .args(["--addr", "127.0.0.1:0"])
-        .args(args)
+        .args(args);
+    quiet(command)
+}
+
+/// A clean environment but `RUST_LOG=info`, the log on a pipe (stdout), nothing on stdin or
+/// stderr.
+fn quiet(mut command: Command) -> Command {
+    command
         .env_clear()
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
@@ -43,11 +61,15 @@ impl ServerProcess {
     /// Starts the binary on `127.0.0.1:0` over `data_dir` and returns once it listens
     /// (it may still be loading: see [`Self::wait_ready`]).
     pub async fn start(data_dir: &Path, extra: &[&str]) -> Self {
-        let mut child = mlp_lab_command(&["--log-format", "json", "--data-dir"])
-            .arg(data_dir)
-            .args(extra)
-            .spawn()
-            .expect("start the mlp-lab binary");
+        let mut command = mlp_lab_command(&["--log-format", "json", "--data-dir"]);
+        command.arg(data_dir).args(extra);
+        Self::spawn(command).await
+    }
+
+    /// Starts `command`, a server that logs JSON (`--log-format json`), and returns once it
+    /// listens.
+    pub async fn spawn(mut command: Command) -> Self {
+        let mut child = command.spawn().expect("start the mlp-lab binary");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
         // Reads the log for the address, then keeps draining it so the server never blocks
@@ -88,6 +110,11 @@ impl ServerProcess {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Polls `/readyz` until it answers 200; panics after 20 s.

@@ -63,9 +63,14 @@ impl From<RegistryError> for ApiError {
                 unavailable_object(what, &id, &reason)
             }
             RegistryError::Nn(error) => error.into(),
-            error @ (RegistryError::Store(_) | RegistryError::Corrupt { .. }) => {
-                ApiError::internal(error)
-            }
+            RegistryError::Store(error) => match error.no_room() {
+                Some(room) => ApiError::InsufficientStorage {
+                    room,
+                    cause: error.into(),
+                },
+                None => ApiError::internal(error),
+            },
+            error @ RegistryError::Corrupt { .. } => ApiError::internal(error),
         }
     }
 }

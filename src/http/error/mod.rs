@@ -33,6 +33,7 @@
 //! | `too_many_predictions`   | 429    | [`ApiError::TooManyPredictions`] (`Retry-After` set) |
 //! | `internal`               | 500    | [`ApiError::Internal`] (cause logged, never sent)    |
 //! | `unavailable`            | 503    | [`ApiError::Unavailable`]                            |
+//! | `insufficient_storage`   | 507    | [`ApiError::InsufficientStorage`] (cause logged)     |
 //! | from the status          | any    | [`ApiError::Status`]: a bare error response rewritten |
 
 use std::borrow::Cow;
@@ -45,6 +46,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ByteSize, Limit};
+use crate::store::NoRoom;
 
 mod map;
 pub mod v2;
@@ -264,6 +266,18 @@ pub enum ApiError {
     #[error("internal error: {0}")]
     Internal(#[source] Box<dyn StdError + Send + Sync>),
 
+    /// The store had no room for a write (507): a full disk, a used-up quota, a file over
+    /// the size limit. Nothing was stored; the kind of cause is sent, the cause itself (with
+    /// the file) logged.
+    #[error("insufficient storage ({}): {cause}", room.errno())]
+    InsufficientStorage {
+        /// What kind of room was missing.
+        room: NoRoom,
+        /// The store's error, for the log.
+        #[source]
+        cause: Box<dyn StdError + Send + Sync>,
+    },
+
     /// Any other error status, made from a bare response that some layer produced.
     #[error("{status}: {detail}")]
     Status {
@@ -379,6 +393,7 @@ impl ApiError {
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::InsufficientStorage { .. } => StatusCode::INSUFFICIENT_STORAGE,
             Self::Status { status, .. } => *status,
         }
     }
@@ -406,6 +421,7 @@ impl ApiError {
             Self::Timeout => "timeout",
             Self::Unavailable { .. } => "unavailable",
             Self::Internal(_) => "internal",
+            Self::InsufficientStorage { .. } => "insufficient_storage",
             Self::Status { status, .. } => status_code_name(*status),
         }
     }
@@ -432,6 +448,7 @@ impl ApiError {
             Self::Timeout => "Request timed out",
             Self::Unavailable { .. } => "Service unavailable",
             Self::Internal(_) => "Internal server error",
+            Self::InsufficientStorage { .. } => "Insufficient storage",
             Self::Status { status, .. } => {
                 return Cow::Borrowed(status.canonical_reason().unwrap_or("Error"));
             }
@@ -509,6 +526,12 @@ impl ApiError {
                 "the server failed to answer this request; the cause is in its log under this request's x-request-id"
                     .to_owned()
             }
+            Self::InsufficientStorage { room, .. } => format!(
+                "the server has no room to store this: {} ({}); nothing was stored. Retry once \
+                 room is made; the server's log has the details under this request's x-request-id",
+                room.describe(),
+                room.errno()
+            ),
         }
     }
 
@@ -604,6 +627,7 @@ fn status_code_name(status: StatusCode) -> &'static str {
         502 => "bad_gateway",
         503 => "unavailable",
         504 => "gateway_timeout",
+        507 => "insufficient_storage",
         _ if status.is_client_error() => "client_error",
         _ => "server_error",
     }
@@ -623,8 +647,14 @@ fn error_chain(error: &(dyn StdError + 'static)) -> String {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let Self::Internal(cause) = &self {
-            tracing::error!(error = %error_chain(cause.as_ref()), "internal error");
+        match &self {
+            Self::Internal(cause) => {
+                tracing::error!(error = %error_chain(cause.as_ref()), "internal error");
+            }
+            Self::InsufficientStorage { cause, .. } => {
+                tracing::error!(error = %error_chain(cause.as_ref()), "no room to store a write");
+            }
+            _ => {}
         }
         let problem = self.to_problem();
         let status = self.status();
@@ -745,6 +775,14 @@ mod tests {
             (ApiError::Timeout, 408, "timeout"),
             (ApiError::unavailable("starting"), 503, "unavailable"),
             (ApiError::internal("disk on fire"), 500, "internal"),
+            (
+                ApiError::InsufficientStorage {
+                    room: NoRoom::Device,
+                    cause: "full".into(),
+                },
+                507,
+                "insufficient_storage",
+            ),
         ];
         for (error, status, code) in cases {
             let (s, problem, response) = problem_of(error);
@@ -762,6 +800,21 @@ mod tests {
         let (_, problem, _) =
             problem_of(ApiError::internal("/var/lib/secret.db: permission denied"));
         assert!(!problem.detail.contains("secret"), "{}", problem.detail);
+    }
+
+    #[test]
+    fn a_full_disk_names_the_cause_but_not_the_file() {
+        let full = crate::registry::RegistryError::Store(crate::store::StoreError::Io {
+            key: "datasets/0190.json".into(),
+            source: std::io::Error::from(std::io::ErrorKind::QuotaExceeded),
+        });
+
+        let (status, problem, _) = problem_of(full.into());
+
+        assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE);
+        assert!(problem.detail.contains("EDQUOT"), "{}", problem.detail);
+        assert!(problem.detail.contains("quota"), "{}", problem.detail);
+        assert!(!problem.detail.contains("datasets/"), "{}", problem.detail);
     }
 
     #[test]
