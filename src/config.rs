@@ -88,6 +88,27 @@ pub struct Config {
     #[arg(long, env = "MLP_LAB_MAX_QUEUED_JOBS", default_value_t = 1000)]
     pub max_queued_jobs: usize,
 
+    /// Clients that may follow job events (`GET /v1/jobs/{id}/events`) at once, over all
+    /// jobs; one more is answered with 429 and `Retry-After`. Each holds at most a page of
+    /// events in the server, however slowly it reads.
+    #[arg(
+        long,
+        env = "MLP_LAB_MAX_EVENT_SUBSCRIBERS",
+        default_value_t = 1024,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..)
+    )]
+    pub max_event_subscribers: usize,
+
+    /// Clients that may follow one job's events at once; one more is answered with 429 and
+    /// `Retry-After`.
+    #[arg(
+        long,
+        env = "MLP_LAB_MAX_EVENT_SUBSCRIBERS_PER_JOB",
+        default_value_t = 64,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..)
+    )]
+    pub max_event_subscribers_per_job: usize,
+
     /// Seconds a request may take before it is answered with 408 (streams such as job events
     /// are bounded only until their headers are sent).
     #[arg(
@@ -188,6 +209,8 @@ impl Config {
             serving_cpus: 1,
             training_threads: 0,
             max_queued_jobs: 1000,
+            max_event_subscribers: 1024,
+            max_event_subscribers_per_job: 64,
             request_timeout_secs: 60,
             max_concurrent_predictions: 16,
             max_queued_predictions: 512,
@@ -590,6 +613,13 @@ mod tests {
         assert_eq!(parsed.limits, Limits::default());
         assert_eq!(parsed.addr.to_string(), "127.0.0.1:8080");
         assert_eq!(parsed.max_queued_jobs, 1000);
+        assert_eq!(
+            (
+                parsed.max_event_subscribers,
+                parsed.max_event_subscribers_per_job
+            ),
+            (1024, 64)
+        );
         assert!(parsed.max_running_jobs >= 1);
         let test = Config::for_tests();
         assert!(test.ephemeral);
@@ -627,6 +657,8 @@ mod tests {
             ["mlp-lab", "--max-prediction-wait-ms", "0"],
             ["mlp-lab", "--max-queued-predictions", "-1"],
             ["mlp-lab", "--header-read-timeout-secs", "0"],
+            ["mlp-lab", "--max-event-subscribers", "0"],
+            ["mlp-lab", "--max-event-subscribers-per-job", "0"],
         ] {
             assert!(Config::try_parse_from(args).is_err(), "{args:?} parsed");
         }

@@ -14,6 +14,7 @@
 //! | `mlp_lab_jobs`                           | gauge     | `state`                 |
 //! | `mlp_lab_job_queue_length`               | gauge     |                         |
 //! | `mlp_lab_training_samples_per_second`    | gauge     | (sum over running jobs) |
+//! | `mlp_lab_event_subscribers`              | gauge     | (over all jobs)         |
 //! | `mlp_lab_predicted_rows_total`           | counter   |                         |
 //! | `mlp_lab_predictions_in_flight`          | gauge     |                         |
 //! | `mlp_lab_predictions_queued`             | gauge     |                         |
@@ -63,6 +64,7 @@ pub struct Collectors {
     jobs: IntGaugeVec,
     queue: IntGauge,
     samples_per_second: prometheus::Gauge,
+    event_subscribers: IntGauge,
     predicted_rows: IntCounter,
     predictions_in_flight: IntGauge,
     predictions_queued: IntGauge,
@@ -123,6 +125,11 @@ impl Metrics {
             "Training rows per second, summed over the running jobs (their last epoch's pace).",
         )
         .expect("a valid gauge");
+        let event_subscribers = IntGauge::new(
+            "mlp_lab_event_subscribers",
+            "Clients following job events, over all jobs (at most --max-event-subscribers).",
+        )
+        .expect("a valid gauge");
         let predicted_rows = IntCounter::new(
             "mlp_lab_predicted_rows_total",
             "Rows answered by successful prediction requests.",
@@ -168,12 +175,13 @@ impl Metrics {
              rising while a job trains on more than one core.",
         )
         .expect("a valid counter");
-        let collectors: [Box<dyn prometheus::core::Collector>; 15] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 16] = [
             Box::new(requests.clone()),
             Box::new(duration.clone()),
             Box::new(jobs.clone()),
             Box::new(queue.clone()),
             Box::new(samples_per_second.clone()),
+            Box::new(event_subscribers.clone()),
             Box::new(predicted_rows.clone()),
             Box::new(predictions_in_flight.clone()),
             Box::new(predictions_queued.clone()),
@@ -195,6 +203,7 @@ impl Metrics {
             jobs,
             queue,
             samples_per_second,
+            event_subscribers,
             predicted_rows,
             predictions_in_flight,
             predictions_queued,
@@ -255,6 +264,7 @@ impl Metrics {
             }
         }
         self.samples_per_second.set(samples_per_second);
+        self.event_subscribers.set(count(jobs.subscribers()));
         self.predictions_in_flight
             .set(count(predictor.slots().in_flight()));
         self.predictions_queued

@@ -4,8 +4,9 @@
 //!
 //! A job's record and history live behind its own short `std::sync::Mutex`; events (one per
 //! epoch, one per state change) are sent on a `broadcast` channel *while that mutex is held*,
-//! so a subscriber that snapshots the history and subscribes under the same lock misses
-//! nothing and sees nothing twice. Cancellation sets the job's state at once and raises its
+//! so a subscriber that has read the history and subscribes under the same lock misses
+//! nothing and sees nothing twice. Histories are read a page at a time, never copied whole
+//! for a client ([`history`]). Cancellation sets the job's state at once and raises its
 //! [`Interrupter`], which `nn::fit` checks between batches; once training has ended and the
 //! version is being stored, a cancel waits for it and answers that the job finished, so a
 //! `cancelled` (or `interrupted`) job never writes a version. Records are written through the
@@ -15,6 +16,7 @@
 //! at most the epochs that ended in the last second before it (see `run::PERSIST_EVERY`);
 //! a graceful [`Jobs::shutdown`] loses none.
 
+mod history;
 mod lifecycle;
 mod persist;
 mod pool;
@@ -33,6 +35,7 @@ use uuid::Uuid;
 use crate::nn::{EpochRecord, Interrupter, NnError, TrainConfig};
 use crate::registry::{DatasetEntry, ModelEntry, Registry, RegistryError, Unavailable};
 use crate::store::Store;
+pub use history::{HistoryPage, Subscriber, Update};
 pub use pool::wait_idle as wait_for_training_threads;
 #[cfg(any(test, fuzzing))]
 pub(crate) use record::StoredJob;
@@ -41,8 +44,10 @@ pub use record::{JobEvent, JobFailure, JobRecord, JobResult, JobState, Progress,
 /// How long a client is told to wait when the queue is full.
 pub const RETRY_AFTER: Duration = Duration::from_secs(2);
 
-/// Events a slow subscriber may fall behind by before it must catch up from the history.
-const EVENT_BUFFER: usize = 1024;
+/// Live events a subscriber may fall behind by: the job's ring of recent events, shared by
+/// all its subscribers. One that falls further behind is told so ([`Update::Lagged`]) and
+/// resumes from the stored history.
+pub const EVENT_BUFFER: usize = 1024;
 
 /// Everything that can go wrong in the job layer.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +104,15 @@ pub enum JobError {
     /// The service is shutting down and starts no more jobs.
     #[error("the service is shutting down")]
     ShuttingDown,
+    /// As many clients follow job events as `--max-event-subscribers` allows, or follow this
+    /// job's as `--max-event-subscribers-per-job` does.
+    #[error("{max} clients follow {} already", job.map_or("job events".to_owned(), |id| format!("job {id}")))]
+    TooManySubscribers {
+        /// The cap that was hit.
+        max: usize,
+        /// The job, when its own cap was hit; `None` for the cap over all jobs.
+        job: Option<Uuid>,
+    },
     /// The request is invalid or over a limit.
     #[error(transparent)]
     Registry(#[from] RegistryError),
@@ -140,9 +154,29 @@ pub struct Job {
     interrupter: Interrupter,
     wake: Notify,
     events: broadcast::Sender<JobEvent>,
+    /// Its [`Subscriber`]s now.
+    subscribers: AtomicUsize,
 }
 
 impl Job {
+    /// A job with `record` and `history`, not yet written through.
+    fn new(record: JobRecord, history: Vec<EpochRecord>) -> Self {
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        Self {
+            id: record.id,
+            shared: Mutex::new(Shared {
+                record,
+                history,
+                last_persist: Instant::now(),
+                storing: false,
+            }),
+            interrupter: Interrupter::new(),
+            wake: Notify::new(),
+            events,
+            subscribers: AtomicUsize::new(0),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Shared> {
         self.shared
             .lock()
@@ -154,17 +188,6 @@ impl Job {
     pub fn record(&self) -> JobRecord {
         self.lock().record.clone()
     }
-}
-
-/// A live view of a job: the history so far and the events after it.
-#[derive(Debug)]
-pub struct Subscription {
-    /// The record when subscribing.
-    pub record: JobRecord,
-    /// Every epoch record so far.
-    pub history: Vec<EpochRecord>,
-    /// What comes next (nothing when the job is finished).
-    pub events: broadcast::Receiver<JobEvent>,
 }
 
 #[derive(Debug)]
@@ -184,6 +207,12 @@ struct Inner {
     max_epochs: u64,
     /// How the training threads run (`--training-nice`, `--training-idle`, `--serving-cpus`).
     placement: pool::Placement,
+    /// [`Subscriber`]s of every job now.
+    subscribers: AtomicUsize,
+    /// `--max-event-subscribers`.
+    max_subscribers: usize,
+    /// `--max-event-subscribers-per-job`.
+    max_subscribers_per_job: usize,
 }
 
 /// The runner. Cloning is shallow.

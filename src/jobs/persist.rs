@@ -5,16 +5,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::Instant;
+use std::sync::{Arc, RwLock};
 
-use tokio::sync::{broadcast, Notify, Semaphore};
+use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use super::record::StoredJob;
-use super::{Inner, Job, JobFailure, JobResult, JobState, Jobs, Shared, EVENT_BUFFER};
+use super::{Inner, Job, JobFailure, JobResult, JobState, Jobs, Shared};
 use crate::config::Config;
-use crate::nn::Interrupter;
 use crate::registry::{
     orphan_reason, seal, stem, unavailable, ObjectKind, Registry, RegistryError, Unavailable,
     VersionInfo,
@@ -138,19 +136,7 @@ impl Jobs {
                     tracing::error!(%error, job = %id, "cannot store an interrupted job");
                 }
             }
-            let (events, _) = broadcast::channel(EVENT_BUFFER);
-            let job = Job {
-                id: stored.record.id,
-                shared: Mutex::new(Shared {
-                    record: stored.record,
-                    history: stored.history,
-                    last_persist: Instant::now(),
-                    storing: false,
-                }),
-                interrupter: Interrupter::new(),
-                wake: Notify::new(),
-                events,
-            };
+            let job = Job::new(stored.record, stored.history);
             jobs.insert(job.id, Arc::new(job));
         }
         let orphaned = registry.orphaned_models();
@@ -183,6 +169,9 @@ impl Jobs {
                     serving_cpus: config.serving_cpus,
                     threads: config.training_threads,
                 },
+                subscribers: AtomicUsize::new(0),
+                max_subscribers: config.max_event_subscribers,
+                max_subscribers_per_job: config.max_event_subscribers_per_job,
             }),
         })
     }

@@ -1,21 +1,18 @@
 //! The queue's side of [`Jobs`]: submitting a job (checked, queued, started when a slot is
-//! free), cancelling it, and reading jobs, histories and live events.
+//! free), cancelling it, and reading and listing jobs.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
-use tokio::sync::{broadcast, Notify};
+use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use super::persist::{key, persist};
 use super::{
-    run, Job, JobError, JobEvent, JobFailure, JobRecord, JobState, Jobs, NewJob, Progress, Shared,
-    Subscription, EVENT_BUFFER,
+    run, Job, JobError, JobEvent, JobFailure, JobRecord, JobState, Jobs, NewJob, Progress,
 };
 use crate::config::Limit;
-use crate::nn::{EpochRecord, Interrupter};
 use crate::registry::{Page, RegistryError};
 use crate::store::clock;
 
@@ -85,19 +82,7 @@ impl Jobs {
             })
             .map_err(|_| JobError::QueueFull { max })?;
         let record = work.record.clone();
-        let (events, _) = broadcast::channel(EVENT_BUFFER);
-        let job = Arc::new(Job {
-            id: record.id,
-            shared: Mutex::new(Shared {
-                record: record.clone(),
-                history: Vec::new(),
-                last_persist: Instant::now(),
-                storing: false,
-            }),
-            interrupter: Interrupter::new(),
-            wake: Notify::new(),
-            events,
-        });
+        let job = Arc::new(Job::new(record.clone(), Vec::new()));
         let inner = Arc::clone(&self.inner);
         let persisted = tokio::task::spawn_blocking({
             let job = Arc::clone(&job);
@@ -349,34 +334,5 @@ impl Jobs {
             items: all.into_iter().skip(offset).take(limit).collect(),
             total,
         }
-    }
-
-    /// The epoch records of job `id` from epoch `since` on.
-    ///
-    /// # Errors
-    /// [`JobError::NotFound`].
-    pub fn history(&self, id: Uuid, since: usize) -> Result<Vec<EpochRecord>, JobError> {
-        let job = self.get(id)?;
-        let shared = job.lock();
-        Ok(shared
-            .history
-            .iter()
-            .filter(|r| r.epoch >= since)
-            .cloned()
-            .collect())
-    }
-
-    /// The history so far and a receiver for what follows, taken atomically.
-    ///
-    /// # Errors
-    /// [`JobError::NotFound`].
-    pub fn subscribe(&self, id: Uuid) -> Result<Subscription, JobError> {
-        let job = self.get(id)?;
-        let shared = job.lock();
-        Ok(Subscription {
-            record: shared.record.clone(),
-            history: shared.history.clone(),
-            events: job.events.subscribe(),
-        })
     }
 }

@@ -258,3 +258,29 @@ pub fn xor_dataset(n: usize) -> serde_json::Value {
     let targets: Vec<_> = (0..n).flat_map(|_| corners.iter().map(|c| c.1)).collect();
     serde_json::json!({"name": "xor", "features": features, "targets": targets})
 }
+
+/// One Server-Sent Event: its `event:` name, its `id:` if any, and its `data:` as JSON.
+#[derive(Debug)]
+pub struct SseEvent {
+    pub name: String,
+    pub id: Option<String>,
+    pub data: serde_json::Value,
+}
+
+/// The events of an event stream's text (comments, such as keep-alives, left out).
+pub fn parse_sse(text: &str) -> Vec<SseEvent> {
+    text.split("\n\n")
+        .filter_map(|block| {
+            let field = |f: &str| {
+                block
+                    .lines()
+                    .find_map(|l| l.strip_prefix(f)?.strip_prefix(": "))
+            };
+            Some(SseEvent {
+                name: field("event")?.to_owned(),
+                id: field("id").map(str::to_owned),
+                data: serde_json::from_str(field("data")?).expect("JSON data"),
+            })
+        })
+        .collect()
+}

@@ -19,6 +19,7 @@ mod helpers;
 mod hostile;
 mod jobs;
 mod limits;
+mod memory;
 mod models;
 mod observability;
 mod openapi;

@@ -61,8 +61,13 @@ impl ServerProcess {
     /// Starts the binary on `127.0.0.1:0` over `data_dir` and returns once it listens
     /// (it may still be loading: see [`Self::wait_ready`]).
     pub async fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        Self::start_with_env(data_dir, extra, &[]).await
+    }
+
+    /// As [`Self::start`], with the environment variables `env` set too.
+    pub async fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut command = mlp_lab_command(&["--log-format", "json", "--data-dir"]);
-        command.arg(data_dir).args(extra);
+        command.arg(data_dir).args(extra).envs(env.iter().copied());
         Self::spawn(command).await
     }
 
@@ -115,6 +120,34 @@ impl ServerProcess {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The server's resident memory now (`VmRSS`), in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS")
+    }
+
+    /// The server's peak resident memory (`VmHWM`) since it started or since
+    /// [`Self::reset_peak_rss`], in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        self.status_kib("VmHWM")
+    }
+
+    /// Makes the peak resident memory start again from the resident memory now (writing 5 to
+    /// `/proc/PID/clear_refs`, Linux 4.0 and later).
+    pub fn reset_peak_rss(&self) {
+        let path = format!("/proc/{}/clear_refs", self.child.id());
+        std::fs::write(&path, "5").unwrap_or_else(|e| panic!("write {path}: {e}"));
+    }
+
+    fn status_kib(&self, field: &str) -> u64 {
+        let path = format!("/proc/{}/status", self.child.id());
+        let status = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().strip_suffix("kB")?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in {path}"))
     }
 
     /// Polls `/readyz` until it answers 200; panics after 20 s.

@@ -6,7 +6,7 @@ use super::v2::V2Error;
 use super::ApiError;
 use crate::config::Limit;
 use crate::experiments::ExperimentError;
-use crate::http::error::PREDICTION_RETRY_AFTER;
+use crate::http::error::{PREDICTION_RETRY_AFTER, SUBSCRIBER_RETRY_AFTER};
 use crate::jobs::{JobError, RETRY_AFTER};
 use crate::nn::NnError;
 use crate::registry::RegistryError;
@@ -109,6 +109,11 @@ impl From<JobError> for ApiError {
                 },
                 format!("the job cannot be retried: its {what} '{id}' was deleted"),
             ),
+            JobError::TooManySubscribers { max, job } => ApiError::TooManySubscribers {
+                max,
+                job,
+                retry_after: SUBSCRIBER_RETRY_AFTER,
+            },
             JobError::ShuttingDown => {
                 ApiError::unavailable("the service is shutting down and starts no more jobs")
             }

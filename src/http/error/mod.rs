@@ -31,6 +31,7 @@
 //! | `headers_too_large`      | 431    | [`ApiError::HeadersTooLarge`]                        |
 //! | `queue_full`             | 429    | [`ApiError::QueueFull`] (`Retry-After` set)          |
 //! | `too_many_predictions`   | 429    | [`ApiError::TooManyPredictions`] (`Retry-After` set) |
+//! | `too_many_subscribers`   | 429    | [`ApiError::TooManySubscribers`] (`Retry-After` set) |
 //! | `internal`               | 500    | [`ApiError::Internal`] (cause logged, never sent)    |
 //! | `unavailable`            | 503    | [`ApiError::Unavailable`]                            |
 //! | `insufficient_storage`   | 507    | [`ApiError::InsufficientStorage`] (cause logged)     |
@@ -54,6 +55,10 @@ pub mod v2;
 /// What a client refused a prediction is told to wait: predictions take milliseconds, so one
 /// second (the least `Retry-After` can say) is plenty.
 pub const PREDICTION_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// What a client refused an event stream is told to wait: a slot frees when another
+/// subscriber leaves, which takes as long as a person watching a job does.
+pub const SUBSCRIBER_RETRY_AFTER: Duration = Duration::from_secs(5);
 
 pub use v2::{is_v2_path, V2Error};
 
@@ -207,6 +212,19 @@ pub enum ApiError {
         max: usize,
         /// Predictions that may wait.
         queue: usize,
+        /// Sent as `Retry-After`, rounded up to whole seconds.
+        retry_after: Duration,
+    },
+
+    /// As many clients follow job events as a cap allows (429); the client may retry after
+    /// the given time.
+    #[error("too many event subscribers")]
+    TooManySubscribers {
+        /// The cap in force.
+        max: usize,
+        /// The job whose own cap (`--max-event-subscribers-per-job`) was hit; `None` for the
+        /// cap over all jobs (`--max-event-subscribers`).
+        job: Option<uuid::Uuid>,
         /// Sent as `Retry-After`, rounded up to whole seconds.
         retry_after: Duration,
     },
@@ -382,9 +400,9 @@ impl ApiError {
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::Conflict { .. } => StatusCode::CONFLICT,
-            Self::QueueFull { .. } | Self::TooManyPredictions { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            Self::QueueFull { .. }
+            | Self::TooManyPredictions { .. }
+            | Self::TooManySubscribers { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::LimitExceeded { limit, .. } if limit.is_body_size() => {
                 StatusCode::PAYLOAD_TOO_LARGE
@@ -414,6 +432,7 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::QueueFull { .. } => "queue_full",
             Self::TooManyPredictions { .. } => "too_many_predictions",
+            Self::TooManySubscribers { .. } => "too_many_subscribers",
             Self::HeadersTooLarge { .. } => "headers_too_large",
             Self::Unauthorized { .. } => "unauthorized",
             Self::Forbidden { .. } => "forbidden",
@@ -441,6 +460,7 @@ impl ApiError {
             Self::Conflict { .. } => "Conflict",
             Self::QueueFull { .. } => "Queue full",
             Self::TooManyPredictions { .. } => "Too many predictions",
+            Self::TooManySubscribers { .. } => "Too many subscribers",
             Self::HeadersTooLarge { .. } => "Request headers too large",
             Self::Unauthorized { .. } => "Unauthorized",
             Self::Forbidden { .. } => "Forbidden",
@@ -505,6 +525,25 @@ impl ApiError {
                 "the server is saturated: {max} predictions are being computed \
                  (--max-concurrent-predictions) and {queue} may wait for a slot \
                  (--max-queued-predictions), for at most --max-prediction-wait-ms; retry in {} s",
+                retry_after_secs(*retry_after)
+            ),
+            Self::TooManySubscribers {
+                max,
+                job: Some(job),
+                retry_after,
+            } => format!(
+                "{max} clients follow the events of job {job} already, the most \
+                 --max-event-subscribers-per-job / MLP_LAB_MAX_EVENT_SUBSCRIBERS_PER_JOB allows; \
+                 retry in {} s",
+                retry_after_secs(*retry_after)
+            ),
+            Self::TooManySubscribers {
+                max,
+                job: None,
+                retry_after,
+            } => format!(
+                "{max} clients follow job events already, the most --max-event-subscribers / \
+                 MLP_LAB_MAX_EVENT_SUBSCRIBERS allows; retry in {} s",
                 retry_after_secs(*retry_after)
             ),
             Self::HeadersTooLarge { max, given } => format!(
@@ -667,7 +706,9 @@ impl IntoResponse for ApiError {
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         match self {
-            Self::QueueFull { retry_after } | Self::TooManyPredictions { retry_after, .. } => {
+            Self::QueueFull { retry_after }
+            | Self::TooManyPredictions { retry_after, .. }
+            | Self::TooManySubscribers { retry_after, .. } => {
                 headers.insert(
                     header::RETRY_AFTER,
                     HeaderValue::from(retry_after_secs(retry_after)),
@@ -745,6 +786,15 @@ mod tests {
                 ApiError::queue_full(Duration::from_secs(5)),
                 429,
                 "queue_full",
+            ),
+            (
+                ApiError::TooManySubscribers {
+                    max: 64,
+                    job: None,
+                    retry_after: Duration::from_secs(5),
+                },
+                429,
+                "too_many_subscribers",
             ),
             (
                 ApiError::limit_exceeded("layers", Limit::Layers, 64, 70),

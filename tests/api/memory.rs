@@ -1,0 +1,114 @@
+//! What clients that do not read can make the server hold, measured on the real binary: its
+//! peak resident memory (`VmHWM` in /proc, reset once the job has trained), so the bounds
+//! below cover everything that was allocated while the requests were answered, however briefly.
+//!
+//! Each client sends its request and then reads nothing, as a slow or hostile client may; the
+//! kernel's socket buffers fill and the server can send it no more. What the server then holds
+//! for it must be a page (a few dozen records), not the job's whole history: before pages, an
+//! event subscriber of a 5,000-epoch job cost ~4 MB.
+
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::helpers::{parse_sse, xor_dataset};
+use crate::process::{temp_dir, ServerProcess};
+
+const MIB: u64 = 1024;
+
+/// A job of `epochs` quick epochs (a 2-2-1 network on 8 rows, one batch an epoch), trained.
+async fn trained_job(server: &ServerProcess, name: &str, epochs: usize) -> String {
+    let dataset = dataset(server).await;
+    let model = json!({"name": name, "layers": [2, 2, 1], "output": "sigmoid"});
+    server.post_ok("/v1/models", &model, 201).await;
+    let body = json!({"model": name, "dataset": dataset, "epochs": epochs, "batch_size": 8});
+    let job = server.post_ok("/v1/jobs", &body, 202).await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    server.wait_for_job(&job, &["succeeded"], 300).await;
+    job
+}
+
+async fn dataset(server: &ServerProcess) -> String {
+    server.post_ok("/v1/datasets", &xor_dataset(2), 201).await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned()
+}
+
+/// `n` connections that each send `GET path` and then read nothing, returned once the server
+/// has begun to answer each with 200.
+async fn silent_clients(server: &ServerProcess, path: &str, n: usize) -> Vec<TcpStream> {
+    let addr = server.address.trim_start_matches("http://").to_owned();
+    let mut clients = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut stream = TcpStream::connect(&addr).await.expect("connect");
+        let request = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("send");
+        clients.push(stream);
+    }
+    for stream in &clients {
+        tokio::time::timeout(Duration::from_secs(60), stream.readable())
+            .await
+            .expect("the server answers within 60 s")
+            .expect("readable");
+        let mut head = [0u8; 12];
+        let seen = stream.peek(&mut head).await.expect("peek");
+        assert_eq!(&head[..seen], b"HTTP/1.1 200", "GET {path}");
+    }
+    clients
+}
+
+/// How far the peak resident memory rose above the resident memory at `before`, in KiB.
+fn rise(server: &ServerProcess, before: u64) -> u64 {
+    server.peak_rss_kib().saturating_sub(before)
+}
+
+#[tokio::test]
+async fn event_subscribers_that_do_not_read_hold_a_page_each_not_the_history() {
+    let dir = temp_dir("sse-memory");
+    let server = ServerProcess::start_with_env(
+        &dir,
+        &["--ephemeral"],
+        &[("MLP_LAB_MAX_EVENT_SUBSCRIBERS_PER_JOB", "1000")],
+    )
+    .await;
+    server.wait_ready().await;
+    let job = trained_job(&server, "sse", 5_000).await;
+    server.reset_peak_rss();
+    let before = server.rss_kib();
+    let path = format!("/v1/jobs/{job}/events");
+
+    let silent = silent_clients(&server, &path, 128).await;
+    let readers = join_all((0..8).map(|_| async {
+        let response = server.get(&path).await;
+        assert_eq!(response.status(), 200);
+        let text = tokio::time::timeout(Duration::from_secs(60), response.text())
+            .await
+            .expect("the stream ends")
+            .expect("a body");
+        parse_sse(&text)
+    }))
+    .await;
+
+    for events in readers {
+        let epochs = events.iter().filter(|e| e.name == "epoch").count();
+        assert_eq!(epochs, 5_001, "every epoch reaches a client that reads");
+        assert_eq!(events.last().map(|e| e.name.as_str()), Some("end"));
+    }
+    assert_eq!(server.get("/healthz").await.status(), 200);
+    let risen = rise(&server, before);
+    drop(silent);
+    // 128 silent subscribers of 5,001 events (~3.5 MB of them each): a page each is well under
+    // 48 MiB, the whole history each over 400 MiB.
+    assert!(
+        risen <= 48 * MIB,
+        "the peak rose by {} MiB over {} MiB",
+        risen / MIB,
+        before / MIB
+    );
+}
