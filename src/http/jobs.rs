@@ -1,5 +1,5 @@
-//! `/v1/jobs`: start training, list, show, the metric history, cancel. Live events are in
-//! [`super::events`].
+//! `/v1/jobs`: start training, list, show, retry, cancel. The metric history is in
+//! [`super::history`], live events in [`super::events`].
 //!
 //! A training request is flat (DESIGN.md "Training request"): `model`, `dataset` and
 //! `warm_start` are taken out of the object and the rest is the `nn::TrainConfig`, parsed
@@ -10,7 +10,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -21,7 +21,7 @@ use super::extract::{from_json_value, AppJson, AppPath, AppQuery};
 use super::state::AppState;
 use super::views::{page_bounds, PageView};
 use crate::jobs::{JobRecord, JobState, NewJob, WarmStart};
-use crate::nn::{EpochRecord, TrainConfig};
+use crate::nn::TrainConfig;
 use crate::registry::DatasetEntry;
 
 /// `?status=&model=&limit=&offset=` of the job listing.
@@ -36,25 +36,6 @@ pub struct JobsQuery {
     pub limit: Option<usize>,
     /// Items to skip.
     pub offset: Option<usize>,
-}
-
-/// `?since=EPOCH` of the metric history.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MetricsQuery {
-    /// The first epoch to return (inclusive; default 0, i.e. everything).
-    pub since: Option<usize>,
-}
-
-/// The metric history of a job.
-#[derive(Debug, Serialize)]
-pub struct MetricsView {
-    /// The job.
-    pub job: Uuid,
-    /// Its state.
-    pub state: JobState,
-    /// Epoch records from `since` on, in order.
-    pub epochs: Vec<EpochRecord>,
 }
 
 fn take_string(body: &mut Map<String, Value>, field: &str, what: &str) -> Result<Value, ApiError> {
@@ -161,21 +142,6 @@ pub(crate) async fn show(
     AppPath(id): AppPath<Uuid>,
 ) -> Result<AppJson<JobRecord>, ApiError> {
     Ok(AppJson(state.jobs.get(id)?.record()))
-}
-
-/// `GET /v1/jobs/{id}/metrics`
-pub(crate) async fn metrics(
-    State(state): State<AppState>,
-    AppPath(id): AppPath<Uuid>,
-    AppQuery(q): AppQuery<MetricsQuery>,
-) -> Result<AppJson<MetricsView>, ApiError> {
-    let epochs = state.jobs.history(id, q.since.unwrap_or(0))?;
-    let job = state.jobs.get(id)?.record();
-    Ok(AppJson(MetricsView {
-        job: id,
-        state: job.state,
-        epochs,
-    }))
 }
 
 /// `POST /v1/jobs/{id}/retry`: a new job identical to a finished one that did not succeed.

@@ -2,10 +2,10 @@
 //! [`router`] over [`routes`], wrapped in the [`middleware`]) and serves it ([`serve`],
 //! [`serve_loading`]); [`state`] builds the parts of the service that handlers reach.
 //!
-//! Handlers, one file per resource (`datasets`, `models`, `jobs`, `events`, `experiments`,
-//! `plots`, `predict`, `weights`, `health`, `storage`, `dashboard`, and `v2` for the Open
-//! Inference Protocol), decode a request with the [`extract`]ors, call the layers below, and
-//! encode the answer; every error becomes one JSON shape in [`error`].
+//! Handlers, one file per resource (`datasets`, `models`, `jobs`, `history`, `events`,
+//! `experiments`, `plots`, `predict`, `weights`, `health`, `storage`, `dashboard`, and `v2` for
+//! the Open Inference Protocol), decode a request with the [`extract`]ors, call the layers
+//! below, and encode the answer; every error becomes one JSON shape in [`error`].
 
 pub mod blocking;
 pub mod dashboard;
@@ -18,6 +18,7 @@ pub mod extract;
 #[doc(hidden)]
 pub mod fuzz;
 mod health;
+mod history;
 mod jobs;
 pub mod metrics;
 pub mod middleware;

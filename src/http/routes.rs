@@ -8,8 +8,8 @@ use axum::routing::{on, MethodFilter, MethodRouter};
 
 use super::state::AppState;
 use super::{
-    dashboard, datasets, events, experiments, health, jobs, models, openapi, plots, predict,
-    storage, v2, weights,
+    dashboard, datasets, events, experiments, health, history, jobs, models, openapi, plots,
+    predict, storage, v2, weights,
 };
 
 /// Which body limit a route takes.
@@ -148,7 +148,7 @@ pub fn routes() -> Vec<Route> {
         route(M::POST, "/v1/jobs", Default, jobs::create),
         route(M::GET, "/v1/jobs", Default, jobs::list),
         route(M::GET, "/v1/jobs/{id}", Default, jobs::show),
-        route(M::GET, "/v1/jobs/{id}/metrics", Default, jobs::metrics),
+        route(M::GET, "/v1/jobs/{id}/metrics", Default, history::metrics),
         route(M::GET, "/v1/jobs/{id}/events", Default, events::events),
         route(M::GET, "/v1/jobs/{id}/plot.svg", Default, plots::job),
         route(

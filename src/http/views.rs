@@ -39,8 +39,22 @@ pub fn page_bounds(
     offset: Option<usize>,
     limits: &Limits,
 ) -> Result<(usize, usize), ApiError> {
+    let limit = page_limit(limit, DEFAULT_PAGE_SIZE, limits)?;
+    Ok((offset.unwrap_or(0), limit))
+}
+
+/// A page size `limit` checked against `--max-page-size`; `default` (at most the maximum)
+/// when none is given.
+///
+/// # Errors
+/// 422 for a zero limit, the limit error over the maximum.
+pub fn page_limit(
+    limit: Option<usize>,
+    default: usize,
+    limits: &Limits,
+) -> Result<usize, ApiError> {
     let max = limits.max_page_size;
-    let limit = limit.unwrap_or(DEFAULT_PAGE_SIZE.min(max));
+    let limit = limit.unwrap_or(default.min(max));
     if limit == 0 {
         return Err(ApiError::validation("limit", "must be at least 1"));
     }
@@ -52,7 +66,7 @@ pub fn page_bounds(
             limit,
         ));
     }
-    Ok((offset.unwrap_or(0), limit))
+    Ok(limit)
 }
 
 /// One page of a listing.

@@ -16,6 +16,7 @@ mod extractors;
 mod framing;
 mod health;
 mod helpers;
+mod history;
 mod hostile;
 mod jobs;
 mod limits;

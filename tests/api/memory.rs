@@ -5,7 +5,8 @@
 //! Each client sends its request and then reads nothing, as a slow or hostile client may; the
 //! kernel's socket buffers fill and the server can send it no more. What the server then holds
 //! for it must be a page (a few dozen records), not the job's whole history: before pages, an
-//! event subscriber of a 5,000-epoch job cost ~4 MB.
+//! event subscriber of a 5,000-epoch job cost ~4 MB, and a `GET …/metrics` of a 100,000-epoch
+//! job ~70 MB.
 
 use std::time::Duration;
 
@@ -108,6 +109,41 @@ async fn event_subscribers_that_do_not_read_hold_a_page_each_not_the_history() {
     assert!(
         risen <= 48 * MIB,
         "the peak rose by {} MiB over {} MiB",
+        risen / MIB,
+        before / MIB
+    );
+}
+
+#[tokio::test]
+async fn metric_history_clients_that_do_not_read_hold_a_chunk_each_not_the_history() {
+    let dir = temp_dir("metrics-memory");
+    let server =
+        ServerProcess::start_ready(&dir, &["--ephemeral", "--max-page-size", "100000"]).await;
+    let job = trained_job(&server, "long", 100_000).await;
+    server.reset_peak_rss();
+    let before = server.rss_kib();
+
+    let paged = silent_clients(&server, &format!("/v1/jobs/{job}/metrics"), 16).await;
+    assert_eq!(server.get("/healthz").await.status(), 200);
+    let risen = rise(&server, before);
+    // 16 silent clients of the default page: under 32 MiB however they read; the whole
+    // history (~70 MB of JSON) each would be over 1 GiB.
+    assert!(
+        risen <= 32 * MIB,
+        "default pages: the peak rose by {} MiB over {} MiB",
+        risen / MIB,
+        before / MIB
+    );
+
+    let whole = format!("/v1/jobs/{job}/metrics?limit=100000");
+    let streamed = silent_clients(&server, &whole, 16).await;
+    assert_eq!(server.get("/healthz").await.status(), 200);
+    let risen = rise(&server, before);
+    drop((paged, streamed));
+    // The whole history in one page, 16 times: streamed, each holds a chunk of records.
+    assert!(
+        risen <= 48 * MIB,
+        "whole-history pages: the peak rose by {} MiB over {} MiB",
         risen / MIB,
         before / MIB
     );

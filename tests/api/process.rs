@@ -201,6 +201,18 @@ impl ServerProcess {
         serde_json::from_str(&text).expect("JSON")
     }
 
+    /// Every epoch record of job `id` so far, the pages of its history followed by `next`.
+    pub async fn all_epochs(&self, id: &str) -> Vec<serde_json::Value> {
+        let mut epochs = Vec::new();
+        let mut page = Some(format!("/v1/jobs/{id}/metrics"));
+        while let Some(path) = page {
+            let body = self.get_ok(&path).await;
+            epochs.extend(body["epochs"].as_array().expect("epochs").iter().cloned());
+            page = body["next"].as_str().map(str::to_owned);
+        }
+        epochs
+    }
+
     /// Polls a job until it is in one of `states`; panics after `secs`.
     pub async fn wait_for_job(&self, id: &str, states: &[&str], secs: u64) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(secs);

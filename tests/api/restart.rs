@@ -129,8 +129,7 @@ async fn sigterm_interrupts_a_running_job_with_its_history_and_it_can_be_retried
             .contains("shut down while the job was running"),
         "{error}"
     );
-    let history = server.get_ok(&format!("/v1/jobs/{job}/metrics")).await["epochs"].clone();
-    let history = history.as_array().expect("epochs");
+    let history = server.all_epochs(&job).await;
     assert!(
         history.len() >= seen,
         "{} < {seen}: epochs were lost",

@@ -43,13 +43,8 @@ async fn shutdown_interrupts_running_and_queued_jobs_ends_their_streams_and_refu
         message.contains("shut down while the job was running"),
         "{message}"
     );
-    let history = app.get_ok(&format!("/v1/jobs/{running}/metrics")).await["epochs"].clone();
-    let last = history
-        .as_array()
-        .expect("epochs")
-        .last()
-        .expect("an epoch")["epoch"]
-        .clone();
+    let history = app.all_epochs(&running).await;
+    let last = history.last().expect("an epoch")["epoch"].clone();
     assert_eq!(stopped["error"]["epoch"], last);
     let waiting = app.get_ok(&format!("/v1/jobs/{queued}")).await;
     assert_eq!(waiting["state"], "interrupted");

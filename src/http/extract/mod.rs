@@ -25,6 +25,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub mod media_type;
+pub mod query;
 
 use super::error::{ApiError, FieldError};
 use super::middleware::body_limit::BodyLimit;
