@@ -252,18 +252,21 @@ pub struct Leaderboard {
     pub comparisons: Vec<Comparison>,
 }
 
-/// What a cell is and how its runs went: per seed, the history of a succeeded run.
+/// What a cell is and how its runs went: per seed, the metrics of a succeeded run.
 #[derive(Debug)]
 pub struct CellRuns<'a> {
     /// The cell's index.
     pub index: usize,
     /// The cell's label.
     pub label: &'a str,
-    /// The cell's model.
-    pub spec: &'a ModelSpec,
-    /// Per seed (in order), the history of the run when it succeeded.
-    pub histories: Vec<Option<Vec<EpochRecord>>>,
+    /// Per seed (in order), the metrics of the run when it succeeded.
+    pub runs: Vec<Option<RunMetrics>>,
 }
+
+/// Every leaderboard metric of one run, in [`Metric::ALL`] order: what a row needs of a
+/// history, so that a view reads each history once, in place, and keeps nine numbers.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RunMetrics([Option<f64>; 9]);
 
 fn finite(x: f64) -> Option<f64> {
     x.is_finite().then_some(x)
@@ -272,13 +275,10 @@ fn finite(x: f64) -> Option<f64> {
 /// The epoch with the lowest validation loss (ties: the earliest), among trained epochs
 /// (epoch 0 describes the untrained model) when there are any.
 fn best_epoch(history: &[EpochRecord]) -> Option<&EpochRecord> {
-    let trained: Vec<&EpochRecord> = history.iter().filter(|r| r.epoch >= 1).collect();
-    let pool: Vec<&EpochRecord> = if trained.is_empty() {
-        history.iter().collect()
-    } else {
-        trained
-    };
-    pool.into_iter()
+    let trained = history.iter().any(|r| r.epoch >= 1);
+    history
+        .iter()
+        .filter(|r| !trained || r.epoch >= 1)
         .filter(|r| r.val_loss.is_some_and(f64::is_finite))
         .min_by(|a, b| {
             a.val_loss
@@ -312,36 +312,35 @@ fn hidden_fraction(
         .and_then(finite)
 }
 
-/// Every metric of one run, in [`Metric::ALL`] order.
-fn run_metrics(history: &[EpochRecord], spec: &ModelSpec) -> [Option<f64>; 9] {
-    let best = best_epoch(history);
-    let last = history.last();
-    let first = history.iter().find(|r| r.epoch == 1);
-    [
-        best.and_then(|r| r.val_loss),
-        best.and_then(|r| r.val_accuracy),
-        best.and_then(|r| r.val_r2),
-        last.and_then(|r| r.generalization_gap).and_then(finite),
-        best.map(|r| r.epoch as f64),
-        first.and_then(grad_ratio),
-        last.and_then(grad_ratio),
-        last.and_then(|r| hidden_fraction(r, spec, |d| d.dead_fraction)),
-        last.and_then(|r| hidden_fraction(r, spec, |d| d.saturated_fraction)),
-    ]
+impl RunMetrics {
+    /// The metrics of the run whose history is `history`, of a model `spec`.
+    #[must_use]
+    pub fn of(history: &[EpochRecord], spec: &ModelSpec) -> Self {
+        let best = best_epoch(history);
+        let last = history.last();
+        let first = history.iter().find(|r| r.epoch == 1);
+        Self([
+            best.and_then(|r| r.val_loss),
+            best.and_then(|r| r.val_accuracy),
+            best.and_then(|r| r.val_r2),
+            last.and_then(|r| r.generalization_gap).and_then(finite),
+            best.map(|r| r.epoch as f64),
+            first.and_then(grad_ratio),
+            last.and_then(grad_ratio),
+            last.and_then(|r| hidden_fraction(r, spec, |d| d.dead_fraction)),
+            last.and_then(|r| hidden_fraction(r, spec, |d| d.saturated_fraction)),
+        ])
+    }
 }
 
 fn row(cell: &CellRuns<'_>, regression: bool) -> Row {
-    let per_run: Vec<Option<[Option<f64>; 9]>> = cell
-        .histories
-        .iter()
-        .map(|h| h.as_deref().map(|h| run_metrics(h, cell.spec)))
-        .collect();
-    let column = |i: usize| Summary::of(per_run.iter().map(|r| r.and_then(|m| m[i])).collect());
+    let per_run = &cell.runs;
+    let column = |i: usize| Summary::of(per_run.iter().map(|r| r.and_then(|m| m.0[i])).collect());
     Row {
         cell: cell.index,
         label: cell.label.to_owned(),
-        runs: cell.histories.len(),
-        succeeded: cell.histories.iter().filter(|h| h.is_some()).count(),
+        runs: per_run.len(),
+        succeeded: per_run.iter().filter(|r| r.is_some()).count(),
         best_val_loss: column(0),
         val_accuracy: (!regression).then(|| column(1)),
         val_r2: regression.then(|| column(2)),
@@ -510,7 +509,7 @@ mod tests {
             epoch(2, 0.5, 0.5, 0.8, [0.3, 1.0, 2.0]),
             epoch(3, 0.3, 0.6, 0.7, [0.5, 1.0, 1.0]),
         ];
-        let m = run_metrics(&h, &spec);
+        let RunMetrics(m) = RunMetrics::of(&h, &spec);
         assert_eq!(m[0], Some(0.5));
         assert_eq!(m[1], Some(0.8));
         assert_eq!(m[2], None);
@@ -525,19 +524,22 @@ mod tests {
     #[test]
     fn rows_sort_by_the_metric_and_the_best_is_compared_with_the_rest() {
         let spec = ModelSpec::new(&[3, 2, 6, 2], Activation::Relu, Head::Softmax);
-        let run = |val: f64| Some(vec![epoch(1, 0.1, val, 0.5, [1.0, 1.0, 1.0])]);
+        let run = |val: f64| {
+            Some(RunMetrics::of(
+                &[epoch(1, 0.1, val, 0.5, [1.0, 1.0, 1.0])],
+                &spec,
+            ))
+        };
         let cells = [
             CellRuns {
                 index: 0,
                 label: "a",
-                spec: &spec,
-                histories: vec![run(0.5), run(0.6), None],
+                runs: vec![run(0.5), run(0.6), None],
             },
             CellRuns {
                 index: 1,
                 label: "b",
-                spec: &spec,
-                histories: vec![run(0.2), run(0.4), run(0.3)],
+                runs: vec![run(0.2), run(0.4), run(0.3)],
             },
         ];
         let board = leaderboard(&cells, false, Metric::BestValLoss, None);

@@ -31,7 +31,7 @@ use crate::nn::{ModelSpec, Task, TrainConfig};
 use crate::registry::{DatasetEntry, Page, Registry, RegistryError};
 use crate::store::envelope::{open, seal};
 use crate::store::{clock, Store};
-pub use leaderboard::{Leaderboard, Metric, Order};
+pub use leaderboard::{Leaderboard, Metric, Order, RunMetrics};
 pub use request::{BaseModel, CellPlan, ExperimentRequest, Grid};
 pub use view::{CellView, ExperimentProgress, ExperimentSummary, ExperimentView, RunView};
 
@@ -494,19 +494,23 @@ impl Experiments {
                     .collect(),
             })
             .collect();
+        // Each succeeded run's history is read in place, once, for its nine numbers: a copy
+        // of every history per view would let a few views of long runs take gigabytes.
         let runs: Vec<leaderboard::CellRuns<'_>> = record
             .cells
             .iter()
             .map(|c| leaderboard::CellRuns {
                 index: c.index,
                 label: &c.label,
-                spec: &c.spec,
-                histories: c
+                runs: c
                     .jobs
                     .iter()
                     .map(|r| {
                         (job_state(jobs, r.job) == Some(JobState::Succeeded))
-                            .then(|| jobs.history(r.job, 0).ok())
+                            .then(|| {
+                                jobs.read_history(r.job, |h| RunMetrics::of(h, &c.spec))
+                                    .ok()
+                            })
                             .flatten()
                     })
                     .collect(),

@@ -270,22 +270,28 @@ fn leaderboard_metric(asked: Option<&str>) -> Result<Metric, ApiError> {
         })
 }
 
-/// One band a cell of `record`: `metric` over the histories of its succeeded runs.
+/// One band a cell of `record`: `metric` over the histories of its succeeded runs, each read
+/// in place for that one value an epoch (not copied whole).
 fn cell_bands(jobs: &Jobs, record: &ExperimentRecord, metric: &str) -> Vec<BandSeries> {
     record
         .cells
         .iter()
         .map(|cell| {
-            let runs: Vec<Vec<EpochRecord>> = cell
+            let runs: Vec<Vec<Option<f64>>> = cell
                 .jobs
                 .iter()
                 .filter(|run| {
                     jobs.get(run.job)
                         .is_ok_and(|j| j.record().state == JobState::Succeeded)
                 })
-                .filter_map(|run| jobs.history(run.job, 0).ok())
+                .filter_map(|run| {
+                    jobs.read_history(run.job, |h| {
+                        h.iter().map(|r| curve_value(r, metric)).collect()
+                    })
+                    .ok()
+                })
                 .collect();
-            band_of(&cell.label, &runs, metric)
+            band_of(&cell.label, &runs)
         })
         .collect()
 }
@@ -339,9 +345,10 @@ fn curve_value(r: &EpochRecord, metric: &str) -> Option<f64> {
     .filter(|v| v.is_finite())
 }
 
-/// Mean ± sample std of `metric` over `runs`, epoch by epoch (epochs that no run reached, or
-/// where the metric is missing, are left out; a single value has std 0).
-fn band_of(label: &str, runs: &[Vec<EpochRecord>], metric: &str) -> BandSeries {
+/// Mean ± sample std over `runs` (a metric's values, epoch by epoch), epoch by epoch (epochs
+/// that no run reached, or where the metric is missing, are left out; a single value has
+/// std 0).
+fn band_of(label: &str, runs: &[Vec<Option<f64>>]) -> BandSeries {
     let epochs = runs.iter().map(Vec::len).max().unwrap_or(0);
     let mut series = BandSeries {
         label: format!("{label} (n={})", runs.len()),
@@ -352,7 +359,7 @@ fn band_of(label: &str, runs: &[Vec<EpochRecord>], metric: &str) -> BandSeries {
     for e in 0..epochs {
         let values: Vec<f64> = runs
             .iter()
-            .filter_map(|h| h.get(e).and_then(|r| curve_value(r, metric)))
+            .filter_map(|values| values.get(e).copied().flatten())
             .collect();
         let Some(mean) = crate::experiments::stats::mean(&values) else {
             continue;

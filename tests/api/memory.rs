@@ -5,13 +5,13 @@
 //! Each client sends its request and then reads nothing, as a slow or hostile client may; the
 //! kernel's socket buffers fill and the server can send it no more. What the server then holds
 //! for it must be a page (a few dozen records), not the job's whole history: before pages, an
-//! event subscriber of a 5,000-epoch job cost ~4 MB, and a `GET …/metrics` of a 100,000-epoch
-//! job ~70 MB.
+//! event subscriber of a 5,000-epoch job cost ~4 MB, a `GET …/metrics` of a 100,000-epoch job
+//! ~70 MB, and an experiment view a copy of every run's history.
 
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -144,6 +144,48 @@ async fn metric_history_clients_that_do_not_read_hold_a_chunk_each_not_the_histo
     assert!(
         risen <= 48 * MIB,
         "whole-history pages: the peak rose by {} MiB over {} MiB",
+        risen / MIB,
+        before / MIB
+    );
+}
+
+#[tokio::test]
+async fn experiment_views_read_the_runs_histories_in_place() {
+    let dir = temp_dir("experiment-memory");
+    let server = ServerProcess::start_ready(&dir, &["--ephemeral"]).await;
+    let dataset = dataset(&server).await;
+    let body = json!({
+        "dataset": dataset,
+        "model": {"layers": [2, 2, 1], "output": "sigmoid"},
+        "training": {"epochs": 50_000, "batch_size": 8, "validation_split": 0.25},
+        "grid": {"activations": ["tanh"]},
+        "seeds": [1, 2],
+    });
+    let id = server.post_ok("/v1/experiments", &body, 201).await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    while server.get_ok(&format!("/v1/experiments/{id}")).await["state"] == "running" {
+        assert!(std::time::Instant::now() < deadline, "not finished in time");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.reset_peak_rss();
+    let before = server.rss_kib();
+
+    let views: Vec<Value> =
+        join_all((0..16).map(|_| async { server.get_ok(&format!("/v1/experiments/{id}")).await }))
+            .await;
+
+    for view in &views {
+        assert_eq!(view["leaderboard"]["rows"][0]["succeeded"], 2, "{view}");
+    }
+    let risen = rise(&server, before);
+    // Two runs of 50,001 epochs (~20 MB in memory each): 16 views that copied them would
+    // raise the peak by 40 MB at the least.
+    assert!(
+        risen <= 16 * MIB,
+        "the peak rose by {} MiB over {} MiB",
         risen / MIB,
         before / MIB
     );
