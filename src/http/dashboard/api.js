@@ -80,12 +80,15 @@ export async function newest(path, n) {
 }
 
 /**
- * Reads `path` as an event stream and calls `onEvent(name, data)` for each event (`data`
- * parsed as JSON when it is), until the server closes it (resolves) or `signal` aborts
- * (rejects with an AbortError).
+ * Reads `path` as an event stream and calls `onEvent(name, data, id)` for each event (`data`
+ * parsed as JSON when it is, `id` its `id:` field or undefined), until the server closes it
+ * (resolves) or `signal` aborts (rejects with an AbortError). `lastEventId`, when given, is
+ * sent as `Last-Event-ID`, so the stream starts after that event.
  */
-export async function stream(path, onEvent, signal) {
-  const response = await fetch(path, { headers: headers({ Accept: "text/event-stream" }), signal });
+export async function stream(path, onEvent, signal, lastEventId) {
+  const extra = { Accept: "text/event-stream" };
+  if (lastEventId !== undefined) extra["Last-Event-ID"] = lastEventId;
+  const response = await fetch(path, { headers: headers(extra), signal });
   if (!response.ok) throw await failure(response);
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
@@ -104,6 +107,7 @@ export async function stream(path, onEvent, signal) {
 
 function dispatch(block, onEvent) {
   let name = "message";
+  let id;
   const data = [];
   for (const line of block.split("\n")) {
     if (line === "" || line.startsWith(":")) continue; // a comment: the keep-alive
@@ -113,6 +117,7 @@ function dispatch(block, onEvent) {
     if (value.startsWith(" ")) value = value.slice(1);
     if (field === "event") name = value;
     else if (field === "data") data.push(value);
+    else if (field === "id") id = value;
   }
   if (data.length === 0) return;
   const text = data.join("\n");
@@ -122,5 +127,5 @@ function dispatch(block, onEvent) {
   } catch {
     // not JSON: handed over as text
   }
-  onEvent(name, parsed);
+  onEvent(name, parsed, id);
 }

@@ -1,8 +1,10 @@
 // The job view: state and progress, the loss chart (train and validation loss per epoch),
 // the gradient-flow chart (each layer's mean gradient norm per epoch, log scale) and the
 // latest per-layer diagnostics (dead and saturated fractions), all live from
-// `GET /v1/jobs/{id}/events`. The stream replays every epoch so far, so a reconnection
-// starts over from an empty chart.
+// `GET /v1/jobs/{id}/events`. The stream replays every epoch so far; a reconnection sends the
+// last epoch received as `Last-Event-ID` and goes on from there, so the charts keep what they
+// have. A stream that fell behind the job (`event: lagged`) is resumed that way at once; one
+// refused because too many clients follow events (429) is tried again a little later.
 
 import { get, post, stream, ApiError } from "./api.js";
 import { drawLineChart, formatNumber, PALETTE } from "./charts.js";
@@ -12,6 +14,9 @@ const FINISHED = ["succeeded", "failed", "cancelled", "interrupted"];
 /** The stream sends the job record on state changes only; its progress (samples/s, ETA) is
  * read again this often while the job runs. */
 const PROGRESS_MS = 2000;
+/** How long to wait before following again after a lost stream, or after a 429. */
+const RECONNECT_MS = 2000;
+const BUSY_MS = 5000;
 
 export class JobView {
   constructor({ onChange }) {
@@ -76,36 +81,45 @@ export class JobView {
     this.grads = []; // per layer: [[epoch, grad_norm], …]
     this.layerNames = [];
     this.latest = null;
+    this.lastEventId = undefined; // of the last epoch event: where a reconnection goes on
   }
 
   async follow(controller) {
     this.controller = controller;
+    this.lagged = false;
     const id = this.id;
     try {
       this.show(await get(`/v1/jobs/${id}`, controller.signal));
       this.pollProgress(controller);
-      await stream(`/v1/jobs/${id}/events`, (name, data) => this.event(name, data), controller.signal);
-      if (this.job && !FINISHED.includes(this.job.state)) throw new Error("the event stream closed early");
+      const onEvent = (name, data, eventId) => this.event(name, data, eventId);
+      await stream(`/v1/jobs/${id}/events`, onEvent, controller.signal, this.lastEventId);
+      // A stream that lagged ends before its job does, whatever the polled record says.
+      if (this.lagged || (this.job && !FINISHED.includes(this.job.state))) {
+        throw new Error("the event stream closed early");
+      }
     } catch (error) {
       if (controller.signal.aborted || this.id !== id) return;
-      if (error instanceof ApiError && error.status < 500) {
+      const busy = error instanceof ApiError && error.status === 429;
+      if (error instanceof ApiError && error.status < 500 && !busy) {
         this.note(error.message);
         return;
       }
-      this.note(`lost the event stream (${error.message}); reconnecting…`);
+      if (busy) this.note(`${error.message}; trying again…`);
+      else if (!this.lagged) this.note(`lost the event stream (${error.message}); reconnecting…`);
+      const wait = this.lagged ? 0 : busy ? BUSY_MS : RECONNECT_MS;
       setTimeout(() => {
-        if (this.id === id && this.controller === controller) {
-          this.reset();
-          this.follow(new AbortController());
-        }
-      }, 2000);
+        if (this.id === id && this.controller === controller) this.follow(new AbortController());
+      }, wait);
     }
   }
 
-  event(name, data) {
+  event(name, data, eventId) {
     if (name === "epoch") {
       this.note("");
       this.epoch(data);
+      if (eventId !== undefined) this.lastEventId = eventId;
+    } else if (name === "lagged") {
+      this.lagged = true;
     } else if (name === "status" || name === "end") {
       this.show(data);
       if (name === "end" && this.onChange) this.onChange(data);
