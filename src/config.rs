@@ -174,6 +174,16 @@ pub struct Config {
     )]
     pub header_read_timeout_secs: u64,
 
+    /// Seconds a write to a client may wait for it to take any bytes; a client that takes none
+    /// for that long (one that stopped reading an event stream, say) is disconnected.
+    #[arg(
+        long = "send-timeout-secs",
+        env = "MLP_LAB_SEND_TIMEOUT_SECS",
+        default_value_t = 60,
+        value_parser = RangedU64ValueParser::<u64>::new().range(1..)
+    )]
+    pub send_timeout_secs: u64,
+
     /// Largest request line plus headers (bytes; KiB and MiB suffixes allowed); a larger
     /// head is answered with 431. Heads beyond this + 16 KiB (at least 64 KiB) are refused by
     /// the HTTP parser itself, with an empty 431.
@@ -217,6 +227,7 @@ impl Config {
             max_prediction_wait_ms: 2000,
             batch_predictions: Batching::Auto,
             header_read_timeout_secs: 10,
+            send_timeout_secs: 60,
             max_header_bytes: ByteSize(64 << 10),
             log_format: LogFormat::Text,
             limits: Limits::default(),
@@ -234,6 +245,12 @@ impl Config {
     #[must_use]
     pub fn header_read_timeout(&self) -> Duration {
         Duration::from_secs(self.header_read_timeout_secs)
+    }
+
+    /// How long a write may wait for the client to take any bytes.
+    #[must_use]
+    pub fn send_timeout(&self) -> Duration {
+        Duration::from_secs(self.send_timeout_secs)
     }
 }
 
@@ -659,6 +676,7 @@ mod tests {
             ["mlp-lab", "--header-read-timeout-secs", "0"],
             ["mlp-lab", "--max-event-subscribers", "0"],
             ["mlp-lab", "--max-event-subscribers-per-job", "0"],
+            ["mlp-lab", "--send-timeout-secs", "0"],
         ] {
             assert!(Config::try_parse_from(args).is_err(), "{args:?} parsed");
         }

@@ -30,6 +30,7 @@ mod predict;
 mod predict_decode_tests;
 mod readiness;
 pub mod routes;
+mod send_timeout;
 mod server;
 pub mod state;
 mod storage;

@@ -10,7 +10,9 @@
 //! - HTTP/1's header-read timeout for every request head, which also closes a keep-alive
 //!   connection that stays idle that long between requests;
 //! - a read buffer large enough that heads up to a few times `--max-header-bytes` reach
-//!   [`super::middleware::body_limit::LimitHeaderBytes`], which answers 431 in our error shape.
+//!   [`super::middleware::body_limit::LimitHeaderBytes`], which answers 431 in our error shape;
+//! - a send timeout ([`SendTimeout`]): a client that takes no bytes for `--send-timeout-secs`
+//!   is disconnected, so one that stops reading a stream gives back what it holds.
 //!
 //! Graceful shutdown is `axum::serve`'s: once the signal completes, no connection is
 //! accepted, every connection is told to finish its request in flight and close, and the
@@ -28,6 +30,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::send_timeout::SendTimeout;
 use crate::config::Config;
 
 /// Room in hyper's read buffer beyond `--max-header-bytes`: a head up to this much over the
@@ -44,6 +47,8 @@ const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 pub(crate) struct ConnectionLimits {
     /// `--header-read-timeout-secs`.
     header_read_timeout: Duration,
+    /// `--send-timeout-secs`.
+    send_timeout: Duration,
     /// hyper's read buffer: the longest head it parses before answering a bare 431, and the
     /// most a connection reads at once.
     ///
@@ -59,6 +64,7 @@ impl ConnectionLimits {
     pub(crate) fn of(config: &Config) -> Self {
         Self {
             header_read_timeout: config.header_read_timeout(),
+            send_timeout: config.send_timeout(),
             max_buf_size: config
                 .max_header_bytes
                 .as_usize()
@@ -137,8 +143,8 @@ async fn serve_connection(
         .keep_alive_interval(Some(limits.header_read_timeout))
         .keep_alive_timeout(limits.header_read_timeout);
     let service = TowerToHyperService::new(app);
-    let mut connection =
-        pin!(builder.serve_connection_with_upgrades(TokioIo::new(stream), service));
+    let io = TokioIo::new(SendTimeout::new(stream, limits.send_timeout));
+    let mut connection = pin!(builder.serve_connection_with_upgrades(io, service));
     let mut signalled = pin!(signal_tx.closed());
     let mut shutting_down = false;
     loop {

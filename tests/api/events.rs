@@ -228,3 +228,50 @@ async fn subscribers_beyond_the_caps_get_429_naming_the_limit_until_one_leaves()
             .await;
     }
 }
+
+#[tokio::test]
+async fn a_subscriber_that_reads_nothing_is_disconnected_after_the_send_timeout() {
+    let config = Config {
+        send_timeout_secs: 1,
+        ..Config::for_tests()
+    };
+    let app = TestApp::spawn_with(config).await;
+    let dataset = app.dataset(xor_dataset(25)).await;
+    app.model(json!({"name": "xor", "layers": [2, 8, 1], "output": "sigmoid"}))
+        .await;
+    let job = app
+        .job(json!({"model": "xor", "dataset": dataset, "epochs": 100000, "batch_size": 1}))
+        .await;
+    app.wait_for_job(&job, &["running"], 30).await;
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket.set_recv_buffer_size(4096).expect("a small buffer");
+    let address = app.address.trim_start_matches("http://");
+    let mut silent = socket
+        .connect(address.parse().expect("an address"))
+        .await
+        .expect("connect");
+    let request = format!("GET /v1/jobs/{job}/events HTTP/1.1\r\nhost: {address}\r\n\r\n");
+    tokio::io::AsyncWriteExt::write_all(&mut silent, request.as_bytes())
+        .await
+        .expect("send");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&app, "mlp_lab_event_subscribers").await < 1.0 {
+        assert!(Instant::now() < deadline, "not subscribed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // It reads nothing: once the socket's buffers are full, no write goes through for 1 s.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(&app, "mlp_lab_event_subscribers").await > 0.0 {
+        assert!(Instant::now() < deadline, "still subscribed after 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    assert_eq!(
+        app.get_ok(&format!("/v1/jobs/{job}")).await["state"],
+        "running"
+    );
+    drop(silent);
+    app.post_ok(&format!("/v1/jobs/{job}/cancel"), &json!({}), 200)
+        .await;
+}
