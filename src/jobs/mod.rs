@@ -6,15 +6,15 @@
 //! epoch, one per state change) are sent on a `broadcast` channel *while that mutex is held*,
 //! so a subscriber that has read the history and subscribes under the same lock misses
 //! nothing and sees nothing twice. Histories are read a page at a time, never copied whole
-//! for a client ([`history`]). Cancellation sets the job's state at once and raises its
-//! [`Interrupter`], which `nn::fit` checks between batches; once training has ended and the
-//! version is being stored, a cancel waits for it and answers that the job finished, so a
-//! `cancelled` (or `interrupted`) job never writes a version. Records are written through the
-//! registry's store at every state change and, while running, at most once a second (so a
-//! fast job's thousands of epochs do not become thousands of fsyncs, each rewriting a
-//! growing history); the final write holds the whole history. A `kill -9` therefore loses
-//! at most the epochs that ended in the last second before it (see `run::PERSIST_EVERY`);
-//! a graceful [`Jobs::shutdown`] loses none.
+//! for a client ([`HistoryPage`], [`Subscriber`]). Cancellation sets the job's state at once
+//! and raises its [`Interrupter`], which `nn::fit` checks between batches; once training has
+//! ended and the version is being stored, a cancel waits for it and answers that the job
+//! finished, so a `cancelled` (or `interrupted`) job never writes a version. Records are
+//! written through the registry's store at every state change and, while running, at most
+//! once a second (so a fast job's thousands of epochs do not become thousands of fsyncs, each
+//! rewriting a growing history); the final write holds the whole history. A `kill -9`
+//! therefore loses at most the epochs that ended in the last second before it (see
+//! `run::PERSIST_EVERY`); a graceful [`Jobs::shutdown`] loses none.
 
 mod history;
 mod lifecycle;
@@ -106,7 +106,7 @@ pub enum JobError {
     ShuttingDown,
     /// As many clients follow job events as `--max-event-subscribers` allows, or follow this
     /// job's as `--max-event-subscribers-per-job` does.
-    #[error("{max} clients follow {} already", job.map_or("job events".to_owned(), |id| format!("job {id}")))]
+    #[error("{max} clients follow {} already", job.map_or("job events".into(), |id| format!("job {id}")))]
     TooManySubscribers {
         /// The cap that was hit.
         max: usize,
