@@ -98,28 +98,30 @@ pub(super) fn spawn<R: Send + 'static>(
         }
         let _done = Done;
         let training = training_cpus(cpus, serving_cpus);
-        let place = move || {
+        let place = move |on: &[usize]| {
             set_nice((base + nice).min(19));
             set_idle(idle);
-            set_cpus(&training);
+            set_cpus(on);
         };
-        place();
-        let team = team(cpus, serving_cpus, threads, Arc::new(place));
+        place(&training);
+        let team = team(cpus, threads, Arc::new(move || place(cpus)));
         let _entered = team.enter();
         work()
     })
 }
 
-/// The helpers of one job: as many as `threads` allows (0: one per training CPU) less the
-/// job's own thread, placed as it is. Every job tells [`parallel::set_cores`] how many CPUs
-/// training has, which caps the threads of all jobs together.
+/// The helpers of one job: as many as `threads` allows (0: one per CPU of the server) less
+/// the job's own thread, at its priority but free to run on every CPU of the server, those
+/// left to serving included: a helper works only while fewer threads than CPUs are busy
+/// training ([`parallel::set_cores`]), so with as many jobs as training CPUs none works and
+/// the serving CPUs stay free, while one job alone on an idle server uses them all. (Under
+/// `SCHED_IDLE`, a prediction that wakes takes a helper's CPU at once.)
 fn team(
-    cpus: &[usize],
-    serving_cpus: usize,
+    cpus: &'static [usize],
     threads: usize,
     place: Arc<dyn Fn() + Send + Sync>,
 ) -> parallel::Team {
-    let cores = match training_cpus(cpus, serving_cpus).len() {
+    let cores = match cpus.len() {
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         n => n,
     };

@@ -16,7 +16,7 @@
 
 use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
@@ -75,6 +75,8 @@ pub struct Team {
 struct Shared {
     state: Mutex<State>,
     wake: Condvar,
+    /// `state.generation`, readable without the lock: what a helper spins on.
+    published: AtomicU64,
 }
 
 #[derive(Default)]
@@ -94,8 +96,10 @@ struct Task {
     next: AtomicUsize,
     /// The caller's floating-point mode.
     mode: Option<u64>,
-    joined: Mutex<usize>,
-    left: Condvar,
+    /// Helpers inside the task (joined under the state's lock, while it is published).
+    joined: AtomicUsize,
+    /// Where the caller waits for the last helper to leave, after spinning.
+    left: (Mutex<()>, Condvar),
     panicked: AtomicBool,
 }
 
@@ -115,6 +119,7 @@ impl Team {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
+            published: AtomicU64::new(0),
         });
         let mut team = Self {
             shared,
@@ -198,26 +203,26 @@ pub fn for_each(blocks: usize, work: &(dyn Fn(usize) + Sync)) {
         blocks,
         next: AtomicUsize::new(0),
         mode: fpenv::mode(),
-        joined: Mutex::new(0),
-        left: Condvar::new(),
+        joined: AtomicUsize::new(0),
+        left: (Mutex::new(()), Condvar::new()),
         panicked: AtomicBool::new(false),
     });
     {
         let mut state = lock(&shared.state);
         state.task = Some(Arc::clone(&task));
         state.generation += 1;
+        shared.published.store(state.generation, Ordering::Release);
     }
     shared.wake.notify_all();
     let mine = catch_unwind(AssertUnwindSafe(|| run_blocks(&task, work)));
     lock(&shared.state).task = None;
-    let mut joined = lock(&task.joined);
-    while *joined > 0 {
-        joined = task
-            .left
-            .wait(joined)
-            .unwrap_or_else(PoisonError::into_inner);
+    spin_while(|| task.joined.load(Ordering::Acquire) > 0);
+    let (mutex, left) = &task.left;
+    let mut guard = lock(mutex);
+    while task.joined.load(Ordering::Acquire) > 0 {
+        guard = left.wait(guard).unwrap_or_else(PoisonError::into_inner);
     }
-    drop(joined);
+    drop(guard);
     if let Err(panic) = mine {
         std::panic::resume_unwind(panic);
     }
@@ -237,11 +242,27 @@ fn run_blocks(task: &Task, work: &(dyn Fn(usize) + Sync)) {
     }
 }
 
+/// How long a thread spins for what it waits for before it sleeps: longer than the gaps
+/// between the products of a training step, so that a helper is awake for the next one (a
+/// wake-up from sleep costs tens of microseconds, a good part of a product of a few million
+/// multiply-adds). Helpers run at training's priority (`SCHED_IDLE` by default), so the
+/// spinning takes no time from anything else.
+const SPIN: std::time::Duration = std::time::Duration::from_micros(200);
+
+/// Spins while `waiting` holds, for at most [`SPIN`].
+fn spin_while(waiting: impl Fn() -> bool) {
+    let until = std::time::Instant::now() + SPIN;
+    while waiting() && std::time::Instant::now() < until {
+        std::hint::spin_loop();
+    }
+}
+
 /// A helper's life: wait for a task, join it if a core is free, leave when its blocks are
 /// taken.
 fn help(shared: &Shared) {
     let mut seen = 0;
     loop {
+        spin_while(|| shared.published.load(Ordering::Acquire) == seen);
         let task = {
             let mut state = lock(&shared.state);
             loop {
@@ -254,7 +275,7 @@ fn help(shared: &Shared) {
                         if claim_core() {
                             // Joined under the state's lock, while the task is published:
                             // its caller waits for us from the moment it unpublishes it.
-                            *lock(&task.joined) += 1;
+                            task.joined.fetch_add(1, Ordering::AcqRel);
                             break Arc::clone(task);
                         }
                     }
@@ -282,10 +303,10 @@ fn help(shared: &Shared) {
             fpenv::set_mode(mode);
         }
         release_core();
-        let mut joined = lock(&task.joined);
-        *joined -= 1;
-        if *joined == 0 {
-            task.left.notify_all();
+        if task.joined.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let (mutex, left) = &task.left;
+            let _guard = lock(mutex);
+            left.notify_all();
         }
     }
 }
