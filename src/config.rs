@@ -69,11 +69,12 @@ pub struct Config {
     )]
     pub training_idle: bool,
 
-    /// CPUs kept free of training, for serving: training threads run on the others (the
+    /// CPUs kept free of the jobs' own threads, for serving: they run on the others (the
     /// lowest-numbered this many of the CPUs the process may use are left out). On a core
     /// where training runs the scheduler never finds itself idle, so a serving thread that
     /// waits there is moved to another only by the periodic balancing, milliseconds later.
-    /// 0 lets training run on every CPU; with no more CPUs than this, it does too.
+    /// A job's helper threads may use these CPUs while fewer jobs than CPUs train (one job
+    /// alone trains on every CPU). 0 keeps none; with no more CPUs than this, none is kept.
     #[arg(long, env = "MLP_LAB_SERVING_CPUS", default_value_t = 1)]
     pub serving_cpus: usize,
 

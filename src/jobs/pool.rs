@@ -12,12 +12,12 @@
 //! Linux's EEVDF scheduler lets a waking thread that has had more than its share wait for the
 //! running one's slice, and prediction latency under training suffers for it.
 //!
-//! Training threads also stay off `--serving-cpus` CPUs (1 by default), the lowest-numbered
-//! of those the process may use, so that serving always has a core of its own. On a core
-//! where a training thread runs, the scheduler never finds itself idle, and so never pulls
-//! over a serving thread that waits behind another thread on the other core: the periodic
-//! balancing moves it some milliseconds later. The cost is training's speed while nothing
-//! else runs: the jobs share the cores left to them.
+//! A job's own thread also stays off `--serving-cpus` CPUs (1 by default), the
+//! lowest-numbered of those the process may use, so that serving has a core where no job
+//! runs. On a core where a training thread runs, the scheduler never finds itself idle, and
+//! so never pulls over a serving thread that waits behind another thread on the other core:
+//! the periodic balancing moves it some milliseconds later. Only helpers (below) use those
+//! CPUs, and only while fewer jobs than CPUs train.
 //!
 //! Nor may training threads share a malloc arena with the serving threads: a training thread
 //! preempted while it holds the arena's lock, as `SCHED_IDLE` makes likely, stops every
