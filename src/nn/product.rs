@@ -354,7 +354,7 @@ unsafe fn kernel(
 }
 
 /// `dst (+)= x · w` for a single column: `dstᵀ = wᵀ · xᵀ`, one row times `xᵀ`, through the
-/// one-row kernel, in tiles of [`COLUMN_TILE`] rows of `x` transposed into a buffer.
+/// one-row kernel, in tiles of 64 rows of `x` transposed into a buffer.
 fn one_column(
     mut dst: ArrayViewMut2<f32>,
     x: ArrayView2<f32>,
