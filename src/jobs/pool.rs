@@ -113,8 +113,9 @@ pub(super) fn spawn<R: Send + 'static>(
 /// The helpers of one job: as many as `threads` allows (0: one per CPU of the server) less
 /// the job's own thread, at its priority but free to run on every CPU of the server, those
 /// left to serving included: a helper works only while fewer threads than CPUs are busy
-/// training ([`parallel::set_cores`]), so with as many jobs as training CPUs none works and
-/// the serving CPUs stay free, while one job alone on an idle server uses them all. (Under
+/// training ([`parallel::set_cores`]), so with as many jobs as CPUs none works (on two CPUs,
+/// two jobs leave the serving one free), while one job alone on an idle server uses them
+/// all. (Under
 /// `SCHED_IDLE`, a prediction that wakes takes a helper's CPU at once.)
 fn team(
     cpus: &'static [usize],
