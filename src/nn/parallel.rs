@@ -186,8 +186,12 @@ impl Drop for Entered {
 /// # Panics
 /// When `work` panics, on whichever thread.
 pub fn for_each(blocks: usize, work: &(dyn Fn(usize) + Sync)) {
-    let shared = CURRENT.with(|c| c.borrow().clone());
-    let Some(shared) = shared.filter(|_| blocks > 1) else {
+    let shared = if blocks > 1 {
+        CURRENT.with(|c| c.borrow().clone())
+    } else {
+        None
+    };
+    let Some(shared) = shared else {
         (0..blocks).for_each(work);
         return;
     };

@@ -29,8 +29,6 @@
 //! machine), for any cache sizes and thread counts: the tests hash training runs under forced
 //! instruction sets and thread counts against golden values (see docs/determinism.md).
 
-use std::borrow::Cow;
-
 use gemm_common::gemm::gemm_basic_generic;
 use gemm_common::Parallelism;
 use ndarray::{s, Array2, ArrayView2, ArrayViewMut2};
@@ -407,12 +405,12 @@ fn through_rows(
         few_rows_mat(ds, xs, ws, m, accumulate);
         return;
     }
-    let mut out: Cow<'_, [f32]> = if accumulate {
-        Cow::Owned(dst.iter().copied().collect())
+    let mut out: Vec<f32> = if accumulate {
+        dst.iter().copied().collect()
     } else {
-        Cow::Owned(vec![0.0; dst.len()])
+        vec![0.0; dst.len()]
     };
-    few_rows_mat(out.to_mut(), xs, ws, m, accumulate);
+    few_rows_mat(&mut out, xs, ws, m, accumulate);
     for (d, o) in dst.iter_mut().zip(out.iter()) {
         *d = *o;
     }
