@@ -15,9 +15,8 @@ use std::io::{Chain, Read};
 
 use ::csv::{Reader, ReaderBuilder, StringRecord, Terminator, Trim};
 use ndarray::Array2;
-use serde_json::Value;
 
-use super::ingest::{check_cells, check_value, from_rows, Ingested};
+use super::ingest::{check_cells, check_value, Ingested};
 use super::RegistryError;
 use crate::config::Limits;
 use crate::nn::{Dataset, Targets, Task};
@@ -32,6 +31,37 @@ const END: &[u8] = b"\n\"end\"\n";
 struct Unreadable {
     line: usize,
     message: String,
+}
+
+/// The target column's cells, in one buffer: a body of millions of rows would otherwise cost
+/// a `String` (and its allocation) a row, several times the body's own size.
+#[derive(Default)]
+struct Cells {
+    text: String,
+    /// Where each cell ends in `text`.
+    ends: Vec<u32>,
+}
+
+impl Cells {
+    fn push(&mut self, cell: &str) -> Result<(), RegistryError> {
+        self.text.push_str(cell);
+        let end = u32::try_from(self.text.len()).map_err(|_| {
+            RegistryError::invalid("csv", "the target column holds more than 4 GiB of text")
+        })?;
+        self.ends.push(end);
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(&self.ends)
+            .map(|(a, &b)| &self.text[a as usize..b as usize])
+    }
 }
 
 /// The records of a CSV body in order, each with the line it begins on; blank lines are
@@ -174,8 +204,8 @@ pub fn from_csv(
         .filter(|&(i, _)| i != t)
         .map(|(_, h)| h.clone())
         .collect();
-    let mut features = Vec::new();
-    let mut targets = Vec::new();
+    let mut features: Vec<f32> = Vec::new();
+    let mut targets = Cells::default();
     for (row, record) in records.enumerate() {
         check_cells(row + 1, header.len(), limits)?;
         let (line, cells) = record.map_err(|u| {
@@ -195,7 +225,6 @@ pub fn from_csv(
                 ),
             ));
         }
-        let mut values = Vec::with_capacity(names.len());
         for (c, cell) in cells.iter().enumerate() {
             let at = || format!("rows[{row}].{}", header[c]);
             let place = || format!("line {line} (data row {}), column `{}`", row + 1, header[c]);
@@ -206,7 +235,7 @@ pub fn from_csv(
                 ));
             }
             if c == t {
-                targets.push(cell.to_owned());
+                targets.push(cell)?;
                 continue;
             }
             let v: f64 = cell.parse().map_err(|_| {
@@ -218,66 +247,80 @@ pub fn from_csv(
                     format!("{}: {cell} is not a finite number", place()),
                 ));
             }
-            values.push(check_value(v, at, limits)?);
+            features.push(check_value(v, at, limits)?);
         }
-        features.push(values);
     }
     build(features, names, &header[t], &targets, task, limits)
 }
 
 fn build(
-    features: Vec<Vec<f32>>,
+    features: Vec<f32>,
     names: Vec<String>,
     target_name: &str,
-    targets: &[String],
+    targets: &Cells,
     task: Option<Task>,
     limits: &Limits,
 ) -> Result<Ingested, RegistryError> {
-    if features.is_empty() {
+    let rows = targets.len();
+    if rows == 0 {
         return Err(RegistryError::invalid(
             "csv",
             "the dataset has no rows, only a header",
         ));
     }
-    let numbers: Option<Vec<f64>> = targets
-        .iter()
-        .map(|t| t.parse::<f64>().ok().filter(|v| v.is_finite()))
-        .collect();
-    let integers = numbers.as_ref().is_some_and(|n| {
-        n.iter().all(|v| v.fract() == 0.0) && targets.iter().all(|t| !t.contains(['.', 'e', 'E']))
-    });
-    let task = task.unwrap_or(if numbers.is_some() && !integers {
+    let number = |t: &str| t.parse::<f64>().ok().filter(|v| v.is_finite());
+    let numbers = targets.iter().all(|t| number(t).is_some());
+    let integers = numbers
+        && targets
+            .iter()
+            .all(|t| !t.contains(['.', 'e', 'E']) && number(t).is_some_and(|v| v.fract() == 0.0));
+    let task = task.unwrap_or(if numbers && !integers {
         Task::Regression
     } else {
         Task::Classification
     });
-    let rows = features.len();
-    let columns = names.len();
-    let flat: Vec<f32> = features.into_iter().flatten().collect();
-    let x = Array2::from_shape_vec((rows, columns), flat)
+    let x = Array2::from_shape_vec((rows, names.len()), features)
         .map_err(|e| RegistryError::invalid("csv", e.to_string()))?;
-    match task {
-        Task::Classification => Ok(Ingested {
-            data: Dataset::new(x, Some(names), Targets::from_labels(targets))?,
-            numeric_labels: numbers.is_some(),
-        }),
-        Task::Regression | Task::MultiLabel => {
-            let values = numbers.ok_or_else(|| {
-                RegistryError::invalid(target_name, "regression targets must all be numbers")
-            })?;
-            let json: Vec<Value> = values.into_iter().map(Value::from).collect();
-            let rows: Vec<Vec<f64>> = x
-                .rows()
-                .into_iter()
-                .map(|r| r.iter().map(|&v| f64::from(v)).collect())
-                .collect();
-            let mut ingested = from_rows(&rows, &json, Some(task), Some(names), limits)?;
-            if let Targets::Values { names, .. } = &mut ingested.data.targets {
-                *names = vec![target_name.to_owned()];
-            }
-            Ok(ingested)
+    let data = match task {
+        Task::Classification => {
+            let labels: Vec<&str> = targets.iter().collect();
+            Dataset::new(x, Some(names), Targets::from_labels(&labels))?
         }
-    }
+        Task::Regression | Task::MultiLabel => {
+            if !numbers {
+                return Err(RegistryError::invalid(
+                    target_name,
+                    "regression targets must all be numbers",
+                ));
+            }
+            let values = targets
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    let v = number(t).unwrap_or(f64::NAN);
+                    check_value(v, || format!("targets[{i}][0]"), limits)
+                })
+                .collect::<Result<Vec<f32>, _>>()?;
+            let values = Array2::from_shape_vec((rows, 1), values)
+                .map_err(|e| RegistryError::invalid("targets", e.to_string()))?;
+            let targets = if task == Task::Regression {
+                Targets::Values {
+                    values,
+                    names: vec![target_name.to_owned()],
+                }
+            } else {
+                Targets::MultiLabel {
+                    values,
+                    names: vec!["label".to_owned()],
+                }
+            };
+            Dataset::new(x, Some(names), targets)?
+        }
+    };
+    Ok(Ingested {
+        data,
+        numeric_labels: numbers,
+    })
 }
 
 #[cfg(test)]
