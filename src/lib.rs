@@ -18,7 +18,7 @@
 //! - [`nn`]: the numerical core (pure, deterministic, no async).
 //!
 //! Beside them, [`config`] holds the flags (with `MLP_LAB_…` environment fallbacks) and the
-//! limits every layer enforces. `docs/architecture.md` draws the layers and says where a new
+//! limits every layer enforces, and [`memory`] gives freed memory back to the system. `docs/architecture.md` draws the layers and says where a new
 //! piece of code goes; `tests/architecture.rs` keeps the imports pointing down and free of
 //! circles.
 
@@ -26,6 +26,7 @@ pub mod config;
 pub mod experiments;
 pub mod http;
 pub mod jobs;
+pub mod memory;
 pub mod nn;
 pub mod plot;
 pub mod registry;

@@ -25,6 +25,7 @@ fn main() -> ExitCode {
 async fn run() -> ExitCode {
     let config = Config::parse();
     init_tracing(config.log_format);
+    mlp_lab::memory::start_trimmer();
     // Tokens first: an unreadable or empty one stops the server before it listens.
     match Auth::from_config(&config) {
         Ok(auth) => {

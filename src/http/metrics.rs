@@ -23,6 +23,7 @@
 //! | `mlp_lab_batched_predictions_total`      | counter   | (requests answered in a batch) |
 //! | `mlp_lab_datasets`, `mlp_lab_models`, `mlp_lab_model_versions` | gauge |        |
 //! | `mlp_lab_training_blocks_helped_total`   | counter   | (blocks of products a job's helper threads computed, process-wide) |
+//! | `mlp_lab_memory_trims_total`, `mlp_lab_memory_returned_bytes_total` | counter | (freed memory given back to the system, and how much) |
 //!
 //! `route` is the route template (`/v1/models/{model}`), never the raw path, so ids cannot
 //! grow the number of series; requests that match no route count as `unmatched`, and methods
@@ -75,6 +76,8 @@ pub struct Collectors {
     models: IntGauge,
     versions: IntGauge,
     helped: IntCounter,
+    trims: IntCounter,
+    returned: IntCounter,
     /// Held while a scrape brings the counters up to the prediction engine's, so that two
     /// scrapes at once cannot both add the same difference.
     scraping: Mutex<()>,
@@ -175,7 +178,17 @@ impl Metrics {
              rising while a job trains on more than one core.",
         )
         .expect("a valid counter");
-        let collectors: [Box<dyn prometheus::core::Collector>; 16] = [
+        let trims = IntCounter::new(
+            "mlp_lab_memory_trims_total",
+            "Times freed memory was given back to the system (after large frees; see src/memory.rs).",
+        )
+        .expect("a valid counter");
+        let returned = IntCounter::new(
+            "mlp_lab_memory_returned_bytes_total",
+            "Resident bytes those trims gave back to the system.",
+        )
+        .expect("a valid counter");
+        let collectors: [Box<dyn prometheus::core::Collector>; 18] = [
             Box::new(requests.clone()),
             Box::new(duration.clone()),
             Box::new(jobs.clone()),
@@ -192,6 +205,8 @@ impl Metrics {
             Box::new(models.clone()),
             Box::new(versions.clone()),
             Box::new(helped.clone()),
+            Box::new(trims.clone()),
+            Box::new(returned.clone()),
         ];
         for collector in collectors {
             registry.register(collector).expect("distinct metric names");
@@ -214,6 +229,8 @@ impl Metrics {
             models,
             versions,
             helped,
+            trims,
+            returned,
             scraping: Mutex::new(()),
         }))
     }
@@ -247,12 +264,15 @@ impl Metrics {
         let _scraping = self.scraping.lock().unwrap_or_else(PoisonError::into_inner);
         let stats = predictor.stats();
         let (batches, batched) = stats.batch_counts();
+        let (trims, returned) = crate::memory::trims();
         for (counter, now) in [
             (&self.predicted_rows, stats.predicted_rows()),
             (&self.predictions_rejected, stats.rejected()),
             (&self.batches, batches),
             (&self.batched, batched),
             (&self.helped, crate::nn::parallel::blocks_helped() as u64),
+            (&self.trims, trims),
+            (&self.returned, returned),
         ] {
             counter.inc_by(now.saturating_sub(counter.get()));
         }
