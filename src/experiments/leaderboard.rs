@@ -467,7 +467,7 @@ mod tests {
     fn layer(layer: usize, grad: f64, dead: Option<f64>, sat: Option<f64>) -> LayerDiagnostics {
         LayerDiagnostics {
             layer,
-            activation: String::new(),
+            activation: "".into(),
             grad_norm: Some(grad),
             weight_norm: 1.0,
             update_ratio: None,

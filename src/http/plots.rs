@@ -72,6 +72,11 @@ fn svg(body: String) -> Response {
     ([(header::CONTENT_TYPE, "image/svg+xml")], body).into_response()
 }
 
+/// Epochs a job's chart draws at most: more than its width has pixels. A longer history is
+/// drawn from evenly spaced epochs, so that a chart of 100,000 epochs costs what one of 1,000
+/// does (and the records are not copied whole for each request).
+const PLOT_POINTS: usize = 1_000;
+
 /// `GET /v1/jobs/{id}/plot.svg?kind=loss|accuracy|gap|grad_norms|units`
 pub(crate) async fn job(
     State(state): State<AppState>,
@@ -84,7 +89,7 @@ pub(crate) async fn job(
         .and_then(|k| serde_json::from_value::<JobPlotKind>(k.into()).ok())
         .ok_or_else(|| unknown_kind(q.kind.as_deref(), JobPlotKind::NAMES))?;
     let record = state.jobs.get(id)?.record();
-    let history = state.jobs.history(id, 0)?;
+    let history = state.jobs.history_sample(id, PLOT_POINTS)?;
     let title = format!(
         "{} · job {} · {}",
         record.model_name,

@@ -186,16 +186,14 @@ impl Jobs {
         Ok(read(&shared.history))
     }
 
-    /// A copy of job `id`'s epoch records from epoch `since` on, for what needs them all at
-    /// once (a plot); clients get pages.
+    /// At most `max` of job `id`'s epoch records, evenly spaced from the first to the last
+    /// (every record when there are no more than `max`): what a chart of the whole history
+    /// can show, copied out under the job's lock without copying a long history whole.
     ///
     /// # Errors
     /// [`JobError::NotFound`], [`JobError::Unavailable`].
-    pub fn history(&self, id: Uuid, since: usize) -> Result<Vec<EpochRecord>, JobError> {
-        self.read_history(id, |history| {
-            let from = history.partition_point(|r| r.epoch < since);
-            history[from..].to_vec()
-        })
+    pub fn history_sample(&self, id: Uuid, max: usize) -> Result<Vec<EpochRecord>, JobError> {
+        self.read_history(id, |history| sample(history, max))
     }
 
     /// A subscriber of job `id` that reads its history after epoch `after` (all of it when
@@ -236,5 +234,53 @@ impl Jobs {
     #[must_use]
     pub fn subscribers(&self) -> usize {
         self.inner.subscribers.load(Ordering::Acquire)
+    }
+}
+
+/// At most `max` (≥ 2) of `records`, evenly spaced, the first and the last among them.
+fn sample(records: &[EpochRecord], max: usize) -> Vec<EpochRecord> {
+    let n = records.len();
+    let max = max.max(2);
+    if n <= max {
+        return records.to_vec();
+    }
+    // Index i·(n−1)/(max−1) for i in 0..max: strictly increasing since n > max.
+    (0..max)
+        .map(|i| records[i * (n - 1) / (max - 1)].clone())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sample;
+    use crate::nn::EpochRecord;
+
+    fn record(epoch: usize) -> EpochRecord {
+        EpochRecord {
+            epoch,
+            train_loss: 1.0,
+            val_loss: None,
+            train_accuracy: None,
+            val_accuracy: None,
+            train_r2: None,
+            val_r2: None,
+            train_mae: None,
+            val_mae: None,
+            generalization_gap: None,
+            learning_rate: 0.1,
+            seconds: 0.0,
+            layers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_sample_keeps_the_first_and_last_epochs_evenly_spaced_and_short_histories_whole() {
+        let history: Vec<EpochRecord> = (0..=100_000).map(record).collect();
+
+        let epochs: Vec<usize> = sample(&history, 5).iter().map(|r| r.epoch).collect();
+        assert_eq!(epochs, [0, 25_000, 50_000, 75_000, 100_000]);
+        assert_eq!(sample(&history, 1_000).len(), 1_000);
+        assert_eq!(sample(&history[..7], 1_000).len(), 7);
+        assert!(sample(&[], 10).is_empty());
     }
 }

@@ -14,13 +14,15 @@
 //! random choice comes from a stream of the seed (split, shuffle, dropout), and the kernels
 //! run single-threaded in a fixed order.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use ndarray::ArrayView2;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
+use super::activation::ACTIVATION_NAMES;
 use super::backprop::Workspace;
 use super::data::{Dataset, RowScaler, Standardizer, Targets};
 use super::error::{NnError, Result};
@@ -211,8 +213,11 @@ pub enum Control {
 pub struct LayerDiagnostics {
     /// Layer index: hidden layers from 0, the output layer last.
     pub layer: usize,
-    /// The layer's activation (`output` for the output layer).
-    pub activation: String,
+    /// The layer's activation (`output` for the output layer). One of a few names, held as a
+    /// `&'static str` when it is a known one: a history of 100,000 epochs would otherwise hold
+    /// (and allocate) 100,000 copies of it a layer.
+    #[serde(deserialize_with = "known_name")]
+    pub activation: Cow<'static, str>,
     /// Mean over the epoch's batches of ‖∂L/∂W‖ (data loss only: no penalty, no clipping).
     pub grad_norm: Option<f64>,
     /// ‖W‖ at the end of the epoch.
@@ -227,6 +232,16 @@ pub struct LayerDiagnostics {
     pub dead_fraction: Option<f64>,
     /// Mean PReLU slope.
     pub prelu_slope_mean: Option<f64>,
+}
+
+/// A layer's activation name, borrowed from the known names when it is one of them.
+fn known_name<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Cow<'static, str>, D::Error> {
+    let name = String::deserialize(d)?;
+    let known = ACTIVATION_NAMES
+        .iter()
+        .chain(&["output"])
+        .find(|&&n| n == name);
+    Ok(known.map_or(Cow::Owned(name), |&n| Cow::Borrowed(n)))
 }
 
 /// What one epoch did. Epoch 0 describes the model before any update.
@@ -793,7 +808,7 @@ fn layer_diagnostics(
             let unit = (l < hidden).then(|| &stats[l]);
             LayerDiagnostics {
                 layer: l,
-                activation: act.map_or("output", |a| a.name()).to_string(),
+                activation: Cow::Borrowed(act.map_or("output", |a| a.name())),
                 grad_norm: grad_norms.map(|g| g[l]),
                 weight_norm,
                 update_ratio: update_norms.map(|u| u[l] / weight_norm.max(1e-12)),

@@ -7,7 +7,7 @@ use crate::nn::{Activation, EpochRecord, Model, ModelSpec};
 fn layer(index: usize, activation: &str, grad: Option<f64>, dead: Option<f64>) -> LayerDiagnostics {
     LayerDiagnostics {
         layer: index,
-        activation: activation.into(),
+        activation: activation.to_owned().into(),
         grad_norm: grad,
         weight_norm: 1.0,
         update_ratio: None,
