@@ -74,10 +74,7 @@ pub fn header_length(
     let n = u64::from_le_bytes(prefix);
     if let Some(rest) = body_bytes.map(|b| b.saturating_sub(PREFIX_BYTES as u64)) {
         if n > rest {
-            return Err(whole_file(format!(
-                "not a safetensors file: the header length says {n} bytes, but only {rest} \
-                 follow it"
-            )));
+            return Err(header_cut_short(n, rest));
         }
     }
     let max = max_header_bytes(spec);
@@ -157,6 +154,24 @@ pub fn longer_than(file_bytes: u64) -> NnError {
     whole_file(format!(
         "the body is longer than the {file_bytes} bytes of the file its header describes: \
          trailing bytes after the tensors' data"
+    ))
+}
+
+/// The refusal of a body that ends within the first [`PREFIX_BYTES`], after `body_bytes`.
+#[must_use]
+pub fn no_prefix(body_bytes: usize) -> NnError {
+    whole_file(format!(
+        "not a safetensors file: {body_bytes} bytes, but a file starts with an 8-byte header \
+         length"
+    ))
+}
+
+/// The refusal of a body in which fewer than the `n` bytes of the header follow the prefix
+/// (`rest`).
+#[must_use]
+pub fn header_cut_short(n: u64, rest: u64) -> NnError {
+    whole_file(format!(
+        "not a safetensors file: the header length says {n} bytes, but only {rest} follow it"
     ))
 }
 

@@ -29,7 +29,9 @@ use safetensors::tensor::{Dtype, Metadata};
 use super::data::Task;
 use super::error::{NnError, Result};
 use super::head::Head;
-use super::header::{check_body_length, header_length, read_header, whole_file, PREFIX_BYTES};
+use super::header::{
+    check_body_length, header_length, no_prefix, read_header, whole_file, PREFIX_BYTES,
+};
 use super::model::{Model, ModelSpec};
 use super::serialize::{layout, set_param, Source};
 
@@ -49,10 +51,7 @@ pub struct Imported {
 /// tensor with the expected and the given shape.
 pub fn import_safetensors(spec: &ModelSpec, bytes: &[u8]) -> Result<Imported> {
     let Some(prefix) = bytes.first_chunk::<PREFIX_BYTES>() else {
-        return Err(whole_file(format!(
-            "not a safetensors file: {} bytes, but a file starts with an 8-byte header length",
-            bytes.len()
-        )));
+        return Err(no_prefix(bytes.len()));
     };
     let n = header_length(spec, *prefix, Some(bytes.len() as u64))?;
     // `header_length` saw that `n` bytes follow the prefix, so this cannot fail.
