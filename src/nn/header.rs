@@ -13,8 +13,10 @@
 //! name, or empty for the file as a whole.
 
 use std::collections::HashMap;
+use std::fmt;
 
 use safetensors::tensor::{Dtype, Metadata, SafeTensorError, TensorInfo};
+use serde::de::{Deserializer, Error as _, MapAccess, Visitor};
 use serde::Deserialize;
 
 use super::activation::Activation;
@@ -61,7 +63,7 @@ pub fn max_header_bytes(spec: &ModelSpec) -> u64 {
 }
 
 /// The length of the JSON header, read from the file's first [`PREFIX_BYTES`]; refused when
-/// it is more than a file for `spec` can need, or more than follows it in a body of
+/// it is more than a file for `spec` can need, or else more than follows it in a body of
 /// `body_bytes` (when the body's size is known).
 ///
 /// # Errors
@@ -72,17 +74,18 @@ pub fn header_length(
     body_bytes: Option<u64>,
 ) -> Result<u64> {
     let n = u64::from_le_bytes(prefix);
+    let max = max_header_bytes(spec);
+    if n > max {
+        return Err(whole_file(format!(
+            "not a safetensors file for this model: the header length says {n} bytes (the \
+             file's first 8 bytes, little-endian), more than the {max} a file for this model's \
+             spec can need"
+        )));
+    }
     if let Some(rest) = body_bytes.map(|b| b.saturating_sub(PREFIX_BYTES as u64)) {
         if n > rest {
             return Err(header_cut_short(n, rest));
         }
-    }
-    let max = max_header_bytes(spec);
-    if n > max {
-        return Err(whole_file(format!(
-            "the header length (the file's first 8 bytes) says {n} bytes, more than the {max} \
-             a file for this model's spec can need"
-        )));
     }
     Ok(n)
 }
@@ -97,21 +100,11 @@ pub fn header_length(
 /// [`NnError::Invalid`] naming the tensor (or the file as a whole), [`NnError::Shape`] naming
 /// the tensor with both shapes.
 pub fn read_header(spec: &ModelSpec, header: &[u8]) -> Result<Header> {
-    /// The header as the `safetensors` crate reads it, so that its own validation (and its
-    /// errors, which name the tensor) can be had without the data.
-    #[derive(Deserialize)]
-    struct Raw {
-        #[serde(rename = "__metadata__")]
-        metadata: Option<HashMap<String, String>>,
-        #[serde(flatten)]
-        tensors: HashMap<String, TensorInfo>,
-    }
-
     let text =
         std::str::from_utf8(header).map_err(|e| header_error(SafeTensorError::InvalidHeader(e)))?;
-    let raw: Raw = serde_json::from_str(text)
+    let raw: RawHeader = serde_json::from_str(text)
         .map_err(|e| header_error(SafeTensorError::InvalidHeaderDeserialization(e)))?;
-    let mut tensors: Vec<(String, TensorInfo)> = raw.tensors.into_iter().collect();
+    let mut tensors = raw.tensors;
     tensors.sort_by_key(|(_, info)| info.data_offsets);
     let metadata = Metadata::new(raw.metadata, tensors).map_err(header_error)?;
     let own = match metadata.metadata() {
@@ -128,6 +121,62 @@ pub fn read_header(spec: &ModelSpec, header: &[u8]) -> Result<Header> {
         own,
         file_bytes,
     })
+}
+
+/// The header as the `safetensors` crate reads it, so that its validation (whose errors name
+/// the tensor) can be had without the data.
+///
+/// Read by hand rather than as the crate's `#[serde(flatten)]` map: a flattened map is first
+/// read whole into serde's generic values, some 16 bytes for each `0,` of a hostile
+/// `{"x": [0,0,0,…]}`. Here each value is read at once as what it must be, so such a header
+/// fails at its first wrong token and a header that parses costs a few times its size.
+struct RawHeader {
+    metadata: Option<HashMap<String, String>>,
+    tensors: Vec<(String, TensorInfo)>,
+}
+
+impl<'de> Deserialize<'de> for RawHeader {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> Visitor<'de> for Entries {
+            type Value = RawHeader;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of tensor names to their dtype, shape and data_offsets")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<RawHeader, A::Error> {
+                let mut header = RawHeader {
+                    metadata: None,
+                    tensors: Vec::new(),
+                };
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "__metadata__" {
+                        if header.metadata.is_some() {
+                            return Err(A::Error::custom("`__metadata__` appears twice"));
+                        }
+                        header.metadata = map.next_value()?;
+                    } else {
+                        let info = map.next_value::<TensorInfo>()?;
+                        header.tensors.push((key, info));
+                    }
+                }
+                let mut names: Vec<&str> = header.tensors.iter().map(|(n, _)| n.as_str()).collect();
+                names.sort_unstable();
+                if let Some(twice) = names.windows(2).find(|w| w[0] == w[1]) {
+                    return Err(A::Error::custom(format!(
+                        "tensor `{}` appears twice",
+                        twice[0]
+                    )));
+                }
+                Ok(header)
+            }
+        }
+        deserializer.deserialize_map(Entries)
+    }
 }
 
 /// Refuses a body of `body_bytes` for a file of `file_bytes` (as its header describes it)
@@ -459,5 +508,22 @@ mod tests {
             matches!(&err, NnError::Invalid { field, .. } if field == "0.bias"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_header_of_the_wrong_shape_or_with_a_tensor_twice_is_not_safetensors() {
+        let zeros = format!(r#"{{"0.weight":[{}0]}}"#, "0,".repeat(100_000));
+        let entry = r#"{"dtype":"F32","shape":[2],"data_offsets":[0,8]}"#;
+        let twice = format!(r#"{{"0.bias":{entry},"0.bias":{entry}}}"#);
+
+        for (header, says) in [(zeros.as_str(), "invalid JSON"), (&twice, "appears twice")] {
+            let err = read_header(&spec(), header.as_bytes())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("not a safetensors file") && err.contains(says),
+                "{err}"
+            );
+        }
     }
 }
