@@ -114,7 +114,7 @@ async fn answer(stream: &mut TcpStream) -> (u16, Value) {
 }
 
 /// Whether `answer` holds a head and the whole `Content-Length` body after it.
-fn complete(answer: &[u8]) -> bool {
+pub(crate) fn complete(answer: &[u8]) -> bool {
     let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") else {
         return false;
     };
