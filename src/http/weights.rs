@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
 use super::blocking::blocking;
@@ -90,26 +90,27 @@ pub(crate) async fn onnx(
     Ok(attachment(bytes, &entry, &found, "onnx"))
 }
 
+/// 415 unless the body is `application/octet-stream` or has no `Content-Type`.
+fn require_octet_stream(headers: &HeaderMap) -> Result<(), ApiError> {
+    match media_type(headers) {
+        None => Ok(()),
+        Some(m) if m == OCTET_STREAM => Ok(()),
+        Some(_) => Err(ApiError::UnsupportedMediaType {
+            expected: OCTET_STREAM,
+            given: headers
+                .get(header::CONTENT_TYPE)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+        }),
+    }
+}
+
 /// `POST /v1/models/{model}/versions`: 201 with `Location` and the new version.
 pub(crate) async fn import(
     State(state): State<AppState>,
     AppPath(model): AppPath<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    match media_type(request.headers()) {
-        None => {}
-        Some(m) if m == OCTET_STREAM => {}
-        Some(_) => {
-            let given = request
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-            return Err(ApiError::UnsupportedMediaType {
-                expected: OCTET_STREAM,
-                given,
-            });
-        }
-    }
+    require_octet_stream(request.headers())?;
     // 404 before reading a large body for a model that does not exist.
     let spec = state.registry.model(&model)?.record.spec.clone();
     // Held until the version is stored: the file is in memory until then.
