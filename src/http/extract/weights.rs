@@ -16,11 +16,11 @@
 //! buffer: never a body it was sent whole.
 
 use axum::extract::Request;
-use axum::http::{header, HeaderMap};
 
 use super::BodyPieces;
 use crate::http::blocking::blocking;
 use crate::http::error::ApiError;
+use crate::http::middleware::body_limit::content_length;
 use crate::nn::header::{
     check_body_length, header_cut_short, header_length, longer_than, no_prefix, read_header,
     whole_file, PREFIX_BYTES,
@@ -36,6 +36,7 @@ use crate::nn::ModelSpec;
 /// none for the file as a whole); 413 when the file its header describes, or the body, is over
 /// the route's limit; 400 for a body that cannot be read.
 pub async fn read_weights(request: Request, spec: ModelSpec) -> Result<Vec<u8>, ApiError> {
+    // hyper reads no further than a `Content-Length`, and fails a body that ends before it.
     let declared = content_length(request.headers());
     let mut body = BodyPieces::new(request);
     let mut file = Vec::new();
@@ -92,16 +93,4 @@ async fn fill(body: &mut BodyPieces, file: &mut Vec<u8>, len: usize) -> Result<b
         }
     }
     Ok(true)
-}
-
-/// The body's size as its `Content-Length` declares it (hyper has checked that a body so
-/// framed is that long), or `None` for a chunked body.
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
 }
