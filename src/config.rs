@@ -110,6 +110,17 @@ pub struct Config {
     )]
     pub max_event_subscribers_per_job: usize,
 
+    /// Weights imports (`POST /v1/models/{model}/versions`) read at once; one more is answered
+    /// with 429 and `Retry-After`. Each holds at most the file its header describes (and
+    /// --max-weights-upload-bytes) while it is read and stored.
+    #[arg(
+        long,
+        env = "MLP_LAB_MAX_CONCURRENT_IMPORTS",
+        default_value_t = 4,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..)
+    )]
+    pub max_concurrent_imports: usize,
+
     /// Seconds a request may take before it is answered with 408 (streams such as job events
     /// are bounded only until their headers are sent).
     #[arg(
@@ -222,6 +233,7 @@ impl Config {
             max_queued_jobs: 1000,
             max_event_subscribers: 1024,
             max_event_subscribers_per_job: 64,
+            max_concurrent_imports: 4,
             request_timeout_secs: 60,
             max_concurrent_predictions: 16,
             max_queued_predictions: 512,
@@ -638,6 +650,7 @@ mod tests {
             ),
             (1024, 64)
         );
+        assert_eq!(parsed.max_concurrent_imports, 4);
         assert!(parsed.max_running_jobs >= 1);
         let test = Config::for_tests();
         assert!(test.ephemeral);
@@ -677,6 +690,7 @@ mod tests {
             ["mlp-lab", "--header-read-timeout-secs", "0"],
             ["mlp-lab", "--max-event-subscribers", "0"],
             ["mlp-lab", "--max-event-subscribers-per-job", "0"],
+            ["mlp-lab", "--max-concurrent-imports", "0"],
             ["mlp-lab", "--send-timeout-secs", "0"],
         ] {
             assert!(Config::try_parse_from(args).is_err(), "{args:?} parsed");

@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
+
 use super::error::ApiError;
 use super::metrics::Metrics;
 use super::middleware::auth::Auth;
@@ -50,6 +52,9 @@ pub struct Shared {
     /// The prediction engine: version lookup, admission, batching, dispatch.
     pub predictor: Predictor,
     pub(crate) auth: Arc<Auth>,
+    /// One permit for each weights import that may be read at once
+    /// (`--max-concurrent-imports`): an import holds the file its header describes.
+    pub(crate) imports: Semaphore,
     ready: Arc<AtomicBool>,
     /// Whether the registry's store takes writes (always with `--ephemeral`).
     write_probe: WriteProbe,
@@ -139,6 +144,7 @@ impl AppState {
         )?;
         let predictor = Predictor::new(Arc::clone(&registry), &config);
         let write_probe = WriteProbe::new(registry.store());
+        let imports = Semaphore::new(config.max_concurrent_imports);
         Ok(Self(Arc::new(Shared {
             config: Arc::new(config),
             registry,
@@ -147,6 +153,7 @@ impl AppState {
             metrics: Metrics::new(),
             predictor,
             auth: Arc::new(auth),
+            imports,
             ready: Arc::new(AtomicBool::new(false)),
             write_probe,
         })))

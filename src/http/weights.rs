@@ -4,19 +4,21 @@
 //! type) with `Content-Disposition: attachment; filename="<model>-v<version>.<ext>"`. The
 //! import takes the file as the raw body, with `Content-Type: application/octet-stream` or
 //! none (what `curl --data-binary` and `requests.post(data=…)` send); its limit is
-//! `--max-weights-upload-bytes`. The formats are in `nn::serialize`, `nn::import` and
-//! `nn::onnx`.
+//! `--max-weights-upload-bytes`, and it is read no further than its header allows
+//! ([`super::extract::weights`]), at most `--max-concurrent-imports` at once. The formats are
+//! in `nn::serialize`, `nn::header`, `nn::import` and `nn::onnx`.
 
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
 use super::blocking::blocking;
-use super::error::ApiError;
+use super::error::{ApiError, IMPORT_RETRY_AFTER};
 use super::extract::media_type::media_type;
-use super::extract::{read_body, AppPath};
+use super::extract::weights::read_weights;
+use super::extract::AppPath;
 use super::state::AppState;
 use super::views::{created, VersionView};
 use crate::nn::onnx::to_onnx;
@@ -88,29 +90,38 @@ pub(crate) async fn onnx(
     Ok(attachment(bytes, &entry, &found, "onnx"))
 }
 
+/// 415 unless the body is `application/octet-stream` or has no `Content-Type`.
+fn require_octet_stream(headers: &HeaderMap) -> Result<(), ApiError> {
+    match media_type(headers) {
+        None => Ok(()),
+        Some(m) if m == OCTET_STREAM => Ok(()),
+        Some(_) => Err(ApiError::UnsupportedMediaType {
+            expected: OCTET_STREAM,
+            given: headers
+                .get(header::CONTENT_TYPE)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+        }),
+    }
+}
+
 /// `POST /v1/models/{model}/versions`: 201 with `Location` and the new version.
 pub(crate) async fn import(
     State(state): State<AppState>,
     AppPath(model): AppPath<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    match media_type(request.headers()) {
-        None => {}
-        Some(m) if m == OCTET_STREAM => {}
-        Some(_) => {
-            let given = request
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-            return Err(ApiError::UnsupportedMediaType {
-                expected: OCTET_STREAM,
-                given,
-            });
-        }
-    }
+    require_octet_stream(request.headers())?;
     // 404 before reading a large body for a model that does not exist.
-    state.registry.model(&model)?;
-    let bytes = read_body(request).await?;
+    let spec = state.registry.model(&model)?.record.spec.clone();
+    // Held until the version is stored: the file is in memory until then.
+    let _slot = state
+        .imports
+        .try_acquire()
+        .map_err(|_| ApiError::TooManyImports {
+            max: state.config.max_concurrent_imports,
+            retry_after: IMPORT_RETRY_AFTER,
+        })?;
+    let bytes = read_weights(request, spec).await?;
     let registry = Arc::clone(&state.registry);
     let (entry, version) = blocking(move || Ok(registry.import_version(&model, &bytes)?)).await?;
     Ok(created(

@@ -19,21 +19,21 @@
 //!   head, `"0"`/`"1"` for a one-output sigmoid head, labels `"0"`…`"k-1"` for a multi-output
 //!   sigmoid head, `y0`… for an identity head.
 //! - **hostile headers**: the header length is checked against the body and against what a
-//!   file for the spec can need (see `max_header_bytes`: parsing JSON costs many times its
-//!   size), then the `safetensors` crate checks the header length against the body,
-//!   that the offsets are contiguous, in range and cover the data exactly, and computes sizes
-//!   with checked arithmetic; nothing is allocated before those checks, beyond the body itself.
+//!   file for the spec can need, then the header against the spec and the body's length
+//!   against the file the header describes ([`super::header`], which a reader of a body that
+//!   arrives in pieces uses too); sizes are computed with checked arithmetic, and nothing is
+//!   allocated before those checks, beyond the body itself.
 
-use std::collections::HashMap;
+use safetensors::tensor::{Dtype, Metadata};
 
-use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors, TensorView};
-
-use super::activation::Activation;
-use super::data::{Standardizer, Task};
+use super::data::Task;
 use super::error::{NnError, Result};
 use super::head::Head;
+use super::header::{
+    check_body_length, header_length, no_prefix, read_header, whole_file, PREFIX_BYTES,
+};
 use super::model::{Model, ModelSpec};
-use super::serialize::{layout, set_param, Source, FORMAT};
+use super::serialize::{layout, set_param, Source};
 
 /// A model read from someone else's file, and where its labels came from.
 #[derive(Clone, Debug, PartialEq)]
@@ -50,209 +50,30 @@ pub struct Imported {
 /// [`NnError::Invalid`] naming the tensor or metadata key, or [`NnError::Shape`] naming the
 /// tensor with the expected and the given shape.
 pub fn import_safetensors(spec: &ModelSpec, bytes: &[u8]) -> Result<Imported> {
-    check_header_length(bytes, max_header_bytes(spec))?;
-    let st = SafeTensors::deserialize(bytes).map_err(header_error)?;
-    let (_, header) = SafeTensors::read_metadata(bytes).map_err(header_error)?;
-    let mut model = Model::new(spec.clone(), 0)?;
-    let with_metadata = match header.metadata() {
-        Some(meta) => apply_metadata(&mut model, meta)?,
-        None => false,
+    let Some(prefix) = bytes.first_chunk::<PREFIX_BYTES>() else {
+        return Err(no_prefix(bytes.len()));
     };
-    if !with_metadata {
-        default_labels(&mut model);
+    let n = header_length(spec, *prefix, Some(bytes.len() as u64))?;
+    // `header_length` saw that `n` bytes follow the prefix, so this cannot fail.
+    let n = usize::try_from(n).map_err(|_| whole_file("the header length overflows"))?;
+    let data_start = PREFIX_BYTES + n;
+    let header = read_header(spec, &bytes[PREFIX_BYTES..data_start])?;
+    check_body_length(header.file_bytes, bytes.len() as u64)?;
+    let mut model = Model::new(spec.clone(), 0)?;
+    let with_metadata = header.own.is_some();
+    match header.own {
+        Some(own) => {
+            model.standardizer = own.standardizer;
+            model.labels = own.labels;
+            model.task = Some(own.task);
+        }
+        None => default_labels(&mut model),
     }
-    load_tensors(&mut model, &st)?;
+    load_tensors(&mut model, &header.tensors, &bytes[data_start..])?;
     Ok(Imported {
         model,
         with_metadata,
     })
-}
-
-fn body_error(message: impl Into<String>) -> NnError {
-    NnError::invalid("", message)
-}
-
-/// The longest JSON header a file for `spec` can need: a few hundred bytes per tensor entry,
-/// the spec, and per input (standardizer mean and std) and per output (labels) some dozens of
-/// bytes — 1 MiB plus 512 bytes per input and output and per tensor is far more than that.
-/// The bound matters: parsing a JSON header takes many times its size in memory, so without
-/// it a 100 MB header of `[0,0,0,…]` would cost gigabytes before any check could refuse it.
-fn max_header_bytes(spec: &ModelSpec) -> u64 {
-    let (slots, _) = layout(spec);
-    let items = spec.inputs() as u64 + spec.outputs() as u64 + slots.len() as u64;
-    (1 << 20) + 512 * items
-}
-
-/// The first 8 bytes say how long the JSON header is; say plainly when that cannot be true or
-/// is more than a file for this spec can need (`max`).
-fn check_header_length(bytes: &[u8], max: u64) -> Result<()> {
-    let Some(prefix) = bytes.get(..8) else {
-        return Err(body_error(format!(
-            "not a safetensors file: {} bytes, but a file starts with an 8-byte header length",
-            bytes.len()
-        )));
-    };
-    let mut n = [0u8; 8];
-    n.copy_from_slice(prefix);
-    let n = u64::from_le_bytes(n);
-    let rest = (bytes.len() - 8) as u64;
-    if n > rest {
-        return Err(body_error(format!(
-            "not a safetensors file: the header length says {n} bytes, but only {rest} follow it"
-        )));
-    }
-    if n > max {
-        return Err(body_error(format!(
-            "the JSON header is {n} bytes, more than the {max} a file for this model's spec can \
-             need"
-        )));
-    }
-    Ok(())
-}
-
-fn header_error(error: SafeTensorError) -> NnError {
-    match error {
-        SafeTensorError::InvalidOffset(name) => NnError::invalid(
-            name.clone(),
-            format!(
-                "tensor `{name}`: its data_offsets overlap another tensor's, leave a gap or lie \
-                 outside the data"
-            ),
-        ),
-        SafeTensorError::MetadataIncompleteBuffer => body_error(
-            "the tensors' data_offsets do not cover the data exactly: the file is truncated or \
-             has trailing bytes",
-        ),
-        SafeTensorError::ValidationOverflow => {
-            body_error("a tensor's shape is too large: its byte size overflows")
-        }
-        SafeTensorError::TensorInvalidInfo => body_error(
-            "a tensor's data_offsets do not span shape × dtype size bytes; the file is damaged",
-        ),
-        other => body_error(format!("not a safetensors file: {other}")),
-    }
-}
-
-/// Applies mlp-lab metadata; false when the metadata is someone else's.
-fn apply_metadata(model: &mut Model, meta: &HashMap<String, String>) -> Result<bool> {
-    match meta.get("format").map(String::as_str) {
-        Some(FORMAT) => {}
-        Some(other) if other.starts_with("mlp-lab.") => {
-            return Err(NnError::invalid(
-                "__metadata__.format",
-                format!("unknown format version `{other}`; this build reads `{FORMAT}`"),
-            ))
-        }
-        _ => return Ok(false),
-    }
-    let parse = |key: &str| -> Result<Option<serde_json::Value>> {
-        meta.get(key)
-            .map(|text| {
-                serde_json::from_str(text).map_err(|e| {
-                    NnError::invalid(format!("__metadata__.{key}"), format!("not JSON: {e}"))
-                })
-            })
-            .transpose()
-    };
-    let typed = |key: &str, value: serde_json::Value| {
-        let field = format!("__metadata__.{key}");
-        move |e: serde_json::Error| NnError::invalid(field, format!("{e} in {value}"))
-    };
-    // What mlp-lab writes always has these three; without them the file is not what its
-    // format says, and guessing would answer predictions without labels.
-    let required = |key: &str| -> Result<serde_json::Value> {
-        parse(key)?.ok_or_else(|| {
-            NnError::invalid(
-                format!("__metadata__.{key}"),
-                format!("missing: a file of format `{FORMAT}` carries spec, labels and task"),
-            )
-        })
-    };
-    let v = required("spec")?;
-    let theirs: ModelSpec = serde_json::from_value(v.clone()).map_err(typed("spec", v))?;
-    check_same_network(&model.spec, &theirs)?;
-    if let Some(v) = parse("standardizer")? {
-        model.standardizer = serde_json::from_value::<Option<Standardizer>>(v.clone())
-            .map_err(typed("standardizer", v))?;
-        check_standardizer(model)?;
-    }
-    let v = required("labels")?;
-    model.labels = serde_json::from_value(v.clone()).map_err(typed("labels", v))?;
-    let v = required("task")?;
-    let task: Task = serde_json::from_value(v.clone()).map_err(typed("task", v))?;
-    model.task = Some(task);
-    let spec = &model.spec;
-    spec.output
-        .check_task(spec.outputs(), task, model.labels.len())
-        .map_err(|m| NnError::invalid("__metadata__.labels", m))?;
-    Ok(true)
-}
-
-/// Whether two specs compute the same function from the same tensors (PReLU's initial slope,
-/// dropout and init only matter to training).
-fn check_same_network(ours: &ModelSpec, theirs: &ModelSpec) -> Result<()> {
-    let same_act = |a: &Activation, b: &Activation| match (a, b) {
-        (Activation::Prelu { .. }, Activation::Prelu { .. }) => true,
-        _ => a == b,
-    };
-    let same = ours.layers == theirs.layers
-        && ours.output == theirs.output
-        && ours.batch_norm == theirs.batch_norm
-        && ours.activations.len() == theirs.activations.len()
-        && ours
-            .activations
-            .iter()
-            .zip(&theirs.activations)
-            .all(|(a, b)| same_act(a, b));
-    if same {
-        return Ok(());
-    }
-    let describe = |s: &ModelSpec| {
-        let acts: Vec<String> = s
-            .activations
-            .iter()
-            .map(|a| serde_json::to_string(a).unwrap_or_else(|_| a.name().to_owned()))
-            .collect();
-        format!(
-            "layers {:?}, activations [{}], output {}, batch_norm {}",
-            s.layers,
-            acts.join(", "),
-            serde_json::to_string(&s.output).unwrap_or_default(),
-            s.batch_norm
-        )
-    };
-    Err(NnError::invalid(
-        "__metadata__.spec",
-        format!(
-            "the file was written for a different network: expected {}, given {}",
-            describe(ours),
-            describe(theirs)
-        ),
-    ))
-}
-
-fn check_standardizer(model: &Model) -> Result<()> {
-    let Some(s) = &model.standardizer else {
-        return Ok(());
-    };
-    let n = model.spec.inputs();
-    if s.mean.len() != n || s.std.len() != n {
-        return Err(NnError::invalid(
-            "__metadata__.standardizer",
-            format!(
-                "{} means and {} stds for a model of {n} inputs",
-                s.mean.len(),
-                s.std.len()
-            ),
-        ));
-    }
-    if !s.mean.iter().chain(&s.std).all(|v| v.is_finite()) || s.std.iter().any(|&v| v <= 0.0) {
-        return Err(NnError::invalid(
-            "__metadata__.standardizer",
-            "values must be finite and every std > 0",
-        ));
-    }
-    Ok(())
 }
 
 fn default_labels(model: &mut Model) {
@@ -268,65 +89,38 @@ fn default_labels(model: &mut Model) {
     model.labels = labels;
 }
 
-fn load_tensors(model: &mut Model, st: &SafeTensors) -> Result<()> {
+/// Reads every tensor of `metadata` (checked by [`read_header`]: exactly the spec's, each
+/// of its shape and of a dtype its slot reads) from `data`, the bytes after the header.
+fn load_tensors(model: &mut Model, metadata: &Metadata, data: &[u8]) -> Result<()> {
     let (slots, _) = layout(&model.spec);
-    let expected: Vec<&str> = slots.iter().map(|s| s.name.as_str()).collect();
-    let mut given = st.names();
-    given.sort();
-    if let Some(extra) = given.iter().find(|n| !expected.contains(n)) {
-        return Err(NnError::invalid(
-            *extra,
-            format!(
-                "unexpected tensor `{extra}`; a model of this spec has exactly: {}",
-                expected.join(", ")
-            ),
-        ));
-    }
-    let missing: Vec<&str> = expected
-        .iter()
-        .copied()
-        .filter(|n| !given.contains(n))
-        .collect();
-    if let Some(first) = missing.first() {
-        return Err(NnError::invalid(
-            *first,
-            format!(
-                "tensor `{first}` is missing (missing: {})",
-                missing.join(", ")
-            ),
-        ));
-    }
     for slot in &slots {
-        let view = st
-            .tensor(&slot.name)
-            .map_err(|_| NnError::invalid(slot.name.clone(), "tensor is missing"))?;
-        if view.shape() != slot.shape.as_slice() {
-            return Err(NnError::Shape {
-                what: slot.name.clone(),
-                expected: slot.shape.clone(),
-                got: view.shape().to_vec(),
-            });
-        }
         let name = slot.name.as_str();
+        let (dtype, bytes) = metadata
+            .info(name)
+            .and_then(|info| {
+                let (start, end) = info.data_offsets;
+                Some((info.dtype, data.get(start..end)?))
+            })
+            .ok_or_else(|| NnError::invalid(name, "tensor is missing"))?;
         match slot.source {
             Source::BatchesTracked(l) => {
-                let batches = read_count(name, &view)?;
+                let batches = read_count(name, dtype, bytes)?;
                 if let Some(s) = model.bn_stats[l].as_mut() {
                     s.batches = batches;
                 }
             }
             Source::Param(i) => {
-                let values = read_floats(name, &view)?;
+                let values = read_floats(name, dtype, bytes)?;
                 set_param(&mut model.params[i], values);
             }
             Source::RunningMean(l) => {
-                let values = read_floats(name, &view)?;
+                let values = read_floats(name, dtype, bytes)?;
                 if let Some(s) = model.bn_stats[l].as_mut() {
                     s.mean = values;
                 }
             }
             Source::RunningVar(l) => {
-                let values = read_floats(name, &view)?;
+                let values = read_floats(name, dtype, bytes)?;
                 if let Some(i) = values.iter().position(|&v| v < 0.0) {
                     return Err(NnError::invalid(
                         name,
@@ -347,9 +141,8 @@ fn load_tensors(model: &mut Model, st: &SafeTensors) -> Result<()> {
 
 /// The values of a float tensor as `f32`, converted from `F64`, `F16` or `BF16`; each must be
 /// finite in `f32`.
-fn read_floats(name: &str, view: &TensorView) -> Result<Vec<f32>> {
-    let data = view.data();
-    let values: Vec<f32> = match view.dtype() {
+fn read_floats(name: &str, dtype: Dtype, data: &[u8]) -> Result<Vec<f32>> {
+    let values: Vec<f32> = match dtype {
         Dtype::F32 => data
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -383,7 +176,7 @@ fn read_floats(name: &str, view: &TensorView) -> Result<Vec<f32>> {
     if let Some(i) = values.iter().position(|v| !v.is_finite()) {
         // An F64 value is judged before it is narrowed: only a finite one can be "beyond
         // the range of F32"; ±inf and NaN are reported as what they are.
-        let original = (view.dtype() == Dtype::F64).then(|| {
+        let original = (dtype == Dtype::F64).then(|| {
             let mut a = [0u8; 8];
             a.copy_from_slice(&data[i * 8..i * 8 + 8]);
             f64::from_le_bytes(a)
@@ -402,9 +195,9 @@ fn read_floats(name: &str, view: &TensorView) -> Result<Vec<f32>> {
 }
 
 /// `num_batches_tracked`: an `I64` scalar, not negative.
-fn read_count(name: &str, view: &TensorView) -> Result<u64> {
-    let bytes: Option<[u8; 8]> = view.data().try_into().ok();
-    match (view.dtype(), bytes) {
+fn read_count(name: &str, dtype: Dtype, data: &[u8]) -> Result<u64> {
+    let bytes: Option<[u8; 8]> = data.try_into().ok();
+    match (dtype, bytes) {
         (Dtype::I64, Some(b)) => u64::try_from(i64::from_le_bytes(b)).map_err(|_| {
             NnError::invalid(
                 name,
@@ -442,7 +235,9 @@ fn f16_to_f32(h: u16) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::serialize::to_safetensors;
+    use crate::nn::activation::Activation;
+    use crate::nn::data::Standardizer;
+    use crate::nn::serialize::{to_safetensors, FORMAT};
     use std::collections::BTreeMap;
 
     fn spec() -> ModelSpec {

@@ -7,7 +7,8 @@
 //! (optimizers), [`schedule`] (learning rates), [`data`] (datasets, splits, standardization),
 //! [`generators`] and [`builtin`] (data to learn), [`model`] (parameters and inference),
 //! [`train`] (the training loop and its diagnostics), [`serialize`] (model files),
-//! [`import`] (weights made elsewhere, checked against a spec), [`onnx`] (ONNX export),
+//! [`import`] (weights made elsewhere, checked against a spec), [`header`] (a weights file
+//! judged by its header before its data is read), [`onnx`] (ONNX export),
 //! [`product`] (matrix products with the same bits on every machine, through the `gemm`
 //! crate), [`linalg`] (few-row products, elementwise kernels), [`isa`] (the instruction set
 //! they use), [`parallel`] (the threads that help with large products), [`vmath`]
@@ -23,6 +24,7 @@ pub mod error;
 pub mod fpenv;
 pub mod generators;
 pub mod head;
+pub mod header;
 pub mod import;
 pub mod init;
 pub mod isa;

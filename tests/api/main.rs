@@ -18,6 +18,7 @@ mod health;
 mod helpers;
 mod history;
 mod hostile;
+mod imports;
 mod jobs;
 mod limits;
 mod memory;

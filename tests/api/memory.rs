@@ -7,16 +7,24 @@
 //! for it must be a page (a few dozen records), not the job's whole history: before pages, an
 //! event subscriber of a 5,000-epoch job cost ~4 MB, a `GET …/metrics` of a 100,000-epoch job
 //! ~70 MB, and an experiment view a copy of every run's history.
+//!
+//! Hostile weights imports are the other way round: clients that send far more than the
+//! server should read. What the server keeps of each must be bounded by the file its model
+//! can have, not by the body: before imports were read as they arrived, four 200 MB bodies of
+//! garbage to a model whose file is under 2 KB were all refused, after 860–1,107 MB had been
+//! buffered, and 511–583 MB were still resident afterwards.
 
 use std::time::Duration;
 
 use futures_util::future::join_all;
 use serde_json::{json, Value};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::helpers::{parse_sse, xor_dataset};
+use crate::imports::{complete, relu_2_32_2};
 use crate::process::{temp_dir, ServerProcess};
+use crate::weights::safetensors;
 
 const MIB: u64 = 1024;
 
@@ -253,5 +261,181 @@ async fn memory_freed_by_a_refused_upload_goes_back_to_the_system() {
             .lines()
             .any(|l| l.starts_with("mlp_lab_memory_trims_total ")),
         "{metrics}"
+    );
+}
+
+/// How much each hostile import sends.
+const HOSTILE_BODY: usize = 200_000_000;
+
+/// One hostile import: its framing (chunked, or a `Content-Length` of [`HOSTILE_BODY`]) and
+/// the start of its body; the rest, up to [`HOSTILE_BODY`] bytes, is `filler` over and over.
+struct Hostile {
+    chunked: bool,
+    start: Vec<u8>,
+    filler: Vec<u8>,
+}
+
+/// Sends `hostile` to import weights into `model` while reading the answer, and returns the
+/// answer's status (`None` if the connection was reset before one arrived).
+async fn hostile_import(address: &str, model: &str, hostile: Hostile) -> Option<u16> {
+    let address = address.trim_start_matches("http://").to_owned();
+    let stream = TcpStream::connect(&address).await.expect("connect");
+    let (mut reader, mut writer) = stream.into_split();
+    let framing = if hostile.chunked {
+        "transfer-encoding: chunked".to_owned()
+    } else {
+        format!("content-length: {HOSTILE_BODY}")
+    };
+    let head = format!(
+        "POST /v1/models/{model}/versions HTTP/1.1\r\nhost: {address}\r\n\
+         content-type: application/octet-stream\r\n{framing}\r\n\r\n"
+    );
+    let send = async {
+        writer.write_all(head.as_bytes()).await?;
+        let mut sent = 0;
+        let mut piece = hostile.start.as_slice();
+        while sent < HOSTILE_BODY {
+            let n = piece.len().min(HOSTILE_BODY - sent);
+            if hostile.chunked {
+                writer.write_all(format!("{n:x}\r\n").as_bytes()).await?;
+            }
+            writer.write_all(&piece[..n]).await?;
+            if hostile.chunked {
+                writer.write_all(b"\r\n").await?;
+            }
+            sent += n;
+            piece = &hostile.filler;
+        }
+        if hostile.chunked {
+            writer.write_all(b"0\r\n\r\n").await?;
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    let receive = async move {
+        let mut answer = Vec::new();
+        let mut buffer = [0u8; 4096];
+        while let Ok(n @ 1..) = reader.read(&mut buffer).await {
+            answer.extend_from_slice(&buffer[..n]);
+            if complete(&answer) {
+                break;
+            }
+        }
+        answer
+    };
+    // The writer stays open until the answer is in: hyper drops a request whose client shuts
+    // down its side of the connection before it is answered.
+    let (_, answer) = tokio::time::timeout(Duration::from_secs(120), async {
+        tokio::join!(send, receive)
+    })
+    .await
+    .expect("the import ends within 120 s");
+    drop(writer);
+    let head = String::from_utf8_lossy(&answer[..answer.len().min(12)]).into_owned();
+    head.strip_prefix("HTTP/1.1 ")?.parse().ok()
+}
+
+/// `n` bytes of noise (xorshift64), the same every run.
+fn noise(n: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()[0]
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn hostile_weights_imports_are_refused_holding_a_header_at_most_not_their_bodies() {
+    let dir = temp_dir("import-memory");
+    let server = ServerProcess::start_ready(&dir, &["--ephemeral"]).await;
+    let model = json!({"name": "small", "layers": [2, 32, 2], "activation": "relu",
+                       "output": "softmax"});
+    server.post_ok("/v1/models", &model, 201).await;
+    let file = safetensors(&relu_2_32_2(0.1), None);
+    let imported = server
+        .client
+        .post(server.url("/v1/models/small/versions"))
+        .header("content-type", "application/octet-stream")
+        .body(file.clone())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(imported.status(), 201);
+    let garbage = noise(64 << 10);
+    // The longest header a file for this model may have (1 MiB + 512 bytes × 8 inputs, outputs
+    // and tensors), made of JSON that parses as far as its first value.
+    let mut long_header = 1_052_672u64.to_le_bytes().to_vec();
+    long_header.extend_from_slice(b"{\"0.weight\": [");
+    let hostile = [
+        Hostile {
+            chunked: false,
+            start: garbage.clone(),
+            filler: garbage.clone(),
+        },
+        Hostile {
+            chunked: true,
+            start: garbage.clone(),
+            filler: garbage.clone(),
+        },
+        Hostile {
+            chunked: false,
+            start: long_header,
+            filler: b"0,".repeat(32 << 10),
+        },
+        Hostile {
+            chunked: true,
+            start: file,
+            filler: garbage,
+        },
+    ];
+    server.reset_peak_rss();
+    let before = server.rss_kib();
+
+    let attack = join_all(
+        hostile
+            .into_iter()
+            .map(|h| hostile_import(&server.address, "small", h)),
+    );
+    // A client of the service that expects answers all the while.
+    let normal = async {
+        let body = json!({"inputs": [[0.5, -1.0]]});
+        loop {
+            let started = std::time::Instant::now();
+            assert_eq!(server.get("/healthz").await.status(), 200);
+            server.post_ok("/v1/models/small/predict", &body, 200).await;
+            assert!(started.elapsed() < Duration::from_secs(2), "a slow answer");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let statuses = tokio::select! {
+        statuses = attack => statuses,
+        () = normal => unreachable!("the normal client never stops"),
+    };
+
+    let risen = rise(&server, before);
+    // Each holds a header of at most 1 MiB (parsed in a few times its size) or a piece of
+    // hyper's read buffer: 16 MiB is ample (1.5 MiB was measured); 800 MB of bodies buffered
+    // raised it by 860 MB and more.
+    assert!(
+        risen <= 16 * MIB,
+        "the peak rose by {} MiB over {} MiB",
+        risen / MIB,
+        before / MIB
+    );
+    // The service's target after such an attack: 100 MB resident (about 11 MiB before it).
+    let resident = server.rss_kib();
+    assert!(resident <= 100 * MIB, "{} MiB resident", resident / MIB);
+    assert_eq!(server.get("/healthz").await.status(), 200);
+    // Each is refused as what it is (an answer may be lost to the reset of a connection closed
+    // with the rest of its body unread).
+    for status in &statuses {
+        assert!(matches!(status, Some(422) | None), "{statuses:?}");
+    }
+    assert!(
+        statuses.iter().any(Option::is_some),
+        "no answer arrived: {statuses:?}"
     );
 }

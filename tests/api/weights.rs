@@ -8,7 +8,10 @@ use crate::helpers::{assert_problem, xor_dataset, TestApp};
 /// A safetensors file of `(name, dtype, shape, bytes)` and optional metadata, written by hand
 /// (the layout of the format: u64 LE header length, JSON header, data) so that tests can make
 /// every kind of wrong file.
-fn safetensors(tensors: &[(&str, &str, Vec<usize>, Vec<u8>)], meta: Option<Value>) -> Vec<u8> {
+pub(crate) fn safetensors(
+    tensors: &[(&str, &str, Vec<usize>, Vec<u8>)],
+    meta: Option<Value>,
+) -> Vec<u8> {
     let mut header = serde_json::Map::new();
     if let Some(meta) = meta {
         header.insert("__metadata__".into(), meta);
@@ -30,7 +33,7 @@ fn safetensors(tensors: &[(&str, &str, Vec<usize>, Vec<u8>)], meta: Option<Value
     out
 }
 
-fn f32_bytes(values: &[f32]) -> Vec<u8> {
+pub(crate) fn f32_bytes(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 

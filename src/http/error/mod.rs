@@ -32,6 +32,7 @@
 //! | `queue_full`             | 429    | [`ApiError::QueueFull`] (`Retry-After` set)          |
 //! | `too_many_predictions`   | 429    | [`ApiError::TooManyPredictions`] (`Retry-After` set) |
 //! | `too_many_subscribers`   | 429    | [`ApiError::TooManySubscribers`] (`Retry-After` set) |
+//! | `too_many_imports`       | 429    | [`ApiError::TooManyImports`] (`Retry-After` set)     |
 //! | `internal`               | 500    | [`ApiError::Internal`] (cause logged, never sent)    |
 //! | `unavailable`            | 503    | [`ApiError::Unavailable`]                            |
 //! | `insufficient_storage`   | 507    | [`ApiError::InsufficientStorage`] (cause logged)     |
@@ -59,6 +60,10 @@ pub const PREDICTION_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// What a client refused an event stream is told to wait: a slot frees when another
 /// subscriber leaves, which takes as long as a person watching a job does.
 pub const SUBSCRIBER_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// What a client refused a weights import is told to wait: a slot frees when another import
+/// is read and stored, a second or so for all but the largest files.
+pub const IMPORT_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 pub use v2::{is_v2_path, V2Error};
 
@@ -225,6 +230,16 @@ pub enum ApiError {
         /// The job whose own cap (`--max-event-subscribers-per-job`) was hit; `None` for the
         /// cap over all jobs (`--max-event-subscribers`).
         job: Option<uuid::Uuid>,
+        /// Sent as `Retry-After`, rounded up to whole seconds.
+        retry_after: Duration,
+    },
+
+    /// As many weights imports are being read as `--max-concurrent-imports` allows (429); the
+    /// client may retry after the given time.
+    #[error("too many weights imports at once")]
+    TooManyImports {
+        /// The cap in force.
+        max: usize,
         /// Sent as `Retry-After`, rounded up to whole seconds.
         retry_after: Duration,
     },
@@ -402,7 +417,8 @@ impl ApiError {
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::QueueFull { .. }
             | Self::TooManyPredictions { .. }
-            | Self::TooManySubscribers { .. } => StatusCode::TOO_MANY_REQUESTS,
+            | Self::TooManySubscribers { .. }
+            | Self::TooManyImports { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::LimitExceeded { limit, .. } if limit.is_body_size() => {
                 StatusCode::PAYLOAD_TOO_LARGE
@@ -433,6 +449,7 @@ impl ApiError {
             Self::QueueFull { .. } => "queue_full",
             Self::TooManyPredictions { .. } => "too_many_predictions",
             Self::TooManySubscribers { .. } => "too_many_subscribers",
+            Self::TooManyImports { .. } => "too_many_imports",
             Self::HeadersTooLarge { .. } => "headers_too_large",
             Self::Unauthorized { .. } => "unauthorized",
             Self::Forbidden { .. } => "forbidden",
@@ -461,6 +478,7 @@ impl ApiError {
             Self::QueueFull { .. } => "Queue full",
             Self::TooManyPredictions { .. } => "Too many predictions",
             Self::TooManySubscribers { .. } => "Too many subscribers",
+            Self::TooManyImports { .. } => "Too many imports",
             Self::HeadersTooLarge { .. } => "Request headers too large",
             Self::Unauthorized { .. } => "Unauthorized",
             Self::Forbidden { .. } => "Forbidden",
@@ -544,6 +562,11 @@ impl ApiError {
             } => format!(
                 "{max} clients follow job events already, the most --max-event-subscribers / \
                  MLP_LAB_MAX_EVENT_SUBSCRIBERS allows; retry in {} s",
+                retry_after_secs(*retry_after)
+            ),
+            Self::TooManyImports { max, retry_after } => format!(
+                "{max} weights imports are being read already, the most \
+                 --max-concurrent-imports / MLP_LAB_MAX_CONCURRENT_IMPORTS allows; retry in {} s",
                 retry_after_secs(*retry_after)
             ),
             Self::HeadersTooLarge { max, given } => format!(
@@ -708,7 +731,8 @@ impl IntoResponse for ApiError {
         match self {
             Self::QueueFull { retry_after }
             | Self::TooManyPredictions { retry_after, .. }
-            | Self::TooManySubscribers { retry_after, .. } => {
+            | Self::TooManySubscribers { retry_after, .. }
+            | Self::TooManyImports { retry_after, .. } => {
                 headers.insert(
                     header::RETRY_AFTER,
                     HeaderValue::from(retry_after_secs(retry_after)),

@@ -61,7 +61,8 @@ impl From<ApiError> for V2Error {
         let retry_after = match &error {
             ApiError::QueueFull { retry_after }
             | ApiError::TooManyPredictions { retry_after, .. }
-            | ApiError::TooManySubscribers { retry_after, .. } => {
+            | ApiError::TooManySubscribers { retry_after, .. }
+            | ApiError::TooManyImports { retry_after, .. } => {
                 Some(super::retry_after_secs(*retry_after))
             }
             _ => None,

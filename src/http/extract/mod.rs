@@ -26,6 +26,7 @@ use serde_json::Value;
 
 pub mod media_type;
 pub mod query;
+pub mod weights;
 
 use super::error::{ApiError, FieldError};
 use super::middleware::body_limit::BodyLimit;
@@ -102,17 +103,54 @@ pub async fn read_body_with(
     request: Request,
     mut on_piece: impl FnMut(Bytes),
 ) -> Result<(), ApiError> {
-    let body_limit = request.extensions().get::<BodyLimit>().copied();
-    let mut body = request.into_limited_body();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|error| unreadable(error, body_limit))?;
-        if let Ok(data) = frame.into_data() {
-            if !data.is_empty() {
-                on_piece(data);
-            }
-        }
+    let mut body = BodyPieces::new(request);
+    while let Some(piece) = body.next().await? {
+        on_piece(piece);
     }
     Ok(())
+}
+
+/// A request body read a piece at a time, within the route group's limit, for a reader that
+/// may stop early (dropping it reads no more) or await between pieces.
+pub struct BodyPieces {
+    body: axum::body::Body,
+    body_limit: Option<BodyLimit>,
+}
+
+impl BodyPieces {
+    /// The body of `request`, unread.
+    #[must_use]
+    pub fn new(request: Request) -> Self {
+        let body_limit = request.extensions().get::<BodyLimit>().copied();
+        Self {
+            body: request.into_limited_body(),
+            body_limit,
+        }
+    }
+
+    /// The route group's limit, if the route has one.
+    #[must_use]
+    pub fn body_limit(&self) -> Option<BodyLimit> {
+        self.body_limit
+    }
+
+    /// The next piece that is not empty, as hyper cut it from its read buffer; `None` at the
+    /// end of the body.
+    ///
+    /// # Errors
+    /// As [`read_body`]: 413 when the body outgrows the route group's limit, 400 when it
+    /// cannot be read, with axum's own wording.
+    pub async fn next(&mut self) -> Result<Option<Bytes>, ApiError> {
+        while let Some(frame) = self.body.frame().await {
+            let frame = frame.map_err(|error| unreadable(error, self.body_limit))?;
+            if let Ok(data) = frame.into_data() {
+                if !data.is_empty() {
+                    return Ok(Some(data));
+                }
+            }
+        }
+        Ok(None)
+    }
 }
 
 /// The error for a body that could not be read, as axum's `Bytes` extractor tells them

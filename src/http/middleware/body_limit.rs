@@ -135,7 +135,9 @@ impl Gate for Enforce {
     }
 }
 
-fn content_length(headers: &HeaderMap) -> Option<u64> {
+/// The body's size as its `Content-Length` declares it; `None` for a chunked body (or a
+/// value that is no number, which hyper refuses before we see it).
+pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(header::CONTENT_LENGTH)?
         .to_str()
