@@ -33,34 +33,32 @@ struct Unreadable {
     message: String,
 }
 
-/// The target column's cells, in one buffer: a body of millions of rows would otherwise cost
-/// a `String` (and its allocation) a row, several times the body's own size.
+/// The target column's cells, in one buffer, each ended by a NUL (which a cell may not
+/// hold): a body of millions of rows would otherwise cost a `String` (and its allocation) a
+/// row, several times the body's own size.
 #[derive(Default)]
 struct Cells {
     text: String,
-    /// Where each cell ends in `text`.
-    ends: Vec<u32>,
+    len: usize,
 }
 
 impl Cells {
-    fn push(&mut self, cell: &str) -> Result<(), RegistryError> {
+    fn push(&mut self, cell: &str) -> Result<(), &'static str> {
+        if cell.contains('\0') {
+            return Err("a target cell may not hold a NUL character");
+        }
         self.text.push_str(cell);
-        let end = u32::try_from(self.text.len()).map_err(|_| {
-            RegistryError::invalid("csv", "the target column holds more than 4 GiB of text")
-        })?;
-        self.ends.push(end);
+        self.text.push('\0');
+        self.len += 1;
         Ok(())
     }
 
     fn len(&self) -> usize {
-        self.ends.len()
+        self.len
     }
 
     fn iter(&self) -> impl Iterator<Item = &str> + '_ {
-        let starts = std::iter::once(0).chain(self.ends.iter().copied());
-        starts
-            .zip(&self.ends)
-            .map(|(a, &b)| &self.text[a as usize..b as usize])
+        self.text.split_terminator('\0')
     }
 }
 
@@ -235,7 +233,9 @@ pub fn from_csv(
                 ));
             }
             if c == t {
-                targets.push(cell)?;
+                targets
+                    .push(cell)
+                    .map_err(|why| RegistryError::invalid(at(), format!("{}: {why}", place())))?;
                 continue;
             }
             let v: f64 = cell.parse().map_err(|_| {
@@ -345,6 +345,15 @@ mod tests {
         .expect("ok");
 
         assert_eq!(d.data.targets.names(), ["a, b", r#"say "hi""#]);
+    }
+
+    #[test]
+    fn a_target_with_a_nul_character_is_refused_naming_its_place() {
+        let (field, message) = refusal("x,label\n1,a\n2,\"b\0c\"\n");
+
+        assert_eq!(field, "rows[1].label");
+        assert!(message.starts_with("line 3 (data row 2)"), "{message}");
+        assert!(message.contains("NUL"), "{message}");
     }
 
     #[test]

@@ -77,19 +77,30 @@ pub fn require_json(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
 /// # Errors
 /// [`ApiError::PayloadTooLarge`] or [`ApiError::BadRequest`].
 pub async fn read_body(request: Request) -> Result<Bytes, ApiError> {
-    let mut pieces: Vec<Bytes> = Vec::new();
-    read_body_with(request, |piece| pieces.push(piece)).await?;
-    Ok(match pieces.len() {
-        0 => Bytes::new(),
-        1 => pieces.pop().expect("one piece"),
-        _ => {
-            let mut body = BytesMut::with_capacity(pieces.iter().map(Bytes::len).sum());
-            for piece in &pieces {
-                body.extend_from_slice(piece);
-            }
-            body.freeze()
-        }
-    })
+    let declared = super::middleware::body_limit::content_length(request.headers());
+    let mut body = BodyPieces::new(request);
+    let Some(first) = body.next().await? else {
+        return Ok(Bytes::new());
+    };
+    let Some(second) = body.next().await? else {
+        return Ok(first);
+    };
+    // Copied into one buffer as they arrive, sized from `Content-Length` (within the route's
+    // limit): keeping the pieces until the end and then copying them would hold the body
+    // twice (a 64 MiB upload, 128 MiB).
+    let limit = body.body_limit().map_or(u64::MAX, |l| l.max.0);
+    let expected = declared.map_or(0, |d| d.min(limit));
+    let capacity = usize::try_from(expected)
+        .unwrap_or(0)
+        .max(first.len() + second.len());
+    let mut all = BytesMut::with_capacity(capacity);
+    all.extend_from_slice(&first);
+    all.extend_from_slice(&second);
+    drop((first, second));
+    while let Some(piece) = body.next().await? {
+        all.extend_from_slice(&piece);
+    }
+    Ok(all.freeze())
 }
 
 /// [`read_body`], handing each piece to `on_piece` as it arrives (to parse a body while it is
