@@ -109,14 +109,6 @@ fn slack() -> Option<u64> {
     Some(resident_bytes()?.saturating_sub(in_use))
 }
 
-/// Bytes the allocator holds free in its arenas, resident or not.
-#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
-fn free_in_arenas() -> u64 {
-    // SAFETY: as in `slack`.
-    let info = unsafe { libc::mallinfo2() };
-    info.fordblks as u64
-}
-
 /// Returns every arena's whole free pages to the system.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub fn trim() {
@@ -124,37 +116,5 @@ pub fn trim() {
     // nothing that is in use.
     unsafe {
         libc::malloc_trim(0);
-    }
-}
-
-#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
-mod tests {
-    use super::{free_in_arenas, resident_bytes, trim};
-
-    #[test]
-    fn freed_memory_in_a_threads_arena_goes_back_to_the_system_when_trimmed() {
-        // Blocks under malloc's mapping threshold, so that they come from the arena of the
-        // thread that made them, each followed by a small one that stays: freeing the large
-        // ones leaves holes between live chunks, which glibc never returns by itself.
-        let (held, _pins) = std::thread::spawn(|| {
-            let (blocks, pins): (Vec<Vec<u8>>, Vec<Box<u64>>) = (0..1024)
-                .map(|i| (vec![1u8; 64 * 1024], Box::new(i)))
-                .unzip();
-            let before = resident_bytes().expect("statm");
-            drop(blocks);
-            (before, pins)
-        })
-        .join()
-        .expect("thread");
-        assert!(free_in_arenas() >= 32 << 20, "{} free", free_in_arenas());
-        let untrimmed = resident_bytes().expect("statm");
-
-        trim();
-
-        let trimmed = resident_bytes().expect("statm");
-        assert!(
-            untrimmed.saturating_sub(trimmed) >= 32 << 20,
-            "resident {held} with the blocks, {untrimmed} after freeing them, {trimmed} after the trim"
-        );
     }
 }
