@@ -1,12 +1,15 @@
 //! The `mlp-lab` server: reads its configuration, sets up logging, and serves until SIGTERM or
-//! ctrl-c. Everything else lives in the library.
+//! ctrl-c; or, asked to, migrates the database's schema (`--migrate-only`) or copies a data
+//! directory or database into another (`mlp-lab copy`). Everything else lives in the library.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
-use mlp_lab::config::{Config, LogFormat};
+use mlp_lab::config::{Command, Config, Location, LogFormat};
 use mlp_lab::http::{serve_loading, Auth};
+use mlp_lab::store::{DataDirLock, FileStore, PgStore, Store};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -25,6 +28,12 @@ fn main() -> ExitCode {
 async fn run() -> ExitCode {
     let config = Config::parse();
     init_tracing(config.log_format);
+    if let Some(Command::Copy { from, to }) = config.command.clone() {
+        return blocking(move || copy(&config, &from, &to)).await;
+    }
+    if config.migrate_only {
+        return blocking(move || migrate_only(&config)).await;
+    }
     mlp_lab::memory::start_trimmer();
     // Tokens first: an unreadable or empty one stops the server before it listens.
     match Auth::from_config(&config) {
@@ -39,6 +48,19 @@ async fn run() -> ExitCode {
         }
     }
 
+    // One process per data directory, held until this one ends (however it ends).
+    let _lock = if config.ephemeral || config.database_url.is_some() {
+        None
+    } else {
+        match DataDirLock::acquire(&config.data_dir) {
+            Ok(lock) => Some(lock),
+            Err(error) => {
+                tracing::error!(%error, "cannot start");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+
     let listener = match tokio::net::TcpListener::bind(config.addr).await {
         Ok(listener) => listener,
         Err(error) => {
@@ -48,7 +70,7 @@ async fn run() -> ExitCode {
     };
     match listener.local_addr() {
         Ok(addr) => {
-            tracing::info!(%addr, data_dir = %config.data_dir.display(), ephemeral = config.ephemeral, "listening")
+            tracing::info!(%addr, data_dir = %config.data_dir.display(), ephemeral = config.ephemeral, database = config.database_url.is_some(), "listening")
         }
         Err(error) => tracing::warn!(%error, "listening on an unknown address"),
     }
@@ -64,6 +86,93 @@ async fn run() -> ExitCode {
         }
         Err(error) => {
             tracing::error!(%error, "cannot serve");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs `work` on a blocking thread: it waits on files and the database.
+async fn blocking(work: impl FnOnce() -> ExitCode + Send + 'static) -> ExitCode {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or(ExitCode::FAILURE)
+}
+
+/// `--migrate-only`: applies the database's missing migrations and exits.
+fn migrate_only(config: &Config) -> ExitCode {
+    let Some(url) = &config.database_url else {
+        tracing::error!("--migrate-only needs --database-url");
+        return ExitCode::FAILURE;
+    };
+    match PgStore::open(url.expose(), config.database_password_file.as_deref()) {
+        Ok((store, migrated)) => {
+            tracing::info!(
+                database = store.target(),
+                schema_version = migrated.version,
+                applied_migrations = ?migrated.applied,
+                "the database's schema is up to date"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot migrate");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A store to copy from (`source`) or to, with the data directory's lock when it is one.
+fn open_location(
+    config: &Config,
+    location: &Location,
+    source: bool,
+) -> Result<(Arc<dyn Store>, Option<DataDirLock>), String> {
+    match location {
+        Location::Dir(dir) if source && !dir.is_dir() => {
+            Err(format!("there is no data directory {}", dir.display()))
+        }
+        Location::Dir(dir) => {
+            let lock = DataDirLock::acquire(dir).map_err(|e| e.to_string())?;
+            let store = FileStore::open(dir)
+                .map_err(|e| format!("cannot open the data directory {}: {e}", dir.display()))?;
+            Ok((Arc::new(store), Some(lock)))
+        }
+        Location::Database(url) => {
+            let (store, _) = PgStore::open(url.expose(), config.database_password_file.as_deref())
+                .map_err(|e| e.to_string())?;
+            Ok((Arc::new(store), None))
+        }
+    }
+}
+
+/// `mlp-lab copy --from … --to …`: every stored object into an empty data directory or
+/// database.
+fn copy(config: &Config, from: &Location, to: &Location) -> ExitCode {
+    if from == to {
+        tracing::error!(%from, "cannot copy: --from and --to are the same");
+        return ExitCode::FAILURE;
+    }
+    let opened = open_location(config, from, true)
+        .and_then(|source| open_location(config, to, false).map(|target| (source, target)));
+    let ((source, _source_lock), (target, _target_lock)) = match opened {
+        Ok(opened) => opened,
+        Err(error) => {
+            tracing::error!(%error, "cannot copy");
+            return ExitCode::FAILURE;
+        }
+    };
+    let copied = mlp_lab::store::copy(&*source, &*target, |done, total| {
+        if done % 100 == 0 || done == total {
+            tracing::info!(done, total, "copying");
+        }
+    });
+    match copied {
+        Ok((objects, bytes)) => {
+            tracing::info!(objects, bytes, %from, %to, "copied every stored object");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            tracing::error!(%error, %from, %to, "the copy stopped");
             ExitCode::FAILURE
         }
     }

@@ -74,7 +74,8 @@ mod tests {
     fn everything_is_copied_into_an_empty_store_and_a_full_one_is_refused() {
         let (from, to) = (MemoryStore::new(), MemoryStore::new());
         from.put("models/1.json", b"{}").expect("put");
-        from.put("versions/1/1.safetensors", b"weights").expect("put");
+        from.put("versions/1/1.safetensors", b"weights")
+            .expect("put");
 
         let (objects, bytes) = copy(&from, &to, |_, _| {}).expect("copied");
 

@@ -74,7 +74,9 @@ pub(super) async fn migrate(client: &mut Client) -> Result<Migrated, PgError> {
 async fn migrate_locked(client: &mut Client) -> Result<Migrated, PgError> {
     client
         .batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (
+            // Without the notice "already exists, skipping" at every start.
+            "SET client_min_messages TO warning;
+             CREATE TABLE IF NOT EXISTS schema_migrations (
                  version    integer PRIMARY KEY,
                  name       text NOT NULL,
                  sha256     text NOT NULL,
@@ -126,7 +128,11 @@ async fn migrate_locked(client: &mut Client) -> Result<Migrated, PgError> {
         transaction
             .execute(
                 "INSERT INTO schema_migrations (version, name, sha256) VALUES ($1, $2, $3)",
-                &[&migration.version, &migration.name, &sha256_hex(migration.sql)],
+                &[
+                    &migration.version,
+                    &migration.name,
+                    &sha256_hex(migration.sql),
+                ],
             )
             .await
             .map_err(failed)?;

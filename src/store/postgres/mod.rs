@@ -30,6 +30,7 @@ pub mod scratch;
 
 use std::future::Future;
 use std::io;
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -62,7 +63,7 @@ pub enum PgError {
     #[error("cannot start the database client: {0}")]
     Runtime(#[source] io::Error),
     /// The database cannot be reached or refused the login.
-    #[error("cannot connect to the database {target}: {source}")]
+    #[error("cannot connect to the database {target}: {}", explain(.source))]
     Connect {
         /// The database, without the password: `user@host:port/dbname`.
         target: String,
@@ -70,8 +71,17 @@ pub enum PgError {
         #[source]
         source: tokio_postgres::Error,
     },
+    /// The password file cannot be read, or is empty.
+    #[error("cannot read the database password file {path}: {source}")]
+    PasswordFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
     /// A migration failed (its transaction was rolled back).
-    #[error("database migration {version} ({name}) failed: {source}")]
+    #[error("database migration {version} ({name}) failed: {}", explain(.source))]
     Migration {
         /// Its version.
         version: i32,
@@ -94,7 +104,7 @@ pub enum PgError {
         name: &'static str,
     },
     /// Another statement failed.
-    #[error("database: {0}")]
+    #[error("database: {}", explain(.0))]
     Sql(#[source] tokio_postgres::Error),
     /// The database gave no answer in time.
     #[error("the database gave no answer within {0:?}")]
@@ -117,6 +127,23 @@ impl std::fmt::Debug for PgStore {
             .field("max_value_bytes", &self.max_value_bytes)
             .finish_non_exhaustive()
     }
+}
+
+/// What went wrong, with its causes: `tokio_postgres::Error` says only `db error` or
+/// `error connecting to server` itself, and keeps the server's message and the I/O error as
+/// its sources.
+pub(crate) fn explain(error: &tokio_postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        return format!("{} ({})", db.message(), db.code().code());
+    }
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// The database `config` names, without its password: `user@host:port/dbname`.
@@ -170,6 +197,33 @@ pub fn parse_url(url: &str, password: Option<&str>) -> Result<tokio_postgres::Co
 }
 
 impl PgStore {
+    /// [`Self::connect`] to `url` (`--database-url`), with the password in `password_file`
+    /// (`--database-password-file`) when given.
+    ///
+    /// # Errors
+    /// [`PgError`], also for a password file that cannot be read or is empty.
+    pub fn open(url: &str, password_file: Option<&Path>) -> Result<(Self, Migrated), PgError> {
+        let password = match password_file {
+            None => None,
+            Some(path) => {
+                let failed = |source| PgError::PasswordFile {
+                    path: path.to_owned(),
+                    source,
+                };
+                let text = std::fs::read_to_string(path).map_err(failed)?;
+                let password = text.trim();
+                if password.is_empty() {
+                    return Err(failed(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "the file is empty",
+                    )));
+                }
+                Some(password.to_owned())
+            }
+        };
+        Self::connect(parse_url(url, password.as_deref())?)
+    }
+
     /// Connects to the database `config` names, applies the missing migrations (under the
     /// advisory lock, see `migrate`), and returns the store with what migrating did.
     ///
@@ -273,7 +327,11 @@ impl PgStore {
             let mut retried = false;
             loop {
                 let client = pool.get().await.map_err(|error| {
-                    StoreError::Unavailable(format!("no connection to the database: {error}"))
+                    let reason = match &error {
+                        deadpool_postgres::PoolError::Backend(error) => explain(error),
+                        other => other.to_string(),
+                    };
+                    StoreError::Unavailable(format!("no connection to the database: {reason}"))
                 })?;
                 match op(client).await {
                     Err(error) if error.is_closed() && !retried => {
@@ -311,7 +369,7 @@ fn classify(key: &str, error: &tokio_postgres::Error) -> StoreError {
     };
     let Some(db) = error.as_db_error() else {
         // No answer at all: the connection failed or closed, or a message was cut.
-        return StoreError::Unavailable(error.to_string());
+        return StoreError::Unavailable(explain(error));
     };
     let code = db.code().code();
     match code {

@@ -37,7 +37,9 @@ fn listing_a_prefix_takes_its_characters_literally_and_sorts_bytewise() {
         return;
     };
     let store = connect(&db);
-    for key in ["a_b/1", "axb/1", "a%/1", "a\\/1", "B/1", "b/1", "é/1", "z/1"] {
+    for key in [
+        "a_b/1", "axb/1", "a%/1", "a\\/1", "B/1", "b/1", "é/1", "z/1",
+    ] {
         store.put(key, key.as_bytes()).expect("put");
     }
 
@@ -46,7 +48,11 @@ fn listing_a_prefix_takes_its_characters_literally_and_sorts_bytewise() {
     assert_eq!(store.list("a\\").expect("list"), ["a\\/1"]);
     let mut rust_order = store.list("").expect("list");
     rust_order.sort();
-    assert_eq!(store.list("").expect("list"), rust_order, "bytewise, as a BTreeMap");
+    assert_eq!(
+        store.list("").expect("list"),
+        rust_order,
+        "bytewise, as a BTreeMap"
+    );
     assert_eq!(like_prefix("a_%\\"), "a\\_\\%\\\\%");
 }
 
@@ -67,7 +73,10 @@ fn a_value_over_the_cap_is_refused_unread_with_its_size() {
             ..
         })
     ));
-    assert_eq!(store.get("a/2.json").expect("get").map(|v| v.len()), Some(9));
+    assert_eq!(
+        store.get("a/2.json").expect("get").map(|v| v.len()),
+        Some(9)
+    );
 }
 
 #[test]
@@ -100,7 +109,10 @@ fn concurrent_migrators_on_a_fresh_database_apply_each_migration_once() {
     }
     applied.sort_unstable();
     let all: Vec<i32> = MIGRATIONS.iter().map(|m| m.version).collect();
-    assert_eq!(applied, all, "each migration applied by exactly one migrator");
+    assert_eq!(
+        applied, all,
+        "each migration applied by exactly one migrator"
+    );
     let store = connect(&db);
     crate::store::exercise(&store);
 }
@@ -120,7 +132,10 @@ fn a_migration_changed_after_it_was_applied_stops_the_start() {
     let refused = PgStore::connect(parse_url(db.url(), None).expect("URL"));
 
     assert!(
-        matches!(refused, Err(super::PgError::ChangedMigration { version: 1, .. })),
+        matches!(
+            refused,
+            Err(super::PgError::ChangedMigration { version: 1, .. })
+        ),
         "{refused:?}"
     );
 }
@@ -156,7 +171,10 @@ fn a_server_that_does_not_answer_is_a_connect_error_naming_the_database_without_
     let refused = PgStore::connect(parse_url(&url, None).expect("URL"));
 
     let message = refused.expect_err("nothing listens").to_string();
-    assert!(message.contains(&format!("someone@127.0.0.1:{port}/somedb")), "{message}");
+    assert!(
+        message.contains(&format!("someone@127.0.0.1:{port}/somedb")),
+        "{message}"
+    );
     assert!(!message.contains("s3cret"), "{message}");
 }
 
