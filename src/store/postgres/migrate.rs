@@ -16,7 +16,7 @@
 use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
 
-use super::PgError;
+use super::error::PgError;
 
 /// One migration: its version (the file's number), its name and its SQL.
 #[derive(Debug)]

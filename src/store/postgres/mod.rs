@@ -25,6 +25,7 @@
 //! Values are `bytea`, so one is at most 1 GB (PostgreSQL's limit for a field): more than the
 //! weights of the largest network the default limits allow (50 million `f32`s, 200 MB).
 
+mod error;
 mod migrate;
 pub mod scratch;
 
@@ -38,6 +39,8 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
+use error::explain;
+pub use error::PgError;
 pub use migrate::{Migrated, Migration, MIGRATIONS};
 
 use super::{check_key, Store, StoreError};
@@ -52,64 +55,6 @@ pub const OP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long connecting may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Why the database cannot be used at start-up.
-#[derive(Debug, thiserror::Error)]
-pub enum PgError {
-    /// The URL cannot be parsed (it is not repeated: it may hold a password).
-    #[error("the database URL cannot be used: {0}")]
-    Url(String),
-    /// The runtime of the client cannot start.
-    #[error("cannot start the database client: {0}")]
-    Runtime(#[source] io::Error),
-    /// The database cannot be reached or refused the login.
-    #[error("cannot connect to the database {target}: {}", explain(.source))]
-    Connect {
-        /// The database, without the password: `user@host:port/dbname`.
-        target: String,
-        /// The cause.
-        #[source]
-        source: tokio_postgres::Error,
-    },
-    /// The password file cannot be read, or is empty.
-    #[error("cannot read the database password file {path}: {source}")]
-    PasswordFile {
-        /// The file.
-        path: std::path::PathBuf,
-        /// The cause.
-        #[source]
-        source: io::Error,
-    },
-    /// A migration failed (its transaction was rolled back).
-    #[error("database migration {version} ({name}) failed: {}", explain(.source))]
-    Migration {
-        /// Its version.
-        version: i32,
-        /// Its name.
-        name: &'static str,
-        /// The cause.
-        #[source]
-        source: tokio_postgres::Error,
-    },
-    /// A migration was applied with SQL that differs from this binary's.
-    #[error(
-        "database migration {version} ({name}) was applied with other SQL than this binary \
-         has (its checksum in schema_migrations differs); the schema is not what this \
-         binary expects"
-    )]
-    ChangedMigration {
-        /// Its version.
-        version: i32,
-        /// Its name.
-        name: &'static str,
-    },
-    /// Another statement failed.
-    #[error("database: {}", explain(.0))]
-    Sql(#[source] tokio_postgres::Error),
-    /// The database gave no answer in time.
-    #[error("the database gave no answer within {0:?}")]
-    Timeout(Duration),
-}
 
 /// Objects in PostgreSQL; see the module's comment.
 pub struct PgStore {
@@ -127,23 +72,6 @@ impl std::fmt::Debug for PgStore {
             .field("max_value_bytes", &self.max_value_bytes)
             .finish_non_exhaustive()
     }
-}
-
-/// What went wrong, with its causes: `tokio_postgres::Error` says only `db error` or
-/// `error connecting to server` itself, and keeps the server's message and the I/O error as
-/// its sources.
-pub(crate) fn explain(error: &tokio_postgres::Error) -> String {
-    if let Some(db) = error.as_db_error() {
-        return format!("{} ({})", db.message(), db.code().code());
-    }
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The database `config` names, without its password: `user@host:port/dbname`.
@@ -407,6 +335,8 @@ fn like_prefix(prefix: &str) -> String {
 impl Store for PgStore {
     fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
         check_key(key)?;
+        // One copy of the value, shared by the attempts: the query runs on another thread,
+        // for longer than this borrow is known to live.
         let (owned, value) = (key.to_owned(), std::sync::Arc::<[u8]>::from(bytes));
         self.run(key, move |client| {
             let (key, value) = (owned.clone(), std::sync::Arc::clone(&value));
@@ -503,7 +433,10 @@ impl Store for PgStore {
             )))),
             Err(error) => {
                 tracing::warn!(%error, database = %self.target, "the database cannot be written");
-                Err(error)
+                // What `/readyz` shows, publicly: no names of hosts or databases.
+                Err(StoreError::Unavailable(
+                    "no connection, or the write failed".to_owned(),
+                ))
             }
         }
     }
