@@ -284,7 +284,7 @@ impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Location::Dir(dir) => write!(f, "{}", dir.display()),
-            Location::Database(url) => write!(f, "{url:?}"),
+            Location::Database(url) => f.write_str(&url.redacted()),
         }
     }
 }
@@ -309,23 +309,27 @@ impl DatabaseUrl {
     pub fn expose(&self) -> &str {
         &self.0
     }
-}
 
-impl fmt::Debug for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // `scheme://user:secret@host/…` → `scheme://user:<redacted>@host/…`; a `key=value`
-        // string is not shown at all.
+    /// The URL without its password, for people: `scheme://user:secret@host/…` →
+    /// `scheme://user:<redacted>@host/…`; a `key=value` string is not shown at all.
+    #[must_use]
+    pub fn redacted(&self) -> String {
         let Some((scheme, rest)) = self.0.split_once("://") else {
-            return f.write_str("DatabaseUrl(<redacted>)");
+            return "<redacted>".to_owned();
         };
-        let shown = match rest.rsplit_once('@') {
+        match rest.rsplit_once('@') {
             Some((user, host)) => match user.split_once(':') {
                 Some((name, _)) => format!("{scheme}://{name}:<redacted>@{host}"),
                 None => self.0.clone(),
             },
             None => self.0.clone(),
-        };
-        write!(f, "DatabaseUrl({shown})")
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({})", self.redacted())
     }
 }
 

@@ -4,11 +4,10 @@
 //! runs on the data directory only.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use mlp_lab::config::{Config, DatabaseUrl};
 use mlp_lab::store::postgres::scratch::ScratchDatabase;
-use mlp_lab::store::{FileStore, PgStore, Store};
+use mlp_lab::store::{PgStore, Store};
 
 use crate::process::{temp_dir, ServerProcess};
 
@@ -68,26 +67,16 @@ impl Backend {
         server
     }
 
-    /// The store itself, opened beside the server, for what a test checks behind its back.
-    pub fn store(&self) -> Arc<dyn Store> {
-        match self {
-            Backend::DataDir(dir) => {
-                Arc::new(FileStore::open(dir).expect("open the data directory"))
-            }
-            Backend::Postgres(db) => Arc::new(
-                PgStore::open(db.url(), None)
-                    .expect("connect to the test database")
-                    .0,
-            ),
-        }
-    }
-
     /// What is stored under `prefix` (a folder: `models/`): under a data directory every file,
     /// the temporary files of writes included; in a database every key.
     pub fn stored(&self, prefix: &str) -> Vec<String> {
         match self {
             Backend::DataDir(dir) => files_under(&dir.join(prefix)),
-            Backend::Postgres(_) => self.store().list(prefix).expect("list the database"),
+            Backend::Postgres(db) => PgStore::open(db.url(), None)
+                .expect("connect to the test database")
+                .0
+                .list(prefix)
+                .expect("list the database"),
         }
     }
 }
