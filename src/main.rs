@@ -4,12 +4,11 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::Parser;
 use mlp_lab::config::{Command, Config, Location, LogFormat};
 use mlp_lab::http::{serve_loading, Auth};
-use mlp_lab::store::{DataDirLock, FileStore, PgStore, Store};
+use mlp_lab::store::{DataDirLock, PgStore, Place};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -121,58 +120,34 @@ fn migrate_only(config: &Config) -> ExitCode {
     }
 }
 
-/// A store to copy from (`source`) or to, with the data directory's lock when it is one.
-fn open_location(
-    config: &Config,
-    location: &Location,
-    source: bool,
-) -> Result<(Arc<dyn Store>, Option<DataDirLock>), String> {
+/// The store's name for one end of `mlp-lab copy`.
+fn place(location: &Location) -> Place<'_> {
     match location {
-        Location::Dir(dir) if source && !dir.is_dir() => {
-            Err(format!("there is no data directory {}", dir.display()))
-        }
-        Location::Dir(dir) => {
-            let lock = DataDirLock::acquire(dir).map_err(|e| e.to_string())?;
-            let store = FileStore::open(dir)
-                .map_err(|e| format!("cannot open the data directory {}: {e}", dir.display()))?;
-            Ok((Arc::new(store), Some(lock)))
-        }
-        Location::Database(url) => {
-            let (store, _) = PgStore::open(url.expose(), config.database_password_file.as_deref())
-                .map_err(|e| e.to_string())?;
-            Ok((Arc::new(store), None))
-        }
+        Location::Dir(dir) => Place::Dir(dir),
+        Location::Database(url) => Place::Database(url.expose()),
     }
 }
 
 /// `mlp-lab copy --from … --to …`: every stored object into an empty data directory or
 /// database.
 fn copy(config: &Config, from: &Location, to: &Location) -> ExitCode {
-    if from == to {
-        tracing::error!(%from, "cannot copy: --from and --to are the same");
-        return ExitCode::FAILURE;
-    }
-    let opened = open_location(config, from, true)
-        .and_then(|source| open_location(config, to, false).map(|target| (source, target)));
-    let ((source, _source_lock), (target, _target_lock)) = match opened {
-        Ok(opened) => opened,
-        Err(error) => {
-            tracing::error!(%error, "cannot copy");
-            return ExitCode::FAILURE;
-        }
-    };
-    let copied = mlp_lab::store::copy(&*source, &*target, |done, total| {
-        if done % 100 == 0 || done == total {
-            tracing::info!(done, total, "copying");
-        }
-    });
+    let copied = mlp_lab::store::copy_between(
+        place(from),
+        place(to),
+        config.database_password_file.as_deref(),
+        |done, total| {
+            if done % 100 == 0 || done == total {
+                tracing::info!(done, total, "copying");
+            }
+        },
+    );
     match copied {
         Ok((objects, bytes)) => {
             tracing::info!(objects, bytes, %from, %to, "copied every stored object");
             ExitCode::SUCCESS
         }
         Err(error) => {
-            tracing::error!(%error, %from, %to, "the copy stopped");
+            tracing::error!(%error, %from, %to, "cannot copy");
             ExitCode::FAILURE
         }
     }

@@ -31,7 +31,7 @@ pub mod postgres;
 
 use std::io;
 
-pub use copy::{copy, CopyError};
+pub use copy::{copy, copy_between, CopyError, Place};
 pub use file::FileStore;
 pub use lock::{DataDirLock, LockError, LOCK_FILE};
 pub use memory::{MemoryStore, NullStore};
