@@ -2,21 +2,7 @@
 //! a copy) refuses to start naming the first, and the lock goes with the process that held
 //! it, even by `kill -9`.
 
-use std::process::Output;
-
-use crate::process::{mlp_lab_command, temp_dir, ServerProcess};
-
-/// Runs the binary with `args` to its end (it is expected to stop at once).
-async fn run_to_end(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        mlp_lab_command(&args)
-            .output()
-            .expect("run the mlp-lab binary")
-    })
-    .await
-    .expect("join")
-}
+use crate::process::{run_to_end, temp_dir, ServerProcess};
 
 #[tokio::test]
 async fn a_second_server_on_a_locked_data_directory_exits_naming_the_first_until_it_is_killed() {

@@ -3,25 +3,12 @@
 //! comes back. Each test makes its own database on `MLP_LAB_TEST_DATABASE_URL`'s server and
 //! skips, saying so, when the variable is unset.
 
-use std::process::Output;
-
 use mlp_lab::config::{Config, DatabaseUrl};
 use mlp_lab::store::postgres::scratch::{run_sql, ScratchDatabase, TEST_DATABASE_URL};
 use serde_json::{json, Value};
 
 use crate::helpers::{assert_problem, xor_dataset, TestApp};
-use crate::process::{mlp_lab_command, temp_dir, ServerProcess};
-
-async fn run_to_end(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        mlp_lab_command(&args)
-            .output()
-            .expect("run the mlp-lab binary")
-    })
-    .await
-    .expect("join")
-}
+use crate::process::{run_to_end, temp_dir, ServerProcess};
 
 fn copy_args(from: &str, to: &str) -> Vec<String> {
     ["copy", "--from", from, "--to", to]
