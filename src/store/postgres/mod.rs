@@ -4,7 +4,7 @@
 //! and bytes as under a data directory.
 //!
 //! The client: `tokio-postgres` with a `deadpool-postgres` pool, driven by a small runtime of
-//! the store's own (`mlp-lab-pg` threads). The [`Store`] methods are synchronous and their
+//! the store's own (one thread, `mlp-lab-pg`). The [`Store`] methods are synchronous and their
 //! callers are blocking threads: handlers' `spawn_blocking` (`http::blocking`), the training
 //! threads (`jobs::pool`, a runtime of their own), the loading at start-up — and a test may
 //! call them from a `#[tokio::test]`. A method hands its query to the store's runtime and
@@ -159,8 +159,9 @@ impl PgStore {
     /// [`PgError`] when the database cannot be reached, refuses the login, or a migration
     /// fails.
     pub fn connect(config: tokio_postgres::Config) -> Result<(Self, Migrated), PgError> {
+        // One thread: the queries wait on the network, not on a CPU.
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(1)
             .thread_name("mlp-lab-pg")
             .enable_all()
             .build()
