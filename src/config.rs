@@ -23,16 +23,35 @@ pub struct Config {
     #[arg(long, env = "MLP_LAB_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
 
-    /// Directory where models, versions, datasets and jobs are stored.
+    /// Directory where models, versions, datasets and jobs are stored. One process at a
+    /// time: a second one on the same directory refuses to start, naming the first.
     #[arg(long, env = "MLP_LAB_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+
+    /// PostgreSQL database that stores everything instead of --data-dir
+    /// (`postgres://USER[:PASSWORD]@HOST[:PORT]/DBNAME`); its schema is migrated at start-up.
+    #[arg(long, env = "MLP_LAB_DATABASE_URL", hide_env_values = true,
+          value_parser = DatabaseUrl::unchecked, conflicts_with = "ephemeral")]
+    pub database_url: Option<DatabaseUrl>,
+
+    /// File holding the password of --database-url (surrounding whitespace ignored); it wins
+    /// over a password in the URL.
+    #[arg(long, env = "MLP_LAB_DATABASE_PASSWORD_FILE")]
+    pub database_password_file: Option<PathBuf>,
+
+    /// Apply the migrations of --database-url's schema, then exit (0 when the schema is up
+    /// to date), for operators who migrate before they roll out replicas.
+    #[arg(long, env = "MLP_LAB_MIGRATE_ONLY", requires = "database_url",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub migrate_only: bool,
 
     /// Keep everything in memory and write nothing to --data-dir (for tests and demos).
     #[arg(long, env = "MLP_LAB_EPHEMERAL", value_parser = clap::builder::BoolishValueParser::new())]
     pub ephemeral: bool,
 
-    /// Largest file under --data-dir that is read back at start-up (bytes; KiB, MiB and GiB
-    /// suffixes allowed). A larger file is not read: its object is listed as unavailable.
+    /// Largest file under --data-dir (or value in --database-url) that is read back at
+    /// start-up (bytes; KiB, MiB and GiB suffixes allowed). A larger one is not read: its
+    /// object is listed as unavailable.
     #[arg(long, env = "MLP_LAB_MAX_STORED_FILE_BYTES", default_value_t = ByteSize(1 << 30))]
     pub max_stored_file_bytes: ByteSize,
 
@@ -213,6 +232,105 @@ pub struct Config {
     /// Who may call what: bearer tokens and browser origins.
     #[command(flatten, next_help_heading = "Access")]
     pub access: Access,
+
+    /// What to do instead of serving, if anything.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What `mlp-lab` can do besides serving (which it does without a subcommand).
+#[derive(clap::Subcommand, Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Copy every stored object (datasets, models, versions, jobs, experiments) from a data
+    /// directory or database into an empty one, e.g. to move from --data-dir to
+    /// --database-url without retraining. Stop the servers of both first; a data directory
+    /// is locked while it is copied.
+    Copy {
+        /// Where from: a data directory, or a `postgres://` URL.
+        #[arg(long, value_parser = Location::parse)]
+        from: Location,
+        /// Where to (empty): a data directory, or a `postgres://` URL.
+        #[arg(long, value_parser = Location::parse)]
+        to: Location,
+    },
+}
+
+/// A data directory or a database, as `mlp-lab copy` names them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// A data directory.
+    Dir(PathBuf),
+    /// A PostgreSQL database.
+    Database(DatabaseUrl),
+}
+
+impl Location {
+    /// `postgres://…` or `postgresql://…` is a database; anything else a directory.
+    ///
+    /// # Errors
+    /// Never; a `Result` for clap.
+    pub fn parse(s: &str) -> Result<Location, std::convert::Infallible> {
+        Ok(
+            if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+                Location::Database(DatabaseUrl(s.to_owned()))
+            } else {
+                Location::Dir(PathBuf::from(s))
+            },
+        )
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Dir(dir) => write!(f, "{}", dir.display()),
+            Location::Database(url) => f.write_str(&url.redacted()),
+        }
+    }
+}
+
+/// A database URL. It may hold a password, so `Debug` shows it without one and it has no
+/// `Display`; [`Self::expose`] gives the whole of it to the client that connects.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// Takes `s` as it is: the store checks it when it connects, in an error that does not
+    /// repeat it (clap's would).
+    ///
+    /// # Errors
+    /// Never; a `Result` for clap.
+    pub fn unchecked(s: &str) -> Result<DatabaseUrl, std::convert::Infallible> {
+        Ok(DatabaseUrl(s.trim().to_owned()))
+    }
+
+    /// The URL, password included; never log it.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL without its password, for people: `scheme://user:secret@host/…` →
+    /// `scheme://user:<redacted>@host/…`; a `key=value` string is not shown at all.
+    #[must_use]
+    pub fn redacted(&self) -> String {
+        let Some((scheme, rest)) = self.0.split_once("://") else {
+            return "<redacted>".to_owned();
+        };
+        match rest.rsplit_once('@') {
+            Some((user, host)) => match user.split_once(':') {
+                Some((name, _)) => format!("{scheme}://{name}:<redacted>@{host}"),
+                None => self.0.clone(),
+            },
+            None => self.0.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({})", self.redacted())
+    }
 }
 
 impl Config {
@@ -223,6 +341,9 @@ impl Config {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: PathBuf::from("./data"),
+            database_url: None,
+            database_password_file: None,
+            migrate_only: false,
             ephemeral: true,
             max_stored_file_bytes: ByteSize(1 << 30),
             max_running_jobs: 2,
@@ -245,6 +366,7 @@ impl Config {
             log_format: LogFormat::Text,
             limits: Limits::default(),
             access: Access::default(),
+            command: None,
         }
     }
 
@@ -695,6 +817,65 @@ mod tests {
         ] {
             assert!(Config::try_parse_from(args).is_err(), "{args:?} parsed");
         }
+    }
+
+    #[test]
+    fn a_database_url_is_never_shown_with_its_password() {
+        let config = Config::try_parse_from([
+            "mlp-lab",
+            "--database-url",
+            "postgres://mlp:s3cret@db:5432/lab",
+        ])
+        .expect("parses");
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("postgres://mlp:<redacted>@db:5432/lab"),
+            "{shown}"
+        );
+        let keywords = DatabaseUrl::unchecked("host=db password=s3cret").expect("taken");
+        assert!(!format!("{keywords:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn migrate_only_needs_a_database_and_a_database_excludes_ephemeral() {
+        assert!(Config::try_parse_from(["mlp-lab", "--migrate-only"]).is_err());
+        assert!(Config::try_parse_from([
+            "mlp-lab",
+            "--ephemeral",
+            "--database-url",
+            "postgres://h/db"
+        ])
+        .is_err());
+        let config = Config::try_parse_from([
+            "mlp-lab",
+            "--migrate-only",
+            "--database-url",
+            "postgres://h/db",
+        ])
+        .expect("parses");
+        assert!(config.migrate_only && config.command.is_none());
+    }
+
+    #[test]
+    fn copy_takes_a_directory_or_a_database_on_either_side() {
+        let config = Config::try_parse_from([
+            "mlp-lab",
+            "copy",
+            "--from",
+            "./data",
+            "--to",
+            "postgres://h/db",
+        ])
+        .expect("parses");
+        assert_eq!(
+            config.command,
+            Some(Command::Copy {
+                from: Location::Dir(PathBuf::from("./data")),
+                to: Location::Database(DatabaseUrl("postgres://h/db".to_owned())),
+            })
+        );
+        assert!(Config::try_parse_from(["mlp-lab", "copy", "--from", "./data"]).is_err());
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //!   progress and live events).
 //! - [`plot`]: SVG charts of histories, leaderboards and decision boundaries.
 //! - [`registry`]: datasets, model specs and trained versions, written through to a store.
-//! - [`store`]: the one seam to durable state (the data directory, or memory), with the
+//! - [`store`]: the one seam to durable state (the data directory, PostgreSQL, or memory), with the
 //!   checksummed envelope records are written in and the clock they are stamped with.
 //!   Nothing above it reads or writes the data directory.
 //! - [`nn`]: the numerical core (pure, deterministic, no async).

@@ -1,12 +1,14 @@
 //! The `mlp-lab` server: reads its configuration, sets up logging, and serves until SIGTERM or
-//! ctrl-c. Everything else lives in the library.
+//! ctrl-c; or, asked to, migrates the database's schema (`--migrate-only`) or copies a data
+//! directory or database into another (`mlp-lab copy`). Everything else lives in the library.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use mlp_lab::config::{Config, LogFormat};
+use mlp_lab::config::{Command, Config, Location, LogFormat};
 use mlp_lab::http::{serve_loading, Auth};
+use mlp_lab::store::{DataDirLock, PgStore, Place};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -25,6 +27,12 @@ fn main() -> ExitCode {
 async fn run() -> ExitCode {
     let config = Config::parse();
     init_tracing(config.log_format);
+    if let Some(Command::Copy { from, to }) = config.command.clone() {
+        return blocking(move || copy(&config, &from, &to)).await;
+    }
+    if config.migrate_only {
+        return blocking(move || migrate_only(&config)).await;
+    }
     mlp_lab::memory::start_trimmer();
     // Tokens first: an unreadable or empty one stops the server before it listens.
     match Auth::from_config(&config) {
@@ -39,6 +47,19 @@ async fn run() -> ExitCode {
         }
     }
 
+    // One process per data directory, held until this one ends (however it ends).
+    let _lock = if config.ephemeral || config.database_url.is_some() {
+        None
+    } else {
+        match DataDirLock::acquire(&config.data_dir) {
+            Ok(lock) => Some(lock),
+            Err(error) => {
+                tracing::error!(%error, "cannot start");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+
     let listener = match tokio::net::TcpListener::bind(config.addr).await {
         Ok(listener) => listener,
         Err(error) => {
@@ -48,7 +69,7 @@ async fn run() -> ExitCode {
     };
     match listener.local_addr() {
         Ok(addr) => {
-            tracing::info!(%addr, data_dir = %config.data_dir.display(), ephemeral = config.ephemeral, "listening")
+            tracing::info!(%addr, data_dir = %config.data_dir.display(), ephemeral = config.ephemeral, database = config.database_url.is_some(), "listening")
         }
         Err(error) => tracing::warn!(%error, "listening on an unknown address"),
     }
@@ -64,6 +85,69 @@ async fn run() -> ExitCode {
         }
         Err(error) => {
             tracing::error!(%error, "cannot serve");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs `work` on a blocking thread: it waits on files and the database.
+async fn blocking(work: impl FnOnce() -> ExitCode + Send + 'static) -> ExitCode {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or(ExitCode::FAILURE)
+}
+
+/// `--migrate-only`: applies the database's missing migrations and exits.
+fn migrate_only(config: &Config) -> ExitCode {
+    let Some(url) = &config.database_url else {
+        tracing::error!("--migrate-only needs --database-url");
+        return ExitCode::FAILURE;
+    };
+    match PgStore::open(url.expose(), config.database_password_file.as_deref()) {
+        Ok((store, migrated)) => {
+            tracing::info!(
+                database = store.target(),
+                schema_version = migrated.version,
+                applied_migrations = ?migrated.applied,
+                "the database's schema is up to date"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot migrate");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The store's name for one end of `mlp-lab copy`.
+fn place(location: &Location) -> Place<'_> {
+    match location {
+        Location::Dir(dir) => Place::Dir(dir),
+        Location::Database(url) => Place::Database(url.expose()),
+    }
+}
+
+/// `mlp-lab copy --from … --to …`: every stored object into an empty data directory or
+/// database.
+fn copy(config: &Config, from: &Location, to: &Location) -> ExitCode {
+    let copied = mlp_lab::store::copy_between(
+        place(from),
+        place(to),
+        config.database_password_file.as_deref(),
+        |done, total| {
+            if done % 100 == 0 || done == total {
+                tracing::info!(done, total, "copying");
+            }
+        },
+    );
+    match copied {
+        Ok((objects, bytes)) => {
+            tracing::info!(objects, bytes, %from, %to, "copied every stored object");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            tracing::error!(%error, %from, %to, "cannot copy");
             ExitCode::FAILURE
         }
     }

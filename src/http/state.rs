@@ -16,7 +16,8 @@ use crate::experiments::Experiments;
 use crate::jobs::Jobs;
 use crate::registry::{Registry, RegistryError};
 use crate::serving::Predictor;
-use crate::store::{FileStore, NullStore, Store};
+use crate::store::postgres::PgError;
+use crate::store::{FileStore, NullStore, PgStore, Store};
 
 /// What every handler may reach, taken with `State<AppState>`: a handle to [`Shared`], whose
 /// fields it dereferences to.
@@ -72,6 +73,9 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// The database (`--database-url`) cannot be used.
+    #[error(transparent)]
+    Database(#[from] PgError),
     /// What is stored cannot be loaded.
     #[error("cannot load the stored data: {0}")]
     Load(#[from] RegistryError),
@@ -95,17 +99,29 @@ pub const LOADING_RETRY_AFTER_SECS: u64 = 1;
 impl AppState {
     /// State for `config` with everything stored loaded back (nothing with `--ephemeral`),
     /// not yet ready; [`super::serve`] marks it ready when it starts accepting. Call it inside a
-    /// tokio runtime; it blocks while it reads the data directory.
+    /// tokio runtime; it blocks while it reads the data directory or the database.
     ///
     /// Leftover temporary files are swept first; an object whose files cannot be loaded is
-    /// unavailable (logged and listed), and does not stop the start.
+    /// unavailable (logged and listed), and does not stop the start. With `--database-url`
+    /// the database's schema is migrated first. The data directory is not locked here: the
+    /// binary locks it before it listens (`store::DataDirLock`).
     ///
     /// # Errors
-    /// [`StartError`] when the data directory cannot be opened or listed, or a token is
-    /// unusable.
+    /// [`StartError`] when the data directory cannot be opened or listed, the database cannot
+    /// be reached or migrated, or a token is unusable.
     pub fn new(config: Config) -> Result<Self, StartError> {
         let auth = Auth::from_config(&config)?;
-        let store: Arc<dyn Store> = if config.ephemeral {
+        let store: Arc<dyn Store> = if let Some(url) = &config.database_url {
+            let (store, migrated) =
+                PgStore::open(url.expose(), config.database_password_file.as_deref())?;
+            tracing::info!(
+                database = store.target(),
+                schema_version = migrated.version,
+                applied_migrations = ?migrated.applied,
+                "opened the database"
+            );
+            Arc::new(store.with_max_value_bytes(config.max_stored_file_bytes.0))
+        } else if config.ephemeral {
             // Nothing is read back from the store after start-up, so nothing need be kept.
             Arc::new(NullStore)
         } else {
@@ -166,7 +182,7 @@ impl AppState {
     }
 
     /// What `/readyz` answers: `Err` (503) while starting or shutting down, or while the data
-    /// directory cannot be written (probed at most once a second).
+    /// directory or the database cannot be written (probed at most once a second).
     ///
     /// # Errors
     /// [`ApiError::Unavailable`] with the reason.
@@ -177,9 +193,13 @@ impl AppState {
             ));
         }
         self.write_probe.check().await.map_err(|reason| {
+            let what = if self.config.database_url.is_some() {
+                "the database"
+            } else {
+                "the data directory"
+            };
             ApiError::unavailable(format!(
-                "the data directory cannot be written ({reason}); send no traffic to this \
-                 server until it can"
+                "{what} cannot be written ({reason}); send no traffic to this server until it can"
             ))
         })
     }

@@ -4,11 +4,15 @@
 //! A [`Store`] is a small key–value store whose keys are `/`-separated relative paths
 //! (`models/<id>.json`). The trait is deliberately tiny (put, get, delete, list by prefix) so
 //! that an object store (S3, GCS, Azure through the `object_store` crate) is one more
-//! implementation, not a rewrite. Three exist: [`FileStore`] under `--data-dir` (atomic,
-//! fsynced writes; see `file`), [`NullStore`] for `--ephemeral` and [`MemoryStore`] for tests
-//! (see `memory`).
+//! implementation, not a rewrite. Four exist: [`FileStore`] under `--data-dir` (atomic,
+//! fsynced writes; see `file`), held by one process at a time ([`DataDirLock`]);
+//! [`PgStore`] in PostgreSQL under `--database-url` (see [`postgres`]); [`NullStore`] for
+//! `--ephemeral` and [`MemoryStore`] for tests (see `memory`). [`copy()`] moves everything
+//! from one to another.
 //!
 //! A store also answers [`Store::probe`]: whether it takes writes now, which readiness asks.
+//! One that cannot be reached at all (a database that is down) fails with
+//! [`StoreError::Unavailable`]: nothing was done, and the same call may succeed later.
 //!
 //! A store may be given a cap on the size of a value it reads ([`StoreError::TooLarge`]),
 //! checked before the value is read into memory, so a runaway file cannot exhaust memory at
@@ -18,14 +22,20 @@
 //! form JSON records are written in, and [`clock`], the timestamps they carry.
 
 pub mod clock;
+mod copy;
 pub mod envelope;
 mod file;
+mod lock;
 mod memory;
+pub mod postgres;
 
 use std::io;
 
+pub use copy::{copy, copy_between, CopyError, Place};
 pub use file::FileStore;
+pub use lock::{DataDirLock, LockError, LOCK_FILE};
 pub use memory::{MemoryStore, NullStore};
+pub use postgres::PgStore;
 
 /// A failure of the store.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +66,10 @@ pub enum StoreError {
     /// without a path.
     #[error(transparent)]
     Unwritable(io::Error),
+    /// The store cannot be reached now (a database that is down or does not answer): nothing
+    /// was read or written, and the same call may succeed later. Says why, without secrets.
+    #[error("the store cannot be reached: {0}")]
+    Unavailable(String),
 }
 
 impl StoreError {

@@ -1,45 +1,14 @@
 //! Deletes that stay deleted: a model's create, its delete and the versions its jobs store are
-//! ordered, so that what the server answered is what the data directory holds after a
-//! restart, whatever ran beside it.
+//! ordered, so that what the server answered is what the store (a data directory, or
+//! PostgreSQL) holds after a restart, whatever ran beside it.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use mlp_lab::config::Config;
 use serde_json::json;
 
+use crate::backends::Backend;
 use crate::helpers::{xor_dataset, TestApp};
-use crate::process::temp_dir;
-
-fn on_disk(dir: &Path) -> Config {
-    Config {
-        ephemeral: false,
-        data_dir: dir.to_path_buf(),
-        ..Config::for_tests()
-    }
-}
-
-/// Every file under `dir` (temporary files of writes included), relative to it.
-fn files_under(dir: &Path) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if let Ok(rel) = path.strip_prefix(dir) {
-                found.push(rel.display().to_string());
-            }
-        }
-    }
-    found.sort();
-    found
-}
 
 /// Each model the server lists, by name: its id.
 async fn listed(app: &TestApp) -> BTreeMap<String, String> {
@@ -62,8 +31,14 @@ async fn listed(app: &TestApp) -> BTreeMap<String, String> {
 /// exactly those loaded after it, one file each.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_created_and_deleted_at_once_is_after_a_restart_what_the_server_answered() {
-    let dir = temp_dir("create-delete");
-    let app = TestApp::spawn_with(on_disk(&dir)).await;
+    for backend in Backend::all("create-delete") {
+        created_and_deleted_at_once(&backend).await;
+    }
+}
+
+async fn created_and_deleted_at_once(backend: &Backend) {
+    let on = backend.name();
+    let app = TestApp::spawn_with(backend.config()).await;
 
     let pairs = (0..40).map(|n| {
         let (client, base) = (app.client.clone(), app.address.clone());
@@ -90,22 +65,24 @@ async fn a_model_created_and_deleted_at_once_is_after_a_restart_what_the_server_
     let before = listed(&app).await;
     drop(app);
 
-    let app = TestApp::spawn_with(on_disk(&dir)).await;
+    let app = TestApp::spawn_with(backend.config()).await;
 
     let after = listed(&app).await;
     assert_eq!(
         after, before,
-        "the models after the restart ({both} pairs got 201 + 204)"
+        "{on}: the models after the restart ({both} pairs got 201 + 204)"
     );
-    assert_eq!(app.get_ok("/v1/storage/unavailable").await["total"], 0);
-    let records = files_under(&dir.join("models"));
+    assert_eq!(
+        app.get_ok("/v1/storage/unavailable").await["total"],
+        0,
+        "{on}"
+    );
+    let records = backend.stored("models/");
     assert_eq!(
         records.len(),
         before.len(),
-        "one record a model: {records:?}"
+        "{on}: one record a model: {records:?}"
     );
-    drop(app);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// Polls job `id` (a few ms apart, with a deadline) until it reached `epoch` or finished.
@@ -130,8 +107,14 @@ async fn wait_for_epoch(app: &TestApp, id: &str, epoch: u64) {
 /// written and deleted with its model (the job had `succeeded` before the cancel came).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_deleted_while_its_job_stores_its_version_leaves_no_file_behind() {
-    let dir = temp_dir("delete-training");
-    let app = TestApp::spawn_with(on_disk(&dir)).await;
+    for backend in Backend::all("delete-training") {
+        deleted_while_its_version_is_stored(&backend).await;
+    }
+}
+
+async fn deleted_while_its_version_is_stored(backend: &Backend) {
+    let on = backend.name();
+    let app = TestApp::spawn_with(backend.config()).await;
     let dataset = app.dataset(xor_dataset(16)).await;
     app.model(json!({"name": "beside", "layers": [2, 256, 256, 1], "output": "sigmoid"}))
         .await;
@@ -154,17 +137,17 @@ async fn a_model_deleted_while_its_job_stores_its_version_leaves_no_file_behind(
 
         let deleted = app.delete(&format!("/v1/models/{name}")).await;
 
-        assert_eq!(deleted.status(), 204, "run {run}");
-        let left = files_under(&dir.join("versions").join(&model));
-        assert!(left.is_empty(), "run {run}: after the 204: {left:?}");
+        assert_eq!(deleted.status(), 204, "{on}, run {run}");
+        let left = backend.stored(&format!("versions/{model}/"));
+        assert!(left.is_empty(), "{on}, run {run}: after the 204: {left:?}");
         let job = app
             .wait_for_job(&job, &["succeeded", "cancelled", "failed"], 60)
             .await;
         *states.entry(job["state"].to_string()).or_default() += 1;
-        let left = files_under(&dir.join("versions").join(&model));
+        let left = backend.stored(&format!("versions/{model}/"));
         assert!(
             left.is_empty(),
-            "run {run}: once the job is {}: {left:?}",
+            "{on}, run {run}: once the job is {}: {left:?}",
             job["state"]
         );
     }
@@ -177,13 +160,11 @@ async fn a_model_deleted_while_its_job_stores_its_version_leaves_no_file_behind(
     );
     drop(app);
 
-    let app = TestApp::spawn_with(on_disk(&dir)).await;
+    let app = TestApp::spawn_with(backend.config()).await;
 
     let unavailable = app.get_ok("/v1/storage/unavailable").await;
-    assert_eq!(unavailable["total"], 0, "{unavailable} ({states:?})");
-    assert_eq!(listed(&app).await.len(), 1, "only `beside`");
-    let left = files_under(&dir.join("versions"));
-    assert!(left.is_empty(), "{left:?} ({states:?})");
-    drop(app);
-    let _ = std::fs::remove_dir_all(dir);
+    assert_eq!(unavailable["total"], 0, "{on}: {unavailable} ({states:?})");
+    assert_eq!(listed(&app).await.len(), 1, "{on}: only `beside`");
+    let left = backend.stored("versions/");
+    assert!(left.is_empty(), "{on}: {left:?} ({states:?})");
 }

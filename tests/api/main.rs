@@ -2,11 +2,13 @@
 //! modules are the areas of the API.
 
 mod auth;
+mod backends;
 mod conformance;
 mod corruption;
 mod cors;
 mod crash;
 mod dashboard;
+mod datadir_lock;
 mod datasets;
 mod deletes;
 mod disk_full;
@@ -28,6 +30,7 @@ mod openapi;
 mod orphans;
 mod persistence;
 mod plots;
+mod postgres;
 mod predict;
 mod process;
 mod restart;

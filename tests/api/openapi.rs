@@ -112,3 +112,33 @@ fn every_operation_that_creates_something_describes_507() {
         ["application/problem+json"]["example"];
     assert_eq!(example["status"].as_u64(), Some(507));
 }
+
+/// The codes of the error table in `src/http/error/mod.rs` (the one place that maps errors to
+/// HTTP) are each in the list of codes that `Problem`'s description in `openapi.yaml` gives
+/// clients, so that a new code (`store_unavailable`, say) is not left out of it.
+#[test]
+fn every_code_of_the_error_table_is_in_openapi_yaml() {
+    let table = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/http/error/mod.rs"
+    ))
+    .expect("read the error table");
+    let codes: Vec<&str> = table
+        .lines()
+        .filter_map(|l| l.strip_prefix("//! | `")?.split('`').next())
+        .collect();
+    assert!(codes.len() > 15, "the table was not found: {codes:?}");
+    let doc: serde_norway::Value =
+        serde_norway::from_str(mlp_lab::http::OPENAPI_YAML).expect("valid YAML");
+    let listed = doc["components"]["responses"]["Problem"]["description"]
+        .as_str()
+        .expect("Problem's description");
+    let missing: Vec<_> = codes
+        .iter()
+        .filter(|code| !listed.contains(&format!("`{code}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not in openapi.yaml's list of codes: {missing:?}"
+    );
+}

@@ -32,6 +32,19 @@ pub fn mlp_lab_command(args: &[&str]) -> Command {
     quiet(command)
 }
 
+/// Runs the binary with `args` (on `127.0.0.1:0`, as [`mlp_lab_command`]) to its end, for
+/// the runs expected to stop at once: a refused start, `--migrate-only`, `copy`.
+pub async fn run_to_end(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        mlp_lab_command(&args)
+            .output()
+            .expect("run the mlp-lab binary")
+    })
+    .await
+    .expect("join")
+}
+
 /// [`mlp_lab_command`] run through `sh` with SIGXFSZ ignored (`trap '' XFSZ`, which `exec`
 /// keeps): a write past the process's file-size limit (`RLIMIT_FSIZE`) then fails with EFBIG
 /// instead of killing the server.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::backends::Backend;
 use crate::helpers::xor_dataset;
 use crate::process::{temp_dir, ServerProcess};
 
@@ -21,8 +22,14 @@ fn bits(outputs: &Value) -> Vec<u64> {
 
 #[tokio::test]
 async fn a_restart_serves_bitwise_identical_predictions_and_intact_versions_and_jobs() {
-    let dir = temp_dir("restart");
-    let server = ServerProcess::start_ready(&dir, &[]).await;
+    for backend in Backend::all("restart") {
+        restart_keeps_everything(&backend).await;
+    }
+}
+
+async fn restart_keeps_everything(backend: &Backend) {
+    let on = backend.name();
+    let server = backend.start_server().await;
     let dataset = server.post_ok("/v1/datasets", &xor_dataset(4), 201).await["id"]
         .as_str()
         .expect("id")
@@ -58,8 +65,8 @@ async fn a_restart_serves_bitwise_identical_predictions_and_intact_versions_and_
     }
 
     let status = server.terminate().await;
-    assert!(status.success(), "a clean exit on SIGTERM: {status}");
-    let server = ServerProcess::start_ready(&dir, &[]).await;
+    assert!(status.success(), "{on}: a clean exit on SIGTERM: {status}");
+    let server = backend.start_server().await;
 
     for (v, earlier) in [1, 2].into_iter().zip(&before) {
         let mut body = inputs.clone();
@@ -68,7 +75,7 @@ async fn a_restart_serves_bitwise_identical_predictions_and_intact_versions_and_
         assert_eq!(
             bits(&after["outputs"]),
             bits(&earlier["outputs"]),
-            "version {v}"
+            "{on}: version {v}"
         );
         assert_eq!(after["labels"], earlier["labels"]);
     }
@@ -78,19 +85,24 @@ async fn a_restart_serves_bitwise_identical_predictions_and_intact_versions_and_
         jobs_after.push(server.get_ok(&format!("/v1/jobs/{id}")).await);
         jobs_after.push(server.get_ok(&format!("/v1/jobs/{id}/metrics")).await);
     }
-    assert_eq!(jobs_after, jobs_before);
+    assert_eq!(jobs_after, jobs_before, "{on}");
     assert_eq!(
         jobs_after[1]["epochs"].as_array().map(Vec::len),
         Some(41),
-        "epoch 0 and 40 more"
+        "{on}: epoch 0 and 40 more"
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test]
 async fn sigterm_interrupts_a_running_job_with_its_history_and_it_can_be_retried() {
-    let dir = temp_dir("sigterm");
-    let server = ServerProcess::start_ready(&dir, &[]).await;
+    for backend in Backend::all("sigterm") {
+        sigterm_interrupts(&backend).await;
+    }
+}
+
+async fn sigterm_interrupts(backend: &Backend) {
+    let on = backend.name();
+    let server = backend.start_server().await;
     let dataset = server.post_ok("/v1/datasets", &xor_dataset(25), 201).await["id"]
         .as_str()
         .expect("id")
@@ -117,10 +129,10 @@ async fn sigterm_interrupts_a_running_job_with_its_history_and_it_can_be_retried
 
     let status = server.terminate().await;
 
-    assert!(status.success(), "a clean exit on SIGTERM: {status}");
-    let server = ServerProcess::start_ready(&dir, &[]).await;
+    assert!(status.success(), "{on}: a clean exit on SIGTERM: {status}");
+    let server = backend.start_server().await;
     let stopped = server.get_ok(&format!("/v1/jobs/{job}")).await;
-    assert_eq!(stopped["state"], "interrupted", "{stopped}");
+    assert_eq!(stopped["state"], "interrupted", "{on}: {stopped}");
     let error = &stopped["error"];
     assert!(
         error["message"]
@@ -155,7 +167,6 @@ async fn sigterm_interrupts_a_running_job_with_its_history_and_it_can_be_retried
     server
         .post_ok(&format!("/v1/jobs/{id}/cancel"), &json!({}), 200)
         .await;
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test]

@@ -6,11 +6,12 @@ use super::v2::V2Error;
 use super::ApiError;
 use crate::config::Limit;
 use crate::experiments::ExperimentError;
-use crate::http::error::{PREDICTION_RETRY_AFTER, SUBSCRIBER_RETRY_AFTER};
+use crate::http::error::{PREDICTION_RETRY_AFTER, STORE_RETRY_AFTER, SUBSCRIBER_RETRY_AFTER};
 use crate::jobs::{JobError, RETRY_AFTER};
 use crate::nn::NnError;
 use crate::registry::RegistryError;
 use crate::serving::ServingError;
+use crate::store::StoreError;
 
 impl From<NnError> for ApiError {
     fn from(error: NnError) -> Self {
@@ -63,6 +64,12 @@ impl From<RegistryError> for ApiError {
                 unavailable_object(what, &id, &reason)
             }
             RegistryError::Nn(error) => error.into(),
+            RegistryError::Store(error @ StoreError::Unavailable(_)) => {
+                ApiError::StoreUnavailable {
+                    retry_after: STORE_RETRY_AFTER,
+                    cause: error.into(),
+                }
+            }
             RegistryError::Store(error) => match error.no_room() {
                 Some(room) => ApiError::InsufficientStorage {
                     room,

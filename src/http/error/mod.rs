@@ -35,6 +35,7 @@
 //! | `too_many_imports`       | 429    | [`ApiError::TooManyImports`] (`Retry-After` set)     |
 //! | `internal`               | 500    | [`ApiError::Internal`] (cause logged, never sent)    |
 //! | `unavailable`            | 503    | [`ApiError::Unavailable`]                            |
+//! | `store_unavailable`      | 503    | [`ApiError::StoreUnavailable`] (`Retry-After`; logged) |
 //! | `insufficient_storage`   | 507    | [`ApiError::InsufficientStorage`] (cause logged)     |
 //! | from the status          | any    | [`ApiError::Status`]: a bare error response rewritten |
 
@@ -64,6 +65,10 @@ pub const SUBSCRIBER_RETRY_AFTER: Duration = Duration::from_secs(5);
 /// What a client refused a weights import is told to wait: a slot frees when another import
 /// is read and stored, a second or so for all but the largest files.
 pub const IMPORT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// What a client whose request met an unreachable store (a database that is down) is told to
+/// wait: a database restart or fail-over takes seconds.
+pub const STORE_RETRY_AFTER: Duration = Duration::from_secs(5);
 
 pub use v2::{is_v2_path, V2Error};
 
@@ -295,6 +300,17 @@ pub enum ApiError {
         detail: String,
     },
 
+    /// The store cannot be reached now (503): a database that is down or does not answer.
+    /// Nothing was stored; the client may retry after the given time. The cause is logged.
+    #[error("store unavailable: {cause}")]
+    StoreUnavailable {
+        /// Sent as `Retry-After`, rounded up to whole seconds.
+        retry_after: Duration,
+        /// The store's error, for the log.
+        #[source]
+        cause: Box<dyn StdError + Send + Sync>,
+    },
+
     /// A bug or an environment failure (500). The cause is logged, never sent.
     #[error("internal error: {0}")]
     Internal(#[source] Box<dyn StdError + Send + Sync>),
@@ -425,7 +441,9 @@ impl ApiError {
             }
             Self::LimitExceeded { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
-            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable { .. } | Self::StoreUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::InsufficientStorage { .. } => StatusCode::INSUFFICIENT_STORAGE,
             Self::Status { status, .. } => *status,
@@ -456,6 +474,7 @@ impl ApiError {
             Self::LimitExceeded { .. } => "limit_exceeded",
             Self::Timeout => "timeout",
             Self::Unavailable { .. } => "unavailable",
+            Self::StoreUnavailable { .. } => "store_unavailable",
             Self::Internal(_) => "internal",
             Self::InsufficientStorage { .. } => "insufficient_storage",
             Self::Status { status, .. } => status_code_name(*status),
@@ -485,6 +504,7 @@ impl ApiError {
             Self::LimitExceeded { .. } => "Limit exceeded",
             Self::Timeout => "Request timed out",
             Self::Unavailable { .. } => "Service unavailable",
+            Self::StoreUnavailable { .. } => "Store unavailable",
             Self::Internal(_) => "Internal server error",
             Self::InsufficientStorage { .. } => "Insufficient storage",
             Self::Status { status, .. } => {
@@ -588,6 +608,11 @@ impl ApiError {
                 "the server failed to answer this request; the cause is in its log under this request's x-request-id"
                     .to_owned()
             }
+            Self::StoreUnavailable { retry_after, .. } => format!(
+                "the server cannot reach its store (its database) now; nothing was stored. Retry \
+                 in {} s",
+                retry_after_secs(*retry_after)
+            ),
             Self::InsufficientStorage { room, .. } => format!(
                 "the server has no room to store this: {} ({}); nothing was stored. Retry once \
                  room is made; the server's log has the details under this request's x-request-id",
@@ -716,6 +741,9 @@ impl IntoResponse for ApiError {
             Self::InsufficientStorage { cause, .. } => {
                 tracing::error!(error = %error_chain(cause.as_ref()), "no room to store a write");
             }
+            Self::StoreUnavailable { cause, .. } => {
+                tracing::error!(error = %error_chain(cause.as_ref()), "the store cannot be reached");
+            }
             _ => {}
         }
         let problem = self.to_problem();
@@ -732,7 +760,8 @@ impl IntoResponse for ApiError {
             Self::QueueFull { retry_after }
             | Self::TooManyPredictions { retry_after, .. }
             | Self::TooManySubscribers { retry_after, .. }
-            | Self::TooManyImports { retry_after, .. } => {
+            | Self::TooManyImports { retry_after, .. }
+            | Self::StoreUnavailable { retry_after, .. } => {
                 headers.insert(
                     header::RETRY_AFTER,
                     HeaderValue::from(retry_after_secs(retry_after)),
@@ -889,6 +918,24 @@ mod tests {
         assert!(problem.detail.contains("EDQUOT"), "{}", problem.detail);
         assert!(problem.detail.contains("quota"), "{}", problem.detail);
         assert!(!problem.detail.contains("datasets/"), "{}", problem.detail);
+    }
+
+    #[test]
+    fn an_unreachable_database_is_503_store_unavailable_with_retry_after_and_no_internals() {
+        let gone = crate::registry::RegistryError::Store(crate::store::StoreError::Unavailable(
+            "connection refused to db.internal:5432".into(),
+        ));
+
+        let (status, problem, response) = problem_of(gone.into());
+
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(problem.code, "store_unavailable");
+        assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+        assert!(
+            !problem.detail.contains("db.internal"),
+            "{}",
+            problem.detail
+        );
     }
 
     #[test]
