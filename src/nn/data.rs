@@ -55,8 +55,15 @@ impl Targets {
     /// Class targets from labels as written in the data. Classes are ordered numerically when
     /// every label is a number and lexically otherwise (as scikit-learn orders `classes_`).
     pub fn from_labels<S: AsRef<str>>(labels: &[S]) -> Self {
+        Self::from_label_iter(labels.iter().map(AsRef::as_ref))
+    }
+
+    /// [`Targets::from_labels`] from an iterator that can be walked twice (once for the
+    /// distinct labels, once for each row's index), so that a large upload's labels need not
+    /// be collected first.
+    pub fn from_label_iter<'a>(labels: impl Iterator<Item = &'a str> + Clone) -> Self {
         // The distinct labels first: a dataset has millions of rows and a handful of classes.
-        let distinct: BTreeSet<&str> = labels.iter().map(AsRef::as_ref).collect();
+        let distinct: BTreeSet<&str> = labels.clone().collect();
         let mut names: Vec<String> = distinct.into_iter().map(str::to_owned).collect();
         let numeric: Option<Vec<f64>> = names.iter().map(|n| n.trim().parse().ok()).collect();
         if let Some(values) = numeric {
@@ -69,7 +76,7 @@ impl Targets {
             .enumerate()
             .map(|(i, n)| (n.as_str(), i as u32))
             .collect();
-        let indices = labels.iter().map(|l| index[l.as_ref()]).collect();
+        let indices = labels.map(|l| index[l]).collect();
         Targets::Classes { indices, names }
     }
 

@@ -57,7 +57,7 @@ impl Cells {
         self.len
     }
 
-    fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+    fn iter(&self) -> impl Iterator<Item = &str> + Clone + '_ {
         self.text.split_terminator('\0')
     }
 }
@@ -283,8 +283,7 @@ fn build(
         .map_err(|e| RegistryError::invalid("csv", e.to_string()))?;
     let data = match task {
         Task::Classification => {
-            let labels: Vec<&str> = targets.iter().collect();
-            Dataset::new(x, Some(names), Targets::from_labels(&labels))?
+            Dataset::new(x, Some(names), Targets::from_label_iter(targets.iter()))?
         }
         Task::Regression | Task::MultiLabel => {
             if !numbers {
