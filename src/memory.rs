@@ -12,12 +12,12 @@
 //! has grown by at least [`FREE_BYTES`] over the least it was since the last trim: memory
 //! freed and still resident. Live memory (a dataset, a model) is never a reason to trim, and
 //! what a trim could not return (stacks, fragments smaller than a page) does not make the next
-//! one. A trim
-//! holds each arena's lock while it walks that arena, so it is kept for after large frees,
-//! not run on a timer. The other allocators considered (jemalloc, mimalloc) give memory back
-//! by decay on their own, at the price of a C dependency and a different speed on the
-//! prediction path; glibc with this thread does the same for the attacks `bench/memory.sh`
-//! replays.
+//! one. A trim holds each arena's lock while it walks that arena, so it is kept for after
+//! large frees, not run on a timer.
+//!
+//! Chosen by measurement (`bench/memory.sh`, figures in `docs/benchmarks.md`): mimalloc, which
+//! gives memory back by decay on its own, held more throughout and peaked higher on the same
+//! attacks, and would put C code on every allocation of the prediction path.
 //!
 //! On other C libraries (musl has no arenas to trim) the trimmer is not started.
 
