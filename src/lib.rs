@@ -8,6 +8,8 @@
 //!   product is computed); no HTTP in it.
 //! - [`experiments`]: grids of jobs (activations, inits, depths… × seeds) and their
 //!   leaderboards with paired tests.
+//! - [`follower`]: where replicas share a database, the thread that applies the others'
+//!   writes to this replica's caches (registry, jobs, experiments).
 //! - [`jobs`]: the training queue and runner (blocking pool, semaphore, cancellation,
 //!   progress and live events).
 //! - [`plot`]: SVG charts of histories, leaderboards and decision boundaries.
@@ -24,6 +26,7 @@
 
 pub mod config;
 pub mod experiments;
+pub mod follower;
 pub mod http;
 pub mod jobs;
 pub mod memory;

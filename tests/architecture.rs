@@ -621,6 +621,10 @@ fn each_layer_imports_only_the_layers_below_it() {
             "experiments",
             &["jobs", "registry", "store", "nn", "config"],
         ),
+        (
+            "follower",
+            &["experiments", "jobs", "registry", "store", "nn", "config"],
+        ),
         ("plot", &["nn"]),
         ("serving", &["registry", "nn", "config"]),
         ("config", &["nn"]),

@@ -210,6 +210,34 @@ impl Experiments {
             .ok_or_else(|| ExperimentError::NotFound(id.to_string()))
     }
 
+    /// Brings this replica's view of the experiment stored under `key`
+    /// (`experiments/<id>.json`) in line with the store, after another replica that shares
+    /// it wrote or deleted it; other keys are ignored. Its jobs are followed by [`Jobs`].
+    pub fn refresh(&self, key: &str) {
+        let Some(id) = key
+            .strip_prefix("experiments/")
+            .and_then(|rest| rest.strip_suffix(".json"))
+            .and_then(|id| Uuid::parse_str(id).ok())
+        else {
+            return;
+        };
+        match self.inner.store.get(key) {
+            Ok(None) => {
+                self.write().remove(&id);
+            }
+            Ok(Some(bytes)) => match open::<ExperimentRecord>(KIND, &bytes) {
+                Ok(record) if record.id == id => {
+                    self.write().insert(id, record);
+                }
+                Ok(_) => tracing::warn!(%key, "an experiment's record names another; not followed"),
+                Err(reason) => {
+                    tracing::warn!(%key, %reason, "an experiment's record changed and cannot be read");
+                }
+            },
+            Err(error) => tracing::warn!(%key, %error, "cannot read a changed experiment"),
+        }
+    }
+
     /// Everything about `request` that can be checked without its dataset: the grid and its
     /// limits, every cell's model and training, and room in the queue for every run. The
     /// HTTP handler calls it before it registers an inline dataset, so a refused request

@@ -13,6 +13,7 @@ use super::middleware::auth::Auth;
 use super::readiness::WriteProbe;
 use crate::config::{AccessError, Config};
 use crate::experiments::Experiments;
+use crate::follower::{Caches, Follower};
 use crate::jobs::Jobs;
 use crate::registry::{Registry, RegistryError};
 use crate::serving::Predictor;
@@ -59,6 +60,9 @@ pub struct Shared {
     ready: Arc<AtomicBool>,
     /// Whether the registry's store takes writes (always with `--ephemeral`).
     write_probe: WriteProbe,
+    /// Applies other replicas' writes to the caches, where replicas share the store; stops
+    /// when the state is dropped.
+    _follower: Option<Follower>,
 }
 
 /// Why the service cannot start.
@@ -88,6 +92,9 @@ pub enum StartError {
     /// The server failed.
     #[error("the server failed: {0}")]
     Serve(#[source] std::io::Error),
+    /// The thread that follows other replicas' writes cannot be started.
+    #[error("cannot start following other replicas' writes: {0}")]
+    Follower(#[source] std::io::Error),
 }
 
 /// How long a shutdown waits for running jobs to reach their next batch and be written.
@@ -151,6 +158,8 @@ impl AppState {
     }
 
     fn build(config: Config, store: Arc<dyn Store>, auth: Auth) -> Result<Self, StartError> {
+        // Followed from before the load on, so that no change made meanwhile is missed.
+        let changes = store.follow();
         let registry = Arc::new(Registry::load(store, config.limits.clone())?);
         let jobs = Jobs::load(&config, Arc::clone(&registry))?;
         let experiments = Experiments::load(
@@ -158,6 +167,16 @@ impl AppState {
             jobs.clone(),
             config.limits.max_experiment_jobs,
         )?;
+        let follower = changes
+            .map(|changes| {
+                let caches = Caches {
+                    registry: Arc::clone(&registry),
+                    jobs: jobs.clone(),
+                    experiments: experiments.clone(),
+                };
+                Follower::start(changes, caches).map_err(StartError::Follower)
+            })
+            .transpose()?;
         let predictor = Predictor::new(Arc::clone(&registry), &config);
         let write_probe = WriteProbe::new(registry.store());
         let imports = Semaphore::new(config.max_concurrent_imports);
@@ -172,6 +191,7 @@ impl AppState {
             imports,
             ready: Arc::new(AtomicBool::new(false)),
             write_probe,
+            _follower: follower,
         })))
     }
 

@@ -16,6 +16,7 @@
 //! therefore loses at most the epochs that ended in the last second before it (see
 //! `run::PERSIST_EVERY`); a graceful [`Jobs::shutdown`] loses none.
 
+mod follow;
 mod history;
 mod lifecycle;
 mod persist;
@@ -144,6 +145,9 @@ struct Shared {
     last_persist: Instant,
     /// Training ended and the version is being stored: too late to cancel or interrupt.
     storing: bool,
+    /// This process trains the job (or trained it): its record is this process's to write,
+    /// and changes other replicas make to it are not followed while it runs.
+    here: bool,
 }
 
 /// One job: its record and history, its cancel flag and its event channel.
@@ -169,6 +173,7 @@ impl Job {
                 history,
                 last_persist: Instant::now(),
                 storing: false,
+                here: false,
             }),
             interrupter: Interrupter::new(),
             wake: Notify::new(),

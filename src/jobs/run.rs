@@ -83,6 +83,7 @@ pub(super) async fn drive(inner: Arc<Inner>, job: Arc<Job>, work: Work) {
             .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
         shared.record.state = JobState::Running;
         shared.record.started_at = Some(clock::now_rfc3339());
+        shared.here = true;
         let _ = job
             .events
             .send(JobEvent::Status(Arc::new(shared.record.clone())));

@@ -30,73 +30,91 @@ impl Registry {
 
     pub(super) fn load_models(&self) -> Result<(), RegistryError> {
         for key in self.store.list("models/")?.into_iter().rev() {
-            if !key.ends_with(".json") {
-                continue;
+            if key.ends_with(".json") {
+                self.load_model(&key);
             }
-            let id = stem(&key).to_owned();
-            let record = self
-                .read_record::<ModelRecord>(ObjectKind::Model, &key)
-                .and_then(|record| match record {
-                    Some(r) if r.id.to_string() != id => Err(format!(
-                        "the record is of model {}, not of the {id} its file name says",
-                        r.id
-                    )),
-                    other => Ok(other),
-                });
-            // A record is checked as a new spec would be, against the limits in force, so a
-            // hand-edited file cannot make the server build an absurd network.
-            let record = record.and_then(|record| match record {
-                Some(r) => match self.check_spec(&r.spec) {
-                    Ok(_) => Ok(Some(r)),
-                    Err(error) => Err(format!("its spec is refused: {error}")),
-                },
-                None => Ok(None),
-            });
-            let record = match record {
-                Ok(Some(record)) => record,
-                Ok(None) => continue,
-                Err(reason) => {
-                    let gone = unavailable(ObjectKind::Model, &id, &key, reason);
-                    self.write().unavailable.insert(key, gone);
-                    continue;
-                }
-            };
-            // A model whose versions cannot even be listed is unavailable as a whole: serving
-            // it without them would let a new version take the number of one on disk.
-            let (versions, broken) = match self.load_versions(&record) {
-                Ok(loaded) => loaded,
-                Err(error) => {
-                    let reason = format!("its versions cannot be listed: {error}");
-                    let gone = unavailable(ObjectKind::Model, &id, &key, reason);
-                    self.write().unavailable.insert(key, gone);
-                    continue;
-                }
-            };
-            let mut inner = self.write();
-            // While a model's record was unreadable its name was free to take; should the
-            // file come back (repaired by hand), the newer model, which took the name and
-            // served meanwhile, keeps it: records load newest first (ids are UUIDv7).
-            if let Some(&holder) = inner.names.get(&record.name) {
-                let reason = format!(
-                    "its name '{}' is taken by model {holder}, created while this one was unavailable; rename one of them",
-                    record.name
-                );
-                let gone = unavailable(ObjectKind::Model, &id, &key, reason);
-                inner.unavailable.insert(key, gone);
-                continue;
+        }
+        // Names claimed where replicas share the store: a database filled by `mlp-lab copy`
+        // has none yet, and claiming again what a model holds already changes nothing.
+        let named: Vec<(String, Uuid)> = self
+            .read()
+            .models
+            .values()
+            .map(|m| (m.record.name.clone(), m.record.id))
+            .collect();
+        for (name, id) in named {
+            if let Some(holder) = self.store.claim_name(&name, &id.to_string())? {
+                tracing::warn!(%name, model = %id, %holder, "another model holds this model's name in the store");
             }
-            inner.names.insert(record.name.clone(), record.id);
-            inner.writers.insert(record.id, Arc::default());
-            inner.models.insert(
-                record.id,
-                Arc::new(ModelEntry {
-                    record,
-                    versions,
-                    unavailable: broken,
-                }),
-            );
         }
         Ok(())
+    }
+
+    /// Loads the model whose record is stored under `key`, with its versions; one that cannot
+    /// be loaded is made unavailable with its reason, and a missing record is skipped.
+    pub(super) fn load_model(&self, key: &str) {
+        let id = stem(key).to_owned();
+        let record = self
+            .read_record::<ModelRecord>(ObjectKind::Model, key)
+            .and_then(|record| match record {
+                Some(r) if r.id.to_string() != id => Err(format!(
+                    "the record is of model {}, not of the {id} its file name says",
+                    r.id
+                )),
+                other => Ok(other),
+            });
+        // A record is checked as a new spec would be, against the limits in force, so a
+        // hand-edited file cannot make the server build an absurd network.
+        let record = record.and_then(|record| match record {
+            Some(r) => match self.check_spec(&r.spec) {
+                Ok(_) => Ok(Some(r)),
+                Err(error) => Err(format!("its spec is refused: {error}")),
+            },
+            None => Ok(None),
+        });
+        let record = match record {
+            Ok(Some(record)) => record,
+            Ok(None) => return,
+            Err(reason) => {
+                let gone = unavailable(ObjectKind::Model, &id, key, reason);
+                self.write().unavailable.insert(key.to_owned(), gone);
+                return;
+            }
+        };
+        // A model whose versions cannot even be listed is unavailable as a whole: serving
+        // it without them would let a new version take the number of one on disk.
+        let (versions, broken) = match self.load_versions(&record) {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                let reason = format!("its versions cannot be listed: {error}");
+                let gone = unavailable(ObjectKind::Model, &id, key, reason);
+                self.write().unavailable.insert(key.to_owned(), gone);
+                return;
+            }
+        };
+        let mut inner = self.write();
+        // While a model's record was unreadable its name was free to take; should the
+        // file come back (repaired by hand), the newer model, which took the name and
+        // served meanwhile, keeps it: records load newest first (ids are UUIDv7).
+        if let Some(&holder) = inner.names.get(&record.name) {
+            let reason = format!(
+                "its name '{}' is taken by model {holder}, created while this one was unavailable; rename one of them",
+                record.name
+            );
+            let gone = unavailable(ObjectKind::Model, &id, key, reason);
+            inner.unavailable.insert(key.to_owned(), gone);
+            return;
+        }
+        inner.names.insert(record.name.clone(), record.id);
+        inner.writers.insert(record.id, Arc::default());
+        inner.models.insert(
+            record.id,
+            Arc::new(ModelEntry {
+                record,
+                versions,
+                unavailable: broken,
+            }),
+        );
     }
 
     /// The versions of `record` that load, and those that do not with their reasons.
@@ -135,7 +153,7 @@ impl Registry {
 
     /// Version `v` of `record` from `vkey` and its weights, checked against their hash; or
     /// what is known of it and why it cannot be loaded.
-    fn load_version(
+    pub(super) fn load_version(
         &self,
         record: &ModelRecord,
         vkey: &str,

@@ -28,6 +28,7 @@
 //! left in place, and everything else loads and serves.
 
 pub mod csv;
+mod follow;
 pub mod ingest;
 mod keys;
 mod load;
@@ -295,33 +296,38 @@ impl Registry {
 
     fn load_datasets(&self) -> Result<(), RegistryError> {
         for key in self.store.list("datasets/")? {
-            if !key.ends_with(".json") {
-                continue;
-            }
-            let id = stem(&key).to_owned();
-            let loaded = self
-                .read_record::<DatasetFile>(ObjectKind::Dataset, &key)
-                .and_then(|file| file.map(DatasetFile::into_dataset).transpose())
-                .and_then(|found| match found {
-                    Some((info, _)) if info.id.to_string() != id => Err(format!(
-                        "the record is of dataset {}, not of the {id} its file name says",
-                        info.id
-                    )),
-                    other => Ok(other),
-                });
-            match loaded {
-                Ok(Some((info, data))) => {
-                    let entry = Arc::new(DatasetEntry::new(info, data));
-                    self.write().datasets.insert(entry.info.id, entry);
-                }
-                Ok(None) => {}
-                Err(reason) => {
-                    let gone = unavailable(ObjectKind::Dataset, &id, &key, reason);
-                    self.write().unavailable.insert(key, gone);
-                }
+            if key.ends_with(".json") {
+                self.load_dataset(&key);
             }
         }
         Ok(())
+    }
+
+    /// Loads the dataset stored under `key`; one that cannot be loaded is made unavailable
+    /// with its reason, and a missing one is skipped.
+    fn load_dataset(&self, key: &str) {
+        let id = stem(key).to_owned();
+        let loaded = self
+            .read_record::<DatasetFile>(ObjectKind::Dataset, key)
+            .and_then(|file| file.map(DatasetFile::into_dataset).transpose())
+            .and_then(|found| match found {
+                Some((info, _)) if info.id.to_string() != id => Err(format!(
+                    "the record is of dataset {}, not of the {id} its file name says",
+                    info.id
+                )),
+                other => Ok(other),
+            });
+        match loaded {
+            Ok(Some((info, data))) => {
+                let entry = Arc::new(DatasetEntry::new(info, data));
+                self.write().datasets.insert(entry.info.id, entry);
+            }
+            Ok(None) => {}
+            Err(reason) => {
+                let gone = unavailable(ObjectKind::Dataset, &id, key, reason);
+                self.write().unavailable.insert(key.to_owned(), gone);
+            }
+        }
     }
 
     /// Every stored dataset and model (with its versions) that could not be loaded, and

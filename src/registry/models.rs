@@ -16,6 +16,10 @@ use crate::store::envelope::sha256_hex;
 /// Longest model name, in bytes.
 pub const MAX_NAME_LEN: usize = 100;
 
+/// Version numbers a new version tries, one after another, when other replicas sharing the
+/// store took them first.
+const MAX_NUMBER_TRIES: u32 = 64;
+
 fn check_name(name: &str) -> Result<(), RegistryError> {
     let ok_chars = name
         .chars()
@@ -119,9 +123,19 @@ impl Registry {
             // Reserved, not served: until its record is stored, the model is not found.
             inner.names.insert(entry.record.name.clone(), id);
         }
-        if let Err(error) = self.store.put(&model_key(id), &bytes) {
-            self.write().names.remove(&entry.record.name);
-            return Err(error.into());
+        let name = &entry.record.name;
+        // Then claimed in the store, which decides between replicas that share it.
+        let claimed = match self.store.claim_name(name, &id.to_string()) {
+            Ok(None) => self.store.put(&model_key(id), &bytes).map_err(|error| {
+                self.release_name(name, id);
+                RegistryError::from(error)
+            }),
+            Ok(Some(_)) => Err(RegistryError::NameTaken(name.clone())),
+            Err(error) => Err(error.into()),
+        };
+        if let Err(error) = claimed {
+            self.write().names.remove(name);
+            return Err(error);
         }
         let mut inner = self.write();
         inner.models.insert(id, Arc::clone(&entry));
@@ -248,6 +262,7 @@ impl Registry {
             inner.names.remove(&removed.record.name);
             inner.writers.remove(&id);
         }
+        self.release_name(&removed.record.name, id);
         let versions = self
             .store
             .list(&format!("versions/{id}/"))
@@ -268,6 +283,14 @@ impl Registry {
         self.store.delete(&key)?;
         self.write().unavailable.remove(&key);
         self.delete_orphans(id)
+    }
+
+    /// Gives up the store's claim on a model's name (logged when that fails: a claim left
+    /// behind by a model without a record is taken over after a while, see migration 2).
+    fn release_name(&self, name: &str, id: Uuid) {
+        if let Err(error) = self.store.release_name(name, &id.to_string()) {
+            tracing::warn!(%error, %name, model = %id, "cannot release a model's name in the store");
+        }
     }
 
     /// Adds a trained model as the next version of model `id` and writes it through
@@ -292,24 +315,38 @@ impl Registry {
         // (or answered with this version number) that a crash could lose.
         let writer = self.writer(id).ok_or_else(not_found)?;
         let _writing = lock_writer(&writer);
-        let v = {
+        let (mut v, name) = {
             let inner = self.read();
             let current = inner.models.get(&id).ok_or_else(not_found)?;
             // Numbers of unavailable versions stay taken: their files are never overwritten.
-            // A stored file name can claim any number; never wrap past the last one.
-            current
-                .last_version_number()
-                .checked_add(1)
-                .ok_or_else(|| {
-                    RegistryError::invalid(
-                        "version",
-                        format!(
-                            "model '{}' has used every version number",
-                            current.record.name
-                        ),
-                    )
-                })?
+            (current.last_version_number(), current.record.name.clone())
         };
+        // The number is taken by writing the weights where none are: another replica sharing
+        // the store may have taken the next one before this one heard of it.
+        let mut keys;
+        let mut tries = 0;
+        loop {
+            // A stored file name can claim any number; never wrap past the last one.
+            v = v.checked_add(1).ok_or_else(|| {
+                RegistryError::invalid(
+                    "version",
+                    format!("model '{name}' has used every version number"),
+                )
+            })?;
+            keys = [
+                version_key(id, v, "safetensors"),
+                version_key(id, v, "json"),
+            ];
+            if self.store.put_new(&keys[0], &weights)? {
+                break;
+            }
+            tries += 1;
+            if tries == MAX_NUMBER_TRIES {
+                return Err(RegistryError::Store(crate::store::StoreError::Unavailable(
+                    format!("no free version number of model '{name}' after {tries} tries"),
+                )));
+            }
+        }
         info.version = v;
         info.created_at = clock::now_rfc3339();
         let stored = StoredVersion {
@@ -317,12 +354,7 @@ impl Registry {
             weights_sha256: sha256_hex(&weights),
             weights_bytes: weights.len() as u64,
         };
-        let keys = [
-            version_key(id, v, "safetensors"),
-            version_key(id, v, "json"),
-        ];
         let written = seal(ObjectKind::Version, &stored).and_then(|record| {
-            self.store.put(&keys[0], &weights)?;
             self.store.put(&keys[1], &record)?;
             Ok(())
         });

@@ -21,6 +21,7 @@
 //! Beside the trait, what every stored record goes through: [`envelope`], the checksummed
 //! form JSON records are written in, and [`clock`], the timestamps they carry.
 
+mod changes;
 pub mod clock;
 mod copy;
 pub mod envelope;
@@ -30,7 +31,9 @@ mod memory;
 pub mod postgres;
 
 use std::io;
+use std::sync::Arc;
 
+pub use changes::Changes;
 pub use copy::{copy, copy_between, CopyError, Place};
 pub use file::FileStore;
 pub use lock::{DataDirLock, LockError, LOCK_FILE};
@@ -164,6 +167,52 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// writer can skip serializing a large value that nothing would ever read.
     fn keeps_values(&self) -> bool {
         true
+    }
+
+    /// Stores `bytes` under `key` only if no value is there: `Ok(false)`, with nothing
+    /// written, when one is. What makes a number (a version's) taken once, by one writer,
+    /// when several processes share the store.
+    ///
+    /// The default looks, then writes: right for a store that one process writes, whose
+    /// callers already hold a lock of their own around it.
+    ///
+    /// # Errors
+    /// As [`Store::put`].
+    fn put_new(&self, key: &str, bytes: &[u8]) -> Result<bool, StoreError> {
+        if self.list(key)?.iter().any(|k| k == key) {
+            return Ok(false);
+        }
+        self.put(key, bytes)?;
+        Ok(true)
+    }
+
+    /// Claims the model name `name` for `owner` (a model's id) among every process that shares
+    /// the store: `Ok(None)` when it is now `owner`'s (also when it was already), and the
+    /// holder's id when another has it. The default claims nothing: a store that one process
+    /// writes leaves names to that process.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the claim cannot be made.
+    fn claim_name(&self, name: &str, owner: &str) -> Result<Option<String>, StoreError> {
+        let _ = (name, owner);
+        Ok(None)
+    }
+
+    /// Gives up `owner`'s claim on `name` ([`Store::claim_name`]); one that `owner` does not
+    /// hold is left as it is.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the claim cannot be given up.
+    fn release_name(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+        let _ = (name, owner);
+        Ok(())
+    }
+
+    /// The keys that other processes sharing this store write and delete from now on, for a
+    /// store that several processes share; `None` for one that this process alone writes.
+    /// The feed is made on the first call; later calls give the same one.
+    fn follow(&self) -> Option<Arc<Changes>> {
+        None
     }
 }
 

@@ -15,6 +15,7 @@ mod disk_full;
 mod events;
 mod experiments;
 mod extractors;
+mod followers;
 mod framing;
 mod health;
 mod helpers;

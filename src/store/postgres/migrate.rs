@@ -30,11 +30,18 @@ pub struct Migration {
 }
 
 /// Every migration this binary knows, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "objects",
-    sql: include_str!("migrations/0001_objects.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "objects",
+        sql: include_str!("migrations/0001_objects.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "changes",
+        sql: include_str!("migrations/0002_changes.sql"),
+    },
+];
 
 /// The advisory lock's key, the same for every replica: "mlp-lab" and 1 in ASCII.
 const LOCK_KEY: i64 = 0x6d6c_702d_6c61_6201;

@@ -26,6 +26,7 @@
 //! weights of the largest network the default limits allow (50 million `f32`s, 200 MB).
 
 mod error;
+mod follow;
 mod migrate;
 pub mod scratch;
 
@@ -33,7 +34,7 @@ use std::future::Future;
 use std::io;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, OnceLock};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -43,7 +44,8 @@ use error::explain;
 pub use error::PgError;
 pub use migrate::{Migrated, Migration, MIGRATIONS};
 
-use super::{check_key, Store, StoreError};
+use super::{check_key, Changes, Store, StoreError};
+pub use follow::{CHANNEL, OVERLAP, POLL_EVERY};
 
 /// Connections the pool keeps at most. Writes are few (a record, a version, a job's progress
 /// every few seconds); reads happen at start-up.
@@ -52,6 +54,12 @@ pub const POOL_SIZE: usize = 8;
 /// How long one operation may take in all (waiting for a connection included) before it is
 /// [`StoreError::Unavailable`].
 pub const OP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a model name stays claimed ([`Store::claim_name`]) by an id that has no model
+/// record: longer than creating a model takes between its claim and its record's write. A
+/// claim left behind by a replica that died between the two, or that could not release it
+/// after a delete, is taken over after this.
+pub const STALE_NAME_CLAIM: Duration = Duration::from_secs(300);
 
 /// How long connecting may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -63,6 +71,12 @@ pub struct PgStore {
     runtime: Option<tokio::runtime::Runtime>,
     target: String,
     max_value_bytes: Option<u64>,
+    /// For the connection that follows other replicas' writes ([`Store::follow`]).
+    config: tokio_postgres::Config,
+    /// This store's name in the database's `mlp_lab.writer` setting ([`follow`]).
+    writer: String,
+    /// Made by the first [`Store::follow`].
+    changes: OnceLock<Arc<Changes>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -158,7 +172,16 @@ impl PgStore {
     /// # Errors
     /// [`PgError`] when the database cannot be reached, refuses the login, or a migration
     /// fails.
-    pub fn connect(config: tokio_postgres::Config) -> Result<(Self, Migrated), PgError> {
+    pub fn connect(mut config: tokio_postgres::Config) -> Result<(Self, Migrated), PgError> {
+        // Every connection names this store, so that the changes it makes are told from the
+        // other replicas' (see `follow`).
+        let writer = uuid::Uuid::now_v7().simple().to_string();
+        let options = format!(
+            "{} -c {}={writer}",
+            config.get_options().unwrap_or_default(),
+            follow::WRITER_SETTING
+        );
+        config.options(options.trim_start());
         // One thread: the queries wait on the network, not on a CPU.
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -191,6 +214,9 @@ impl PgStore {
             runtime: Some(runtime),
             target: target.clone(),
             max_value_bytes: None,
+            config: config.clone(),
+            writer,
+            changes: OnceLock::new(),
         };
         // Its own connection: the advisory lock belongs to a session, and must not stay with
         // a pooled one.
@@ -281,6 +307,9 @@ impl PgStore {
 
 impl Drop for PgStore {
     fn drop(&mut self) {
+        if let Some(changes) = self.changes.get() {
+            changes.close();
+        }
         // Without waiting, so that dropping the last handle is fine on any thread, a
         // runtime's own included; the connections are closed with their tasks.
         if let Some(runtime) = self.runtime.take() {
@@ -345,13 +374,113 @@ impl Store for PgStore {
                 let statement = client
                     .prepare_cached(
                         "INSERT INTO objects (key, value) VALUES ($1, $2) \
-                         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
+                         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
                     )
                     .await?;
                 client.execute(&statement, &[&key, &&*value]).await?;
                 Ok(())
             }
         })
+    }
+
+    fn put_new(&self, key: &str, bytes: &[u8]) -> Result<bool, StoreError> {
+        check_key(key)?;
+        let (owned, value) = (key.to_owned(), std::sync::Arc::<[u8]>::from(bytes));
+        // A token of this write, so that an attempt made again after its answer was lost
+        // knows its own row from another writer's.
+        let token = uuid::Uuid::now_v7().to_string();
+        let written = self.run(key, move |client| {
+            let (key, value, token) = (owned.clone(), std::sync::Arc::clone(&value), token.clone());
+            async move {
+                let statement = client
+                    .prepare_cached(
+                        "INSERT INTO objects (key, value, put_token) VALUES ($1, $2, $3) \
+                         ON CONFLICT (key) DO NOTHING RETURNING revision",
+                    )
+                    .await?;
+                if let Some(row) = client
+                    .query_opt(&statement, &[&key, &&*value, &token])
+                    .await?
+                {
+                    return Ok(Some(row.try_get::<_, i64>(0)?));
+                }
+                let mine = client
+                    .query_opt(
+                        "SELECT revision FROM objects WHERE key = $1 AND put_token = $2",
+                        &[&key, &token],
+                    )
+                    .await?;
+                mine.map(|row| row.try_get::<_, i64>(0)).transpose()
+            }
+        })?;
+        Ok(written.is_some())
+    }
+
+    fn claim_name(&self, name: &str, owner: &str) -> Result<Option<String>, StoreError> {
+        let (name, owner) = (name.to_owned(), owner.to_owned());
+        self.run("model_names", move |client| {
+            let (name, owner) = (name.clone(), owner.clone());
+            async move {
+                let claim = client
+                    .prepare_cached(
+                        "INSERT INTO model_names (name, owner) VALUES ($1, $2) \
+                         ON CONFLICT (name) DO UPDATE SET owner = EXCLUDED.owner, claimed_at = now() \
+                         WHERE model_names.owner = EXCLUDED.owner \
+                         OR (model_names.claimed_at < now() - $3::int8 * interval '1 second' \
+                             AND NOT EXISTS (SELECT 1 FROM objects \
+                                             WHERE key = 'models/' || model_names.owner || '.json')) \
+                         RETURNING owner",
+                    )
+                    .await?;
+                let holder = client
+                    .prepare_cached("SELECT owner FROM model_names WHERE name = $1")
+                    .await?;
+                let stale = i64::try_from(STALE_NAME_CLAIM.as_secs()).unwrap_or(i64::MAX);
+                loop {
+                    if client.query_opt(&claim, &[&name, &owner, &stale]).await?.is_some() {
+                        return Ok(None);
+                    }
+                    // Held by another: which, read in a new snapshot. Released meanwhile
+                    // (none), the claim is made again.
+                    if let Some(row) = client.query_opt(&holder, &[&name]).await? {
+                        return Ok(Some(row.try_get(0)?));
+                    }
+                }
+            }
+        })
+    }
+
+    fn release_name(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+        let (name, owner) = (name.to_owned(), owner.to_owned());
+        self.run("model_names", move |client| {
+            let (name, owner) = (name.clone(), owner.clone());
+            async move {
+                let statement = client
+                    .prepare_cached("DELETE FROM model_names WHERE name = $1 AND owner = $2")
+                    .await?;
+                client.execute(&statement, &[&name, &owner]).await?;
+                Ok(())
+            }
+        })
+    }
+
+    fn follow(&self) -> Option<Arc<Changes>> {
+        let changes = self.changes.get_or_init(|| {
+            let changes = Arc::new(Changes::default());
+            if let Some(runtime) = &self.runtime {
+                // Named, so that an operator can tell it in `pg_stat_activity`.
+                let mut config = self.config.clone();
+                config.application_name(follow::APPLICATION_NAME);
+                runtime.spawn(follow::run(
+                    config,
+                    self.writer.clone(),
+                    Arc::new(follow::Seen::default()),
+                    Arc::clone(&changes),
+                ));
+            }
+            changes
+        });
+        Some(Arc::clone(changes))
     }
 
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

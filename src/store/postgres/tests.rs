@@ -195,3 +195,177 @@ fn a_store_dropped_inside_a_runtime_does_not_panic() {
         drop(store);
     });
 }
+
+/// The keys `changes` reports within `secs`, until `want` are all among them.
+fn changes_within(changes: &crate::store::Changes, want: &[&str], secs: u64) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let mut got: Vec<String> = Vec::new();
+    while !want.iter().all(|w| got.iter().any(|g| g == w)) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        assert!(
+            !left.is_zero(),
+            "within {secs} s: {got:?}, not all of {want:?}"
+        );
+        got.extend(changes.wait(left).expect("not closed"));
+    }
+    got
+}
+
+#[test]
+fn another_stores_writes_and_deletes_are_followed_and_its_own_are_not() {
+    let Some(db) = ScratchDatabase::from_env("another_stores_writes_and_deletes_are_followed")
+    else {
+        return;
+    };
+    let (here, there) = (connect(&db), connect(&db));
+    let changes = here.follow().expect("a database is shared");
+    assert!(Arc::ptr_eq(
+        &changes,
+        &here.follow().expect("the same feed")
+    ));
+    // The feed listens once its connection is up: a write it then sees proves it is.
+    there.put("warm/1.json", b"up").expect("put");
+    changes_within(&changes, &["warm/1.json"], 10);
+
+    here.put("models/mine.json", b"mine").expect("put");
+    there.put("models/theirs.json", b"theirs").expect("put");
+    there.put("models/theirs.json", b"again").expect("put");
+    there.delete("warm/1.json").expect("delete");
+    let got = changes_within(&changes, &["models/theirs.json", "warm/1.json"], 10);
+
+    assert!(!got.iter().any(|k| k == "models/mine.json"), "{got:?}");
+}
+
+#[test]
+fn a_change_whose_notification_is_lost_is_found_by_the_poll() {
+    let Some(db) = ScratchDatabase::from_env("a_change_whose_notification_is_lost") else {
+        return;
+    };
+    let (here, there) = (connect(&db), connect(&db));
+    let changes = here.follow().expect("a database is shared");
+    there.put("warm/1.json", b"up").expect("put");
+    changes_within(&changes, &["warm/1.json"], 10);
+    // No notification at all: the trigger that sends them is off.
+    super::scratch::run_sql(
+        db.url(),
+        "ALTER TABLE objects DISABLE TRIGGER objects_changed".to_owned(),
+    )
+    .expect("disable the trigger");
+
+    there.put("models/quiet.json", b"quiet").expect("put");
+
+    let secs = super::POLL_EVERY.as_secs() * 2 + 5;
+    changes_within(&changes, &["models/quiet.json"], secs);
+}
+
+#[test]
+fn the_feed_connects_again_when_its_connection_is_cut_and_misses_nothing() {
+    let Some(db) = ScratchDatabase::from_env("the_feed_connects_again_when_its_connection_is_cut")
+    else {
+        return;
+    };
+    let (here, there) = (connect(&db), connect(&db));
+    let changes = here.follow().expect("a database is shared");
+    there.put("warm/1.json", b"up").expect("put");
+    changes_within(&changes, &["warm/1.json"], 10);
+
+    // Every connection that listens is cut; the write comes while the feed reconnects.
+    super::scratch::run_sql(
+        db.url(),
+        format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND application_name = '{}'",
+            super::follow::APPLICATION_NAME
+        ),
+    )
+    .expect("cut the feed's connection");
+    there.put("models/meanwhile.json", b"x").expect("put");
+
+    changes_within(&changes, &["models/meanwhile.json"], 15);
+}
+
+#[test]
+fn a_number_is_taken_once_by_one_of_many_writers() {
+    let Some(db) = ScratchDatabase::from_env("a_number_is_taken_once_by_one_of_many_writers")
+    else {
+        return;
+    };
+    let n = 8;
+    let barrier = Arc::new(Barrier::new(n));
+    let writers: Vec<_> = (0..n)
+        .map(|i| {
+            let (store, barrier) = (connect(&db), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                barrier.wait();
+                let won = store
+                    .put_new("versions/m/00000001.safetensors", format!("{i}").as_bytes())
+                    .expect("put_new");
+                (i, won)
+            })
+        })
+        .collect();
+    let won: Vec<usize> = writers
+        .into_iter()
+        .map(|w| w.join().expect("no panic"))
+        .filter_map(|(i, won)| won.then_some(i))
+        .collect();
+
+    assert_eq!(won.len(), 1, "{won:?}");
+    let stored = connect(&db)
+        .get("versions/m/00000001.safetensors")
+        .expect("get");
+    assert_eq!(
+        stored,
+        Some(format!("{}", won[0]).into_bytes()),
+        "the winner's value"
+    );
+}
+
+#[test]
+fn a_model_name_is_claimed_by_one_owner_until_released() {
+    let Some(db) = ScratchDatabase::from_env("a_model_name_is_claimed_by_one_owner") else {
+        return;
+    };
+    let (a, b) = (connect(&db), connect(&db));
+
+    assert_eq!(a.claim_name("xor", "id-1").expect("claim"), None);
+    assert_eq!(
+        a.claim_name("xor", "id-1").expect("again"),
+        None,
+        "its owner's again"
+    );
+    assert_eq!(
+        b.claim_name("xor", "id-2").expect("claim"),
+        Some("id-1".to_owned())
+    );
+    b.release_name("xor", "id-2")
+        .expect("not its claim: nothing happens");
+    assert_eq!(
+        b.claim_name("xor", "id-2").expect("claim"),
+        Some("id-1".to_owned())
+    );
+    a.release_name("xor", "id-1").expect("release");
+    assert_eq!(b.claim_name("xor", "id-2").expect("claim"), None);
+}
+
+#[test]
+fn a_stale_claim_without_a_model_record_is_taken_over_and_one_with_a_record_is_not() {
+    let Some(db) = ScratchDatabase::from_env("a_stale_claim_without_a_model_record") else {
+        return;
+    };
+    let store = connect(&db);
+    store.claim_name("ghost", "id-dead").expect("claim");
+    store.claim_name("kept", "id-live").expect("claim");
+    store.put("models/id-live.json", b"{}").expect("its record");
+    super::scratch::run_sql(
+        db.url(),
+        "UPDATE model_names SET claimed_at = now() - interval '1 hour'".to_owned(),
+    )
+    .expect("age the claims");
+
+    assert_eq!(store.claim_name("ghost", "id-new").expect("claim"), None);
+    assert_eq!(
+        store.claim_name("kept", "id-new").expect("claim"),
+        Some("id-live".to_owned())
+    );
+}
