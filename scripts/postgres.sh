@@ -9,6 +9,8 @@
 #                                      MLP_LAB_TEST_DATABASE_URL   postgres://…/postgres
 #                                      MLP_LAB_TEST_PG_DIR         its directory (for `stop`)
 #   scripts/postgres.sh stop DIR     stops the server of DIR (from `start`) and removes DIR
+#   scripts/postgres.sh down DIR     stops the server of DIR, keeping its data (an outage)
+#   scripts/postgres.sh up DIR       starts it again where `down` left it
 #   scripts/postgres.sh test [ARGS]  starts one, runs `cargo test --locked ARGS` against it,
 #                                    and stops it however the tests end
 #
@@ -78,10 +80,10 @@ start() {
         port_is_free "$port" || continue
         # fsync off: a test server that loses its data in a power cut loses nothing of value,
         # and the tests' many small commits go several times faster.
+        printf '%s\n' "-c listen_addresses=127.0.0.1 -p $port -k $dir/socket -c fsync=off \
+-c synchronous_commit=off -c full_page_writes=off -c max_connections=200" >"$dir/options"
         if as_postgres "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-            -o "-c listen_addresses=127.0.0.1 -p $port -k $dir/socket -c fsync=off \
-                -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
-            start >&2; then
+            -o "$(cat "$dir/options")" start >&2; then
             started=$port
             break
         fi
@@ -114,9 +116,22 @@ stop() {
     rm -rf "$dir"
 }
 
+# down DIR / up DIR: an outage of the server of DIR, and its end.
+down() {
+    [[ -n ${1:-} && -f $1/options ]] || { log "down: no server directory given"; exit 1; }
+    as_postgres "$(pg_bin)/pg_ctl" -D "$1/data" -m fast -w stop >&2
+}
+up() {
+    [[ -n ${1:-} && -f $1/options ]] || { log "up: no server directory given"; exit 1; }
+    as_postgres "$(pg_bin)/pg_ctl" -D "$1/data" -l "$1/server.log" -w -t 60 \
+        -o "$(cat "$1/options")" start >&2
+}
+
 case ${1:-} in
     start) start ;;
     stop) stop "${2:-}" ;;
+    down) down "${2:-}" ;;
+    up) up "${2:-}" ;;
     test)
         shift
         eval "$(start)"
@@ -125,7 +140,7 @@ case ${1:-} in
         cargo test --locked "$@"
         ;;
     *)
-        sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+        sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
         exit 2
         ;;
 esac

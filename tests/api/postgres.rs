@@ -211,3 +211,137 @@ async fn while_the_database_is_unreachable_writes_are_503_predictions_go_on_and_
     .await;
     drop(app);
 }
+
+/// A PostgreSQL server of this test's own (`scripts/postgres.sh start`), so that it can be
+/// stopped and started without touching the other tests' server; stopped and removed when
+/// dropped.
+struct OwnServer {
+    url: String,
+    dir: String,
+}
+
+impl OwnServer {
+    fn script(args: &[&str]) -> std::process::Output {
+        std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/postgres.sh"))
+            .args(args)
+            .output()
+            .expect("run scripts/postgres.sh")
+    }
+
+    fn start() -> Self {
+        let out = Self::script(&["start"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let var = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("export {name}=")))
+                .unwrap_or_else(|| panic!("no {name} in {text}"))
+                .to_owned()
+        };
+        Self {
+            url: var("MLP_LAB_TEST_DATABASE_URL"),
+            dir: var("MLP_LAB_TEST_PG_DIR"),
+        }
+    }
+
+    fn down(&self) {
+        assert!(Self::script(&["down", &self.dir]).status.success(), "stop");
+    }
+
+    fn up(&self) {
+        assert!(
+            Self::script(&["up", &self.dir]).status.success(),
+            "start again"
+        );
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        Self::script(&["stop", &self.dir]);
+    }
+}
+
+/// Polls `GET path` on `server` until it answers `status`; panics after `secs`.
+async fn until_status(server: &ServerProcess, path: &str, status: u16, secs: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while server.get(path).await.status().as_u16() != status {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "GET {path} did not answer {status} within {secs} s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_restarted_mid_training_loses_nothing_and_two_replicas_recover_by_themselves() {
+    // Needs PostgreSQL's binaries, which the variable promises.
+    if ScratchDatabase::from_env("a_database_restarted_mid_training").is_none() {
+        return;
+    }
+    let own = OwnServer::start();
+    let db = ScratchDatabase::create(&own.url).expect("a database on the own server");
+    let args = ["--database-url", db.url()];
+    let (a, b) = (
+        ServerProcess::start_ready(&temp_dir("restart-a"), &args).await,
+        ServerProcess::start_ready(&temp_dir("restart-b"), &args).await,
+    );
+    let (before, _) = train(&a).await;
+    let dataset = a.post_ok("/v1/datasets", &xor_dataset(100), 201).await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let body = json!({"model": "kept", "dataset": dataset, "epochs": 20000, "batch_size": 4});
+    let job = a.post_ok("/v1/jobs", &body, 202).await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    a.wait_for_job(&job, &["running"], 30).await;
+
+    own.down();
+
+    let write = b
+        .client
+        .post(b.url("/v1/models"))
+        .json(&json!({"name": "during", "layers": [2, 1], "output": "sigmoid"}))
+        .send()
+        .await
+        .expect("request sent");
+    assert_problem(write, 503, "store_unavailable").await;
+    until_status(&a, "/readyz", 503, 5).await;
+    until_status(&b, "/readyz", 503, 5).await;
+    assert_eq!(predict(&b).await, before, "served from memory meanwhile");
+    assert_eq!(
+        a.get_ok(&format!("/v1/jobs/{job}")).await["state"],
+        "running",
+        "the outage came while the job trained"
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+
+    own.up();
+
+    until_status(&a, "/readyz", 200, 20).await;
+    until_status(&b, "/readyz", 200, 20).await;
+    let done = a.wait_for_job(&job, &["succeeded"], 300).await;
+    assert_eq!(done["result"]["version"], 2, "{done}");
+    // B follows again: the job's end and its version, and B's own writes are taken.
+    let seen = b.wait_for_job(&job, &["succeeded"], 15).await;
+    assert_eq!(seen["result"], done["result"]);
+    assert_eq!(b.all_epochs(&job).await.len(), 20001, "the whole history");
+    until_status(&b, "/v1/models/kept/versions/2", 200, 15).await;
+    b.post_ok(
+        "/v1/models",
+        &json!({"name": "after", "layers": [2, 1], "output": "sigmoid"}),
+        201,
+    )
+    .await;
+    until_status(&a, "/v1/models/after", 200, 5).await;
+    assert_eq!(predict(&a).await, predict(&b).await);
+    assert!(a.terminate().await.success());
+    assert!(b.terminate().await.success());
+}
