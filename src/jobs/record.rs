@@ -144,6 +144,10 @@ pub struct JobRecord {
     /// The job this one retries (`POST /v1/jobs/{id}/retry`).
     #[serde(default)]
     pub retry_of: Option<Uuid>,
+    /// The replica that runs or ran it (`--replica-name`); `None` while queued, or for a job
+    /// that never ran.
+    #[serde(default)]
+    pub worker: Option<String>,
 }
 
 /// A job as stored: the record and its whole history.

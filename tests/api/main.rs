@@ -33,6 +33,7 @@ mod plots;
 mod postgres;
 mod predict;
 mod process;
+mod replicas;
 mod restart;
 mod retry;
 mod routing;
