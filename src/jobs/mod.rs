@@ -42,8 +42,8 @@ use crate::nn::{EpochRecord, Interrupter, NnError, TrainConfig};
 use crate::registry::{DatasetEntry, ModelEntry, Registry, RegistryError, Unavailable};
 use crate::store::queue::{JobQueue, Lease};
 use crate::store::Store;
-pub use history::{HistoryPage, Subscriber, Update};
 pub use cluster::{leases_lost, writes_fenced};
+pub use history::{HistoryPage, Subscriber, Update};
 pub use pool::wait_idle as wait_for_training_threads;
 #[cfg(any(test, fuzzing))]
 pub(crate) use record::StoredJob;

@@ -17,8 +17,8 @@ use crate::registry::{
     orphan_reason, seal, stem, unavailable, ObjectKind, Registry, RegistryError, Unavailable,
     VersionInfo,
 };
-use crate::store::queue::Lease;
 use crate::store::clock;
+use crate::store::queue::Lease;
 
 /// The store key of job `id`.
 pub(super) fn key(id: Uuid) -> String {

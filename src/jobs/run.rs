@@ -174,13 +174,20 @@ fn train(inner: &Inner, job: &Job, work: Work) {
             let lease = job.lock().lease;
             let added = match (&inner.queue, lease) {
                 (Some(queue), Some(lease)) => inner.registry.add_version_through(
-                    &super::cluster::LeasedStore::new(Arc::clone(queue), Arc::clone(&inner.store), lease),
+                    &super::cluster::LeasedStore::new(
+                        Arc::clone(queue),
+                        Arc::clone(&inner.store),
+                        lease,
+                    ),
                     work.record.model,
                     model,
                     info,
                 ),
                 (Some(_), None) => Err(crate::registry::RegistryError::Store(
-                    crate::store::StoreError::Fenced { job: work.record.id, token: 0 },
+                    crate::store::StoreError::Fenced {
+                        job: work.record.id,
+                        token: 0,
+                    },
                 )),
                 (None, _) => inner.registry.add_version(work.record.model, model, info),
             };

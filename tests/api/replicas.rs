@@ -44,8 +44,15 @@ async fn three_replicas(db: &ScratchDatabase) -> Vec<ServerProcess> {
 
 /// A dataset and a model named `name` created on `server` (after every replica started, so
 /// the others know neither until they claim a job of it), returned as the dataset's id.
-async fn model_and_dataset(server: &ServerProcess, name: &str, layers: Value, rows: usize) -> String {
-    let dataset = server.post_ok("/v1/datasets", &xor_dataset(rows), 201).await["id"]
+async fn model_and_dataset(
+    server: &ServerProcess,
+    name: &str,
+    layers: Value,
+    rows: usize,
+) -> String {
+    let dataset = server
+        .post_ok("/v1/datasets", &xor_dataset(rows), 201)
+        .await["id"]
         .as_str()
         .expect("id")
         .to_owned();
@@ -128,12 +135,7 @@ fn signal(server: &ServerProcess, name: &str) {
 
 /// The value of the counter `name` in `server`'s `/metrics`.
 async fn counter(server: &ServerProcess, name: &str) -> u64 {
-    let text = server
-        .get("/metrics")
-        .await
-        .text()
-        .await
-        .expect("metrics");
+    let text = server.get("/metrics").await.text().await.expect("metrics");
     text.lines()
         .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
         .unwrap_or_else(|| panic!("no {name} in /metrics"))
@@ -151,7 +153,10 @@ async fn a_long_job_running(
         job["record"]["state"] == "running" && !job["history"].as_array().is_none_or(Vec::is_empty)
     })
     .await;
-    let worker = job["record"]["worker"].as_str().expect("a worker").to_owned();
+    let worker = job["record"]["worker"]
+        .as_str()
+        .expect("a worker")
+        .to_owned();
     let index = ["a", "b", "c"]
         .iter()
         .position(|n| *n == worker)
@@ -179,7 +184,10 @@ async fn jobs_submitted_on_one_replica_are_claimed_by_the_replicas_with_a_free_s
             job["record"]["state"] == "succeeded"
         })
         .await;
-        let worker = job["record"]["worker"].as_str().expect("a worker").to_owned();
+        let worker = job["record"]["worker"]
+            .as_str()
+            .expect("a worker")
+            .to_owned();
         assert_eq!(queue_row(&client, id).await.0, "done");
         let on_worker = ["a", "b", "c"]
             .iter()
@@ -191,6 +199,7 @@ async fn jobs_submitted_on_one_replica_are_claimed_by_the_replicas_with_a_free_s
         assert_eq!(view["result"], job["record"]["result"]);
         workers.insert(worker);
     }
+    eprintln!("six jobs ran on {workers:?}");
     assert!(
         workers.len() >= 2,
         "six jobs of over a second, one slot a replica, ran on {workers:?} only"
@@ -206,7 +215,10 @@ async fn a_replica_killed_while_it_trains_loses_its_job_to_the_others_within_its
     let client = database(&db).await;
     let (id, worker) = a_long_job_running(&replicas, &client).await;
     let before = stored(&client, &id).await;
-    let worker_name = before["record"]["worker"].as_str().expect("worker").to_owned();
+    let worker_name = before["record"]["worker"]
+        .as_str()
+        .expect("worker")
+        .to_owned();
 
     replicas.remove(worker).kill9();
     let killed = Instant::now();
@@ -216,6 +228,7 @@ async fn a_replica_killed_while_it_trains_loses_its_job_to_the_others_within_its
     .await;
 
     let took = killed.elapsed();
+    eprintln!("interrupted {took:?} after the kill (lease {LEASE} s)");
     assert!(
         took < Duration::from_secs(LEASE + 5),
         "interrupted {took:?} after the kill"
@@ -279,7 +292,11 @@ async fn a_replica_paused_past_its_lease_writes_nothing_more_for_its_job_once_re
     // Longer than its progress writes are apart (a second), and past a renewal.
     let settle = Instant::now() + Duration::from_secs(LEASE + 1);
     while Instant::now() < settle {
-        assert_eq!(stored(&client, &id).await, reaped, "the stored job changed after it resumed");
+        assert_eq!(
+            stored(&client, &id).await,
+            reaped,
+            "the stored job changed after it resumed"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(queue_row(&client, &id).await.2, new_token);

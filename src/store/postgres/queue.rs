@@ -165,9 +165,7 @@ impl JobQueue for PgStore {
                     .transpose()
             }
         })?;
-        Ok(claimed.and_then(|(id, token)| {
-            parse_id(&id).map(|job| Lease { job, token })
-        }))
+        Ok(claimed.and_then(|(id, token)| parse_id(&id).map(|job| Lease { job, token })))
     }
 
     fn renew(&self, lease: Lease, term: Duration) -> Result<Renewal, StoreError> {

@@ -58,7 +58,10 @@ fn claims_take_the_oldest_queued_job_first_and_none_when_the_queue_is_empty() {
 
     assert_eq!(claimed, ids);
     assert_eq!(store.claim("a", LEASE).expect("claim"), None);
-    assert_eq!(store.get(&key(ids[0])).expect("get"), Some(b"queued".to_vec()));
+    assert_eq!(
+        store.get(&key(ids[0])).expect("get"),
+        Some(b"queued".to_vec())
+    );
 }
 
 #[test]
@@ -147,7 +150,10 @@ fn a_write_with_a_stale_token_is_refused_after_the_reaper_took_the_job() {
     }
     assert_eq!(store.get(&key(id)).expect("get"), after, "unchanged");
     assert!(store.get("versions/m/1.json").expect("get").is_some());
-    assert!(store.reap(key, Arc::new(|_, _, _| None)).expect("reap").is_empty());
+    assert!(store
+        .reap(key, Arc::new(|_, _, _| None))
+        .expect("reap")
+        .is_empty());
 }
 
 #[test]
@@ -172,11 +178,20 @@ fn renewing_extends_the_lease_and_tells_of_a_cancel_and_finishing_takes_the_job_
         Renewal::Held { cancel: true }
     );
     assert_eq!(
-        store.cancel(ids[1], &key(ids[1]), b"cancelled").expect("cancel"),
+        store
+            .cancel(ids[1], &key(ids[1]), b"cancelled")
+            .expect("cancel"),
         Cancel::Dequeued
     );
-    assert_eq!(store.get(&key(ids[1])).expect("get"), Some(b"cancelled".to_vec()));
-    assert_eq!(store.claim("b", LEASE).expect("claim"), None, "no longer queued");
+    assert_eq!(
+        store.get(&key(ids[1])).expect("get"),
+        Some(b"cancelled".to_vec())
+    );
+    assert_eq!(
+        store.claim("b", LEASE).expect("claim"),
+        None,
+        "no longer queued"
+    );
 
     store.finish(lease, &key(ids[0]), b"done").expect("finish");
 
@@ -188,7 +203,10 @@ fn renewing_extends_the_lease_and_tells_of_a_cancel_and_finishing_takes_the_job_
         Cancel::NotActive
     );
     expire_leases(&db);
-    assert!(store.reap(key, Arc::new(|_, _, _| None)).expect("reap").is_empty());
+    assert!(store
+        .reap(key, Arc::new(|_, _, _| None))
+        .expect("reap")
+        .is_empty());
     assert_eq!(store.queued_ids().expect("ids").len(), 2);
 }
 
@@ -216,7 +234,11 @@ fn the_queue_bound_holds_over_every_submitter_at_once() {
         .sum();
 
     assert_eq!(accepted, max);
-    assert_eq!(store.list("jobs/").expect("list").len(), max, "refused ones wrote nothing");
+    assert_eq!(
+        store.list("jobs/").expect("list").len(),
+        max,
+        "refused ones wrote nothing"
+    );
     store.claim("a", LEASE).expect("claim").expect("a job");
     let id = Uuid::now_v7();
     assert!(
