@@ -302,3 +302,62 @@ async fn a_replica_paused_past_its_lease_writes_nothing_more_for_its_job_once_re
     assert_eq!(queue_row(&client, &id).await.2, new_token);
     eprintln!("fenced writes on the resumed replica: {fenced}");
 }
+
+#[tokio::test]
+async fn a_job_running_on_another_replica_is_cancelled_from_the_one_it_was_submitted_on() {
+    let Some(db) = ScratchDatabase::from_env("a_job_running_on_another_replica_is_cancelled")
+    else {
+        return;
+    };
+    let replicas = three_replicas(&db).await;
+    let client = database(&db).await;
+    let dataset = model_and_dataset(&replicas[0], "far", json!([2, 64, 64, 1]), 250).await;
+    // One slot a replica: of two long jobs, at least one runs on another replica than `a`.
+    let ids = [
+        submit(&replicas[0], "far", &dataset, 100_000).await,
+        submit(&replicas[0], "far", &dataset, 100_000).await,
+    ];
+    let mut elsewhere = None;
+    for id in &ids {
+        let job = wait_stored(&client, id, 30, "running", |job| {
+            job["record"]["state"] == "running"
+        })
+        .await;
+        let worker = job["record"]["worker"].as_str().expect("worker").to_owned();
+        if worker != "a" {
+            elsewhere = Some((id.clone(), worker));
+        }
+    }
+    let (id, worker) = elsewhere.expect("a job on b or c");
+
+    let cancelled = replicas[0]
+        .post_ok(&format!("/v1/jobs/{id}/cancel"), &json!({}), 200)
+        .await;
+
+    assert_eq!(cancelled["state"], "cancelled", "{cancelled}");
+    assert_eq!(cancelled["worker"], worker.as_str());
+    let stored_job = stored(&client, &id).await;
+    assert_eq!(stored_job["record"]["state"], "cancelled");
+    assert_eq!(queue_row(&client, &id).await.0, "done");
+    let on_worker = ["a", "b", "c"]
+        .iter()
+        .position(|n| *n == worker)
+        .expect("one of the replicas");
+    let view = replicas[on_worker].get_ok(&format!("/v1/jobs/{id}")).await;
+    assert_eq!(view["state"], "cancelled");
+    let model = replicas[on_worker].get_ok("/v1/models/far").await;
+    assert_eq!(
+        model["versions"],
+        json!([]),
+        "a cancelled job stores no version"
+    );
+    // Cancelling again is a 409: the job is finished.
+    let again = replicas[0]
+        .client
+        .post(replicas[0].url(&format!("/v1/jobs/{id}/cancel")))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("request sent");
+    assert_eq!(again.status(), 409);
+}
