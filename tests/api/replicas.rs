@@ -361,3 +361,37 @@ async fn a_job_running_on_another_replica_is_cancelled_from_the_one_it_was_submi
         .expect("request sent");
     assert_eq!(again.status(), 409);
 }
+
+#[tokio::test]
+async fn a_replica_shut_down_interrupts_its_running_job_and_leaves_the_queued_one_to_the_next() {
+    let Some(db) = ScratchDatabase::from_env("a_replica_shut_down_interrupts_its_running_job")
+    else {
+        return;
+    };
+    let first = replica(&db, "a").await;
+    let client = database(&db).await;
+    let dataset = model_and_dataset(&first, "kept", json!([2, 64, 64, 1]), 250).await;
+    let running = submit(&first, "kept", &dataset, 100_000).await;
+    wait_stored(&client, &running, 30, "running", |job| {
+        job["record"]["state"] == "running"
+    })
+    .await;
+    let queued = submit(&first, "kept", &dataset, 30).await;
+
+    assert!(first.terminate().await.success());
+
+    let stopped = stored(&client, &running).await;
+    assert_eq!(stopped["record"]["state"], "interrupted");
+    assert_eq!(queue_row(&client, &running).await.0, "done");
+    assert_eq!(stored(&client, &queued).await["record"]["state"], "queued");
+    assert_eq!(queue_row(&client, &queued).await.0, "queued");
+    // The next replica leaves the queued job queued at its start, and then runs it.
+    let next = replica(&db, "b").await;
+    let done = wait_stored(&client, &queued, 60, "succeeded", |job| {
+        job["record"]["state"] == "succeeded"
+    })
+    .await;
+    assert_eq!(done["record"]["worker"], "b");
+    assert_eq!(stored(&client, &running).await, stopped, "left as it was");
+    next.get_ok("/v1/models/kept").await;
+}
