@@ -10,7 +10,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use mlp_lab::store::postgres::scratch::ScratchDatabase;
+use mlp_lab::store::postgres::scratch::{run_sql, ScratchDatabase, TEST_DATABASE_URL};
 use serde_json::{json, Value};
 
 use crate::helpers::xor_dataset;
@@ -394,4 +394,53 @@ async fn a_replica_shut_down_interrupts_its_running_job_and_leaves_the_queued_on
     assert_eq!(done["record"]["worker"], "b");
     assert_eq!(stored(&client, &running).await, stopped, "left as it was");
     next.get_ok("/v1/models/kept").await;
+}
+
+#[tokio::test]
+async fn a_worker_that_cannot_reach_the_database_stops_its_job_when_its_lease_runs_out() {
+    let Some(db) = ScratchDatabase::from_env("a_worker_that_cannot_reach_the_database") else {
+        return;
+    };
+    let server = std::env::var(TEST_DATABASE_URL).expect("set");
+    let name = db.name().to_owned();
+    let worker = replica(&db, "a").await;
+    let client = database(&db).await;
+    let (id, _) = a_long_job_running(std::slice::from_ref(&worker), &client).await;
+    drop(client);
+
+    run_sql(
+        &server,
+        format!(
+            "ALTER DATABASE {name} ALLOW_CONNECTIONS false;
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+        ),
+    )
+    .expect("cut the database off");
+    let cut = Instant::now();
+    let seen = worker.wait_for_job(&id, &["interrupted"], LEASE + 10).await;
+    let took = cut.elapsed();
+    eprintln!("interrupted here {took:?} after the database went away (lease {LEASE} s)");
+    assert!(
+        seen["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("could not reach the database")),
+        "{seen}"
+    );
+    run_sql(
+        &server,
+        format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"),
+    )
+    .expect("reconnect");
+
+    // Back, its own reaper finds the lease expired and stores the job as interrupted.
+    let client = database(&db).await;
+    let stored_job = wait_stored(&client, &id, 20, "interrupted", |job| {
+        job["record"]["state"] == "interrupted"
+    })
+    .await;
+    assert!(!stored_job["history"].as_array().is_none_or(Vec::is_empty));
+    assert_eq!(queue_row(&client, &id).await.0, "done");
+    let dataset = model_and_dataset(&worker, "again", json!([2, 3, 1]), 4).await;
+    let next = submit(&worker, "again", &dataset, 20).await;
+    worker.wait_for_job(&next, &["succeeded"], 30).await;
 }
