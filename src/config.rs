@@ -108,6 +108,24 @@ pub struct Config {
     #[arg(long, env = "MLP_LAB_MAX_QUEUED_JOBS", default_value_t = 1000)]
     pub max_queued_jobs: usize,
 
+    /// Seconds a replica holds a job it trains without renewing its lease (under
+    /// `--database-url`; renewed every third of it). When it goes quiet that long (killed,
+    /// paused, cut off from the database) another replica marks the job `interrupted`, and
+    /// every later write of the quiet one is refused.
+    #[arg(
+        long,
+        env = "MLP_LAB_JOB_LEASE_SECS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..=15)
+    )]
+    pub job_lease_secs: u64,
+
+    /// This replica's name in job views (`worker`) and in the database's job queue: unique
+    /// among the replicas on one database [default: `<hostname>-<pid>`, unique on a host
+    /// and, as a pod's hostname is its name, in a cluster].
+    #[arg(long, env = "MLP_LAB_REPLICA_NAME", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub replica_name: Option<String>,
+
     /// Clients that may follow job events (`GET /v1/jobs/{id}/events`) at once, over all
     /// jobs; one more is answered with 429 and `Retry-After`. Each holds at most a page of
     /// events in the server, however slowly it reads.
@@ -352,6 +370,8 @@ impl Config {
             serving_cpus: 1,
             training_threads: 0,
             max_queued_jobs: 1000,
+            job_lease_secs: 10,
+            replica_name: None,
             max_event_subscribers: 1024,
             max_event_subscribers_per_job: 64,
             max_concurrent_imports: 4,
@@ -374,6 +394,28 @@ impl Config {
     #[must_use]
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs)
+    }
+
+    /// This replica's name (`--replica-name`, or `<hostname>-<pid>`): the process id makes
+    /// it unique among the processes of one host, the host name (a pod's name under
+    /// Kubernetes) among hosts; and it stays the same for the life of the process.
+    #[must_use]
+    pub fn replica_name(&self) -> String {
+        if let Some(name) = &self.replica_name {
+            return name.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "mlp-lab".to_owned());
+        format!("{host}-{}", std::process::id())
+    }
+
+    /// How long a replica holds a job without renewing (`--job-lease-secs`).
+    #[must_use]
+    pub fn job_lease(&self) -> Duration {
+        Duration::from_secs(self.job_lease_secs)
     }
 
     /// How long a client may take to send a request's head.

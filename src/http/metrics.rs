@@ -23,6 +23,8 @@
 //! | `mlp_lab_batched_predictions_total`      | counter   | (requests answered in a batch) |
 //! | `mlp_lab_datasets`, `mlp_lab_models`, `mlp_lab_model_versions` | gauge |        |
 //! | `mlp_lab_training_blocks_helped_total`   | counter   | (blocks of products a job's helper threads computed, process-wide) |
+//! | `mlp_lab_job_writes_fenced_total`        | counter   | (writes for a job the database refused: its lease's token was stale) |
+//! | `mlp_lab_job_leases_lost_total`          | counter   | (jobs this replica stopped because it lost their lease) |
 //! | `mlp_lab_memory_trims_total`, `mlp_lab_memory_returned_bytes_total` | counter | (freed memory given back to the system, and how much) |
 //!
 //! `route` is the route template (`/v1/models/{model}`), never the raw path, so ids cannot
@@ -76,6 +78,8 @@ pub struct Collectors {
     models: IntGauge,
     versions: IntGauge,
     helped: IntCounter,
+    fenced: IntCounter,
+    lost: IntCounter,
     trims: IntCounter,
     returned: IntCounter,
     /// Held while a scrape brings the counters up to the prediction engine's, so that two
@@ -178,6 +182,17 @@ impl Metrics {
              rising while a job trains on more than one core.",
         )
         .expect("a valid counter");
+        let fenced = IntCounter::new(
+            "mlp_lab_job_writes_fenced_total",
+            "Writes for a job (progress, final record, version) that the database refused \
+             because this replica's lease on the job was no longer current.",
+        )
+        .expect("a valid counter");
+        let lost = IntCounter::new(
+            "mlp_lab_job_leases_lost_total",
+            "Jobs this replica stopped because it lost their lease (not renewed in time).",
+        )
+        .expect("a valid counter");
         let trims = IntCounter::new(
             "mlp_lab_memory_trims_total",
             "Times freed memory was given back to the system (after large frees; see src/memory.rs).",
@@ -188,7 +203,7 @@ impl Metrics {
             "Resident bytes those trims gave back to the system.",
         )
         .expect("a valid counter");
-        let collectors: [Box<dyn prometheus::core::Collector>; 18] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 20] = [
             Box::new(requests.clone()),
             Box::new(duration.clone()),
             Box::new(jobs.clone()),
@@ -205,6 +220,8 @@ impl Metrics {
             Box::new(models.clone()),
             Box::new(versions.clone()),
             Box::new(helped.clone()),
+            Box::new(fenced.clone()),
+            Box::new(lost.clone()),
             Box::new(trims.clone()),
             Box::new(returned.clone()),
         ];
@@ -229,6 +246,8 @@ impl Metrics {
             models,
             versions,
             helped,
+            fenced,
+            lost,
             trims,
             returned,
             scraping: Mutex::new(()),
@@ -271,6 +290,8 @@ impl Metrics {
             (&self.batches, batches),
             (&self.batched, batched),
             (&self.helped, crate::nn::parallel::blocks_helped() as u64),
+            (&self.fenced, crate::jobs::writes_fenced()),
+            (&self.lost, crate::jobs::leases_lost()),
             (&self.trims, trims),
             (&self.returned, returned),
         ] {

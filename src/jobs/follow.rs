@@ -4,16 +4,23 @@
 //! every replica, whichever trains the job.
 //!
 //! The worker writes a running job's record at most once a second (see `run`), so a follower
-//! sees its epochs in bursts of a second's worth, each sent to subscribers as the events they
-//! would have had from the worker itself.
+//! sees its epochs in bursts of a second's worth. A small burst goes to subscribers as the
+//! events they would have had from the worker itself; a large one, which would overflow the
+//! ring of live events and make every subscriber lag, as one [`JobEvent::Appended`], on which
+//! they read the new epochs from the history (appended under the same lock as the event is
+//! sent) before the live events that follow it.
 
 use std::sync::Arc;
 
 use uuid::Uuid;
 
 use super::record::StoredJob;
-use super::{Job, JobEvent, Jobs};
+use super::{Job, JobEvent, Jobs, EVENT_BUFFER};
 use crate::registry::ObjectKind;
+
+/// The most epochs a follower sends subscribers one event each; a larger burst is one
+/// [`JobEvent::Appended`].
+const APPENDED_LIVE: usize = EVENT_BUFFER / 8;
 
 impl Jobs {
     /// Brings this replica's view of the job stored under `key` (`jobs/<id>.json`) in line
@@ -36,7 +43,7 @@ impl Jobs {
             .cloned();
         if let Some(job) = &known {
             let shared = job.lock();
-            if shared.here && !shared.record.state.is_finished() {
+            if shared.lease.is_some() && !shared.record.state.is_finished() {
                 return;
             }
         }
@@ -77,9 +84,16 @@ impl Jobs {
 fn follow(job: &Job, stored: StoredJob) {
     let mut shared = job.lock();
     let had = shared.history.len();
+    let new = stored.history.len().saturating_sub(had);
     if stored.history.len() >= had {
-        for record in &stored.history[had..] {
-            let _ = job.events.send(JobEvent::Epoch(Arc::new(record.clone())));
+        // A few epochs go out live, as the worker sent them; more would overflow the ring that
+        // a subscriber reads live events from, so it is told to read them from the history.
+        if new <= APPENDED_LIVE {
+            for record in &stored.history[had..] {
+                let _ = job.events.send(JobEvent::Epoch(Arc::new(record.clone())));
+            }
+        } else {
+            let _ = job.events.send(JobEvent::Appended(stored.history.len()));
         }
         shared.history.extend(stored.history.into_iter().skip(had));
     } else {

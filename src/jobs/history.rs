@@ -86,42 +86,59 @@ pub struct Subscriber {
     next: usize,
     /// The live events, once it has read the whole history.
     live: Option<broadcast::Receiver<JobEvent>>,
+    /// While live, the length of the history to read from it before the next live event
+    /// ([`JobEvent::Appended`]).
+    until: usize,
 }
 
 impl Subscriber {
     /// The next update: up to `page` stored records while there are some it has not read,
     /// then the live events (waiting for the next).
     pub async fn next(&mut self, page: usize) -> Update {
-        let live = match &mut self.live {
-            Some(live) => live,
-            None => {
-                let shared = self.job.lock();
-                let stored = shared.history.len();
-                if self.next < stored {
-                    let to = stored.min(self.next.saturating_add(page.max(1)));
-                    let records = shared.history[self.next..to].to_vec();
-                    drop(shared);
-                    self.next = to;
-                    return Update::Epochs(records);
-                }
-                if shared.record.state.is_finished() {
-                    return Update::Finished(Arc::new(shared.record.clone()));
-                }
-                // Under the lock that every event is sent under: what it receives is exactly
-                // what follows the history it has read.
-                self.live.insert(self.job.events.subscribe())
+        loop {
+            if self.live.is_some() && self.next < self.until {
+                // Epochs appended at once ([`JobEvent::Appended`]), read from the history
+                // while the live events after them wait in the receiver.
+                let to = self.until.min(self.next.saturating_add(page.max(1)));
+                let records = self.job.lock().history[self.next..to].to_vec();
+                self.next = to;
+                return Update::Epochs(records);
             }
-        };
-        match live.recv().await {
-            Ok(JobEvent::Epoch(record)) => {
-                self.next += 1;
-                Update::Epoch(record)
-            }
-            Ok(JobEvent::Status(record)) => Update::Status(record),
-            Err(RecvError::Lagged(missed)) => Update::Lagged { missed },
-            // The sender lives in the job this holds, so it does not close; if it did, the
-            // record would say where the job is, and nothing more would come.
-            Err(RecvError::Closed) => Update::Finished(Arc::new(self.job.record())),
+            let live = match &mut self.live {
+                Some(live) => live,
+                None => {
+                    let shared = self.job.lock();
+                    let stored = shared.history.len();
+                    if self.next < stored {
+                        let to = stored.min(self.next.saturating_add(page.max(1)));
+                        let records = shared.history[self.next..to].to_vec();
+                        drop(shared);
+                        self.next = to;
+                        return Update::Epochs(records);
+                    }
+                    if shared.record.state.is_finished() {
+                        return Update::Finished(Arc::new(shared.record.clone()));
+                    }
+                    // Under the lock that every event is sent under: what it receives is
+                    // exactly what follows the history it has read.
+                    self.live.insert(self.job.events.subscribe())
+                }
+            };
+            return match live.recv().await {
+                Ok(JobEvent::Epoch(record)) => {
+                    self.next += 1;
+                    Update::Epoch(record)
+                }
+                Ok(JobEvent::Status(record)) => Update::Status(record),
+                Ok(JobEvent::Appended(end)) => {
+                    self.until = end;
+                    continue;
+                }
+                Err(RecvError::Lagged(missed)) => Update::Lagged { missed },
+                // The sender lives in the job this holds, so it does not close; if it did, the
+                // record would say where the job is, and nothing more would come.
+                Err(RecvError::Closed) => Update::Finished(Arc::new(self.job.record())),
+            };
         }
     }
 }
@@ -227,6 +244,7 @@ impl Jobs {
             jobs: Arc::clone(&self.inner),
             next,
             live: None,
+            until: 0,
         })
     }
 

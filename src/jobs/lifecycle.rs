@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::persist::persist_locked;
+use super::persist::persist_final;
 use super::{run, Job, JobError, JobFailure, JobRecord, JobState, Jobs, NewJob};
 use crate::registry::RegistryError;
 
@@ -83,7 +83,8 @@ impl Jobs {
 
     /// Stops the runner for a shutdown: no job starts after it; queued and running jobs
     /// become `interrupted` with their history (a running one stops at its next batch) and
-    /// are written through. Returns once no job trains any more, or after `wait`.
+    /// are written through. Under the shared queue only the jobs this replica runs do:
+    /// queued ones stay queued for the other replicas. Returns once no job trains any more, or after `wait`.
     pub async fn shutdown(&self, wait: Duration) {
         let all: Vec<Arc<Job>> = {
             let jobs = self
@@ -100,6 +101,11 @@ impl Jobs {
             let state = shared.record.state;
             // A job storing its version finishes by itself, soon: the wait below covers it.
             if state.is_finished() || shared.storing {
+                continue;
+            }
+            // Under the shared queue, only the jobs this replica runs are its to stop: queued
+            // ones stay queued for the other replicas.
+            if self.inner.queue.is_some() && shared.lease.is_none() {
                 continue;
             }
             if state == JobState::Queued {
@@ -128,13 +134,13 @@ impl Jobs {
         if !stopped.is_empty() {
             tracing::info!(jobs = stopped.len(), "interrupting queued and running jobs");
         }
-        let store = Arc::clone(&self.inner.store);
+        let inner = Arc::clone(&self.inner);
         let _ = tokio::task::spawn_blocking(move || {
             for job in stopped {
                 // Under the job's lock, as the training thread writes its final state: the
                 // writes are ordered.
-                let shared = job.lock();
-                if let Err(error) = persist_locked(&*store, &shared) {
+                let mut shared = job.lock();
+                if let Err(error) = persist_final(&inner, &mut shared) {
                     tracing::error!(%error, job = %job.id, "cannot store an interrupted job");
                 }
             }

@@ -15,7 +15,13 @@
 //! rewriting a growing history); the final write holds the whole history. A `kill -9`
 //! therefore loses at most the epochs that ended in the last second before it (see
 //! `run::PERSIST_EVERY`); a graceful [`Jobs::shutdown`] loses none.
+//!
+//! Under a store that many replicas share (`--database-url`) the queue is the database's
+//! instead (`store::queue`, driven from `cluster`): a submit writes the record and queues the
+//! job in one transaction, every replica claims jobs into its free slots, holds each under a
+//! lease it renews, and writes through the lease (fenced); the in-memory FIFO is not used.
 
+mod cluster;
 mod follow;
 mod history;
 mod lifecycle;
@@ -35,7 +41,9 @@ use uuid::Uuid;
 
 use crate::nn::{EpochRecord, Interrupter, NnError, TrainConfig};
 use crate::registry::{DatasetEntry, ModelEntry, Registry, RegistryError, Unavailable};
+use crate::store::queue::{JobQueue, Lease};
 use crate::store::Store;
+pub use cluster::{leases_lost, writes_fenced};
 pub use history::{HistoryPage, Subscriber, Update};
 pub use pool::wait_idle as wait_for_training_threads;
 #[cfg(any(test, fuzzing))]
@@ -145,9 +153,9 @@ struct Shared {
     last_persist: Instant,
     /// Training ended and the version is being stored: too late to cancel or interrupt.
     storing: bool,
-    /// This process trains the job (or trained it): its record is this process's to write,
-    /// and changes other replicas make to it are not followed while it runs.
-    here: bool,
+    /// Under the shared queue, the lease this replica holds the job under while it runs it
+    /// here; every write for the job goes through it, and none is made without it.
+    lease: Option<Lease>,
 }
 
 /// One job: its record and history, its cancel flag and its event channel.
@@ -173,7 +181,7 @@ impl Job {
                 history,
                 last_persist: Instant::now(),
                 storing: false,
-                here: false,
+                lease: None,
             }),
             interrupter: Interrupter::new(),
             wake: Notify::new(),
@@ -218,6 +226,14 @@ struct Inner {
     max_subscribers: usize,
     /// `--max-event-subscribers-per-job`.
     max_subscribers_per_job: usize,
+    /// The queue every replica shares, when the store has one (`None`: the FIFO above).
+    queue: Option<Arc<dyn JobQueue>>,
+    /// This replica's name (`--replica-name`): a job's `worker`.
+    replica: String,
+    /// `--job-lease-secs`.
+    lease: Duration,
+    /// Wakes the claim loop (a submit here, a slot freed).
+    claim: Notify,
 }
 
 /// The runner. Cloning is shallow.

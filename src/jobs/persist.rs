@@ -3,7 +3,7 @@
 //! become `interrupted` (or `succeeded`, when the version they made was stored before the
 //! process died), and a record that cannot be read makes its job unavailable.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, RwLock};
 
@@ -17,7 +17,8 @@ use crate::registry::{
     orphan_reason, seal, stem, unavailable, ObjectKind, Registry, RegistryError, Unavailable,
     VersionInfo,
 };
-use crate::store::{clock, Store};
+use crate::store::clock;
+use crate::store::queue::Lease;
 
 /// The store key of job `id`.
 pub(super) fn key(id: Uuid) -> String {
@@ -25,16 +26,31 @@ pub(super) fn key(id: Uuid) -> String {
 }
 
 /// Writes a job through; the snapshot is taken under its lock, the write happens outside it.
-pub(super) fn persist(store: &dyn Store, job: &Job) -> Result<(), RegistryError> {
-    let bytes = {
+pub(super) fn persist(inner: &Inner, job: &Job) -> Result<(), RegistryError> {
+    let (bytes, lease) = {
         let shared = job.lock();
-        sealed(&shared)?
+        (sealed(&shared)?, shared.lease)
     };
-    store.put(&key(job.id), &bytes)?;
+    put(inner, job.id, lease, &bytes)
+}
+
+/// Writes `bytes` as job `id`'s record: through `lease` under the shared queue (refused when
+/// stale, and nothing at all without a lease: the job is not this replica's to write), to the
+/// store otherwise.
+fn put(inner: &Inner, id: Uuid, lease: Option<Lease>, bytes: &[u8]) -> Result<(), RegistryError> {
+    match (&inner.queue, lease) {
+        (None, _) => inner.store.put(&key(id), bytes)?,
+        (Some(queue), Some(lease)) => queue
+            .put_fenced(lease, &key(id), bytes)
+            .map_err(super::cluster::counted)?,
+        (Some(_), None) => {
+            tracing::debug!(job = %id, "not written: this replica holds no lease on the job");
+        }
+    }
     Ok(())
 }
 
-fn sealed(shared: &Shared) -> Result<Vec<u8>, RegistryError> {
+pub(super) fn sealed(shared: &Shared) -> Result<Vec<u8>, RegistryError> {
     // Serialized from borrows: no copy of a long history is made under the lock.
     #[derive(serde::Serialize)]
     struct Borrowed<'a> {
@@ -52,8 +68,23 @@ fn sealed(shared: &Shared) -> Result<Vec<u8>, RegistryError> {
 
 /// Writes a job through from its locked state: readers of this job wait for the write (used
 /// for the final state, which must be durable before anyone can see it).
-pub(super) fn persist_locked(store: &dyn Store, shared: &Shared) -> Result<(), RegistryError> {
-    store.put(&key(shared.record.id), &sealed(shared)?)?;
+pub(super) fn persist_locked(inner: &Inner, shared: &Shared) -> Result<(), RegistryError> {
+    put(inner, shared.record.id, shared.lease, &sealed(shared)?)
+}
+
+/// The final write of a finished job, from its locked state: under the shared queue it also
+/// takes the job out of the queue (in the same transaction) and gives up the lease, so that
+/// nothing more is written for it from here, whichever of the training thread, a cancel or a
+/// shutdown wrote first.
+pub(super) fn persist_final(inner: &Inner, shared: &mut Shared) -> Result<(), RegistryError> {
+    let (Some(queue), Some(lease)) = (&inner.queue, shared.lease) else {
+        return persist_locked(inner, shared);
+    };
+    let bytes = sealed(shared)?;
+    shared.lease = None;
+    queue
+        .finish(lease, &key(shared.record.id), &bytes)
+        .map_err(super::cluster::counted)?;
     Ok(())
 }
 
@@ -96,6 +127,14 @@ impl Jobs {
     /// [`RegistryError`] when the store cannot be listed.
     pub fn load(config: &Config, registry: Arc<Registry>) -> Result<Self, RegistryError> {
         let store = registry.store();
+        let queue = Arc::clone(&store).job_queue();
+        // Under the shared queue, a job with a queue row is the queue's: other replicas run
+        // it or will, and the reaper interrupts it if its worker is gone. Only jobs from
+        // before the queue existed are recovered here.
+        let in_queue: HashSet<Uuid> = match &queue {
+            Some(queue) => queue.queued_ids()?.into_iter().collect(),
+            None => HashSet::new(),
+        };
         let made: HashMap<Uuid, VersionInfo> = registry.versions_by_job();
         let mut jobs = BTreeMap::new();
         let mut broken = BTreeMap::new();
@@ -128,7 +167,8 @@ impl Jobs {
             // Not finished, or written as stopped although its version was stored (a
             // shutdown or cancel racing the version's write, from an older build).
             let stale = stored.record.state != JobState::Succeeded && made.is_some();
-            if !stored.record.state.is_finished() || stale {
+            let queued = in_queue.contains(&stored.record.id);
+            if (!stored.record.state.is_finished() || stale) && !queued {
                 recover(&mut stored, made);
                 let rewritten = seal(ObjectKind::Job, &stored).and_then(|b| Ok(store.put(&k, &b)?));
                 if let Err(error) = rewritten {
@@ -151,7 +191,7 @@ impl Jobs {
             );
         }
         let running = config.max_running_jobs.max(1);
-        Ok(Self {
+        let jobs = Self {
             inner: Arc::new(Inner {
                 jobs: RwLock::new(jobs),
                 unavailable: broken,
@@ -172,8 +212,14 @@ impl Jobs {
                 subscribers: AtomicUsize::new(0),
                 max_subscribers: config.max_event_subscribers,
                 max_subscribers_per_job: config.max_event_subscribers_per_job,
+                queue,
+                replica: config.replica_name(),
+                lease: config.job_lease(),
+                claim: tokio::sync::Notify::new(),
             }),
-        })
+        };
+        jobs.start_cluster();
+        Ok(jobs)
     }
 
     /// The jobs whose stored record cannot be loaded, and those whose model has no record

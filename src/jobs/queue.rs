@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use super::persist::{key, persist};
+use super::persist::{key, persist, persist_final};
 use super::{
     run, Job, JobError, JobEvent, JobFailure, JobRecord, JobState, Jobs, NewJob, Progress,
 };
@@ -74,6 +74,18 @@ impl Jobs {
         }
         let mut work = self.check(new)?;
         work.record.retry_of = retry_of;
+        if self.inner.queue.is_some() {
+            // The shared queue's: whichever replica has a free slot claims it.
+            let record = work.record.clone();
+            let job = Arc::new(Job::new(record.clone(), Vec::new()));
+            self.submit_shared(Arc::clone(&job)).await?;
+            self.inner
+                .jobs
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(record.id, job);
+            return Ok(record);
+        }
         let max = self.inner.max_queued;
         self.inner
             .queued
@@ -86,7 +98,7 @@ impl Jobs {
         let inner = Arc::clone(&self.inner);
         let persisted = tokio::task::spawn_blocking({
             let job = Arc::clone(&job);
-            move || persist(&*inner.store, &job)
+            move || persist(&inner, &job)
         })
         .await;
         if !matches!(persisted, Ok(Ok(()))) {
@@ -204,6 +216,7 @@ impl Jobs {
             result: None,
             error: None,
             retry_of: None,
+            worker: None,
         };
         Ok(run::Work {
             record,
@@ -221,6 +234,14 @@ impl Jobs {
     /// [`JobError::NotFound`], or [`JobError::Finished`] for a finished job.
     pub async fn cancel(&self, id: Uuid) -> Result<JobRecord, JobError> {
         let job = self.get(id)?;
+        let elsewhere = {
+            let shared = job.lock();
+            shared.lease.is_none() && !shared.record.state.is_finished()
+        };
+        if self.inner.queue.is_some() && elsewhere {
+            // Queued in the shared queue, or running on another replica.
+            return self.cancel_shared(job).await;
+        }
         let cancelled = {
             let mut shared = job.lock();
             let state = shared.record.state;
@@ -257,7 +278,7 @@ impl Jobs {
         job.wake.notify_one();
         let inner = Arc::clone(&self.inner);
         let _ = tokio::task::spawn_blocking(move || {
-            if let Err(error) = persist(&*inner.store, &job) {
+            if let Err(error) = persist_final(&inner, &mut job.lock()) {
                 tracing::error!(%error, job = %id, "cannot store a cancelled job");
             }
         })

@@ -144,6 +144,10 @@ pub struct JobRecord {
     /// The job this one retries (`POST /v1/jobs/{id}/retry`).
     #[serde(default)]
     pub retry_of: Option<Uuid>,
+    /// The replica that runs or ran it (`--replica-name`); `None` while queued, or for a job
+    /// that never ran.
+    #[serde(default)]
+    pub worker: Option<String>,
 }
 
 /// A job as stored: the record and its whole history.
@@ -160,6 +164,11 @@ pub enum JobEvent {
     Epoch(std::sync::Arc<EpochRecord>),
     /// The job's state changed; the record after the change.
     Status(std::sync::Arc<JobRecord>),
+    /// Epochs were added to the history at once, more than the ring of live events should
+    /// carry (another replica's progress, read from the store a second's worth at a time):
+    /// subscribers read them from the history, up to this length of it, then go on with the
+    /// live events.
+    Appended(usize),
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::persist::{persist, persist_locked};
+use super::persist::{persist, persist_final};
 use super::{Inner, Job, JobEvent, JobFailure, JobRecord, JobResult, JobState, Shared};
 use crate::nn::{fit, Control, EpochRecord, Model, ModelSpec, NnError};
 use crate::registry::{DatasetEntry, VersionInfo};
@@ -83,11 +83,21 @@ pub(super) async fn drive(inner: Arc<Inner>, job: Arc<Job>, work: Work) {
             .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
         shared.record.state = JobState::Running;
         shared.record.started_at = Some(clock::now_rfc3339());
-        shared.here = true;
+        shared.record.worker = Some(inner.replica.clone());
         let _ = job
             .events
             .send(JobEvent::Status(Arc::new(shared.record.clone())));
     }
+    train_in_slot(inner, job, work, permit).await;
+}
+
+/// Trains a running job on the training pool, holding `permit` (its slot) until it ends.
+pub(super) async fn train_in_slot(
+    inner: Arc<Inner>,
+    job: Arc<Job>,
+    work: Work,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
     let id = work.record.id;
     let span = tracing::info_span!("job", %id);
     let outcome = super::pool::spawn(inner.placement, {
@@ -96,6 +106,8 @@ pub(super) async fn drive(inner: Arc<Inner>, job: Arc<Job>, work: Work) {
     })
     .await;
     drop(permit);
+    // A slot is free: the shared queue's claim loop may take another job.
+    inner.claim.notify_one();
     if let Err(error) = outcome {
         let message = match error.try_into_panic() {
             Ok(panic) => panic
@@ -112,13 +124,18 @@ pub(super) async fn drive(inner: Arc<Inner>, job: Arc<Job>, work: Work) {
             hint: None,
         };
         finish(&job, &mut job.lock(), JobState::Failed, None, Some(failure));
-        let _ = tokio::task::spawn_blocking(move || persist(&*inner.store, &job)).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Err(error) = persist_final(&inner, &mut job.lock()) {
+                tracing::error!(%error, job = %id, "cannot store a failed job");
+            }
+        })
+        .await;
     }
 }
 
 /// Trains on the current (blocking) thread and records the outcome.
 fn train(inner: &Inner, job: &Job, work: Work) {
-    if let Err(error) = persist(&*inner.store, job) {
+    if let Err(error) = persist(inner, job) {
         tracing::error!(%error, "cannot store a started job");
     }
     let model = match &work.start {
@@ -152,7 +169,29 @@ fn train(inner: &Inner, job: &Job, work: Work) {
                 fit: report.summary,
                 numeric_labels: work.dataset.info.numeric_labels,
             };
-            match inner.registry.add_version(work.record.model, model, info) {
+            // Under the shared queue, through the job's lease: a replica that lost it stores
+            // no version.
+            let lease = job.lock().lease;
+            let added = match (&inner.queue, lease) {
+                (Some(queue), Some(lease)) => inner.registry.add_version_through(
+                    &super::cluster::LeasedStore::new(
+                        Arc::clone(queue),
+                        Arc::clone(&inner.store),
+                        lease,
+                    ),
+                    work.record.model,
+                    model,
+                    info,
+                ),
+                (Some(_), None) => Err(crate::registry::RegistryError::Store(
+                    crate::store::StoreError::Fenced {
+                        job: work.record.id,
+                        token: 0,
+                    },
+                )),
+                (None, _) => inner.registry.add_version(work.record.model, model, info),
+            };
+            match added {
                 Ok(v) => (JobState::Succeeded, Some(JobResult::of(&v.info)), None),
                 Err(error) => (
                     JobState::Failed,
@@ -187,7 +226,7 @@ fn train(inner: &Inner, job: &Job, work: Work) {
         let mut shared = job.lock();
         let changed = finish_silently(&mut shared, state, result, error);
         if changed || state == JobState::Cancelled {
-            if let Err(error) = persist_locked(&*inner.store, &shared) {
+            if let Err(error) = persist_final(inner, &mut shared) {
                 tracing::error!(%error, "cannot store a finished job");
             }
         }
@@ -255,7 +294,7 @@ fn on_epoch(
         due
     };
     if due {
-        if let Err(error) = persist(&*inner.store, job) {
+        if let Err(error) = persist(inner, job) {
             tracing::error!(%error, "cannot store a job's progress");
         }
     }

@@ -118,7 +118,7 @@ impl Registry {
     }
 
     /// The versions of `record` that load, and those that do not with their reasons.
-    fn load_versions(
+    pub(super) fn load_versions(
         &self,
         record: &ModelRecord,
     ) -> Result<(Vec<Arc<Version>>, Vec<UnavailableVersion>), RegistryError> {

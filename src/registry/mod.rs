@@ -28,6 +28,7 @@
 //! left in place, and everything else loads and serves.
 
 pub mod csv;
+mod fetch;
 mod follow;
 pub mod ingest;
 mod keys;

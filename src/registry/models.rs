@@ -302,6 +302,22 @@ impl Registry {
         &self,
         id: Uuid,
         model: Model,
+        info: VersionInfo,
+    ) -> Result<Arc<Version>, RegistryError> {
+        self.add_version_through(&*Arc::clone(&self.store), id, model, info)
+    }
+
+    /// [`Self::add_version`], writing the version's files through `store` rather than the
+    /// registry's own: the job runner passes one that fences each write with a job's lease
+    /// (`jobs::cluster::LeasedStore`), so a replica that lost the job stores no version.
+    ///
+    /// # Errors
+    /// As [`Self::add_version`].
+    pub fn add_version_through(
+        &self,
+        store: &dyn crate::store::Store,
+        id: Uuid,
+        model: Model,
         mut info: VersionInfo,
     ) -> Result<Arc<Version>, RegistryError> {
         let weights = to_safetensors(&model)?;
@@ -337,7 +353,7 @@ impl Registry {
                 version_key(id, v, "safetensors"),
                 version_key(id, v, "json"),
             ];
-            if self.store.put_new(&keys[0], &weights)? {
+            if store.put_new(&keys[0], &weights)? {
                 break;
             }
             tries += 1;
@@ -355,13 +371,13 @@ impl Registry {
             weights_bytes: weights.len() as u64,
         };
         let written = seal(ObjectKind::Version, &stored).and_then(|record| {
-            self.store.put(&keys[1], &record)?;
+            store.put(&keys[1], &record)?;
             Ok(())
         });
         if let Err(error) = written {
             // Weights without their record are never loaded; they go at once all the same.
             for key in &keys {
-                if let Err(error) = self.store.delete(key) {
+                if let Err(error) = store.delete(key) {
                     tracing::warn!(%error, file = %key, "cannot remove a version's file after its write failed");
                 }
             }
@@ -372,7 +388,7 @@ impl Registry {
             // Not reached: the model leaves `models` only under its writer lock.
             drop(inner);
             for key in &keys {
-                let _ = self.store.delete(key);
+                let _ = store.delete(key);
             }
             return Err(not_found());
         };

@@ -18,6 +18,9 @@
 //! checked before the value is read into memory, so a runaway file cannot exhaust memory at
 //! start-up.
 //!
+//! A store that many replicas share also has their one job queue ([`Store::job_queue`], see
+//! [`queue`]), whose writes are fenced by a lease's token ([`StoreError::Fenced`]).
+//!
 //! Beside the trait, what every stored record goes through: [`envelope`], the checksummed
 //! form JSON records are written in, and [`clock`], the timestamps they carry.
 
@@ -29,6 +32,7 @@ mod file;
 mod lock;
 mod memory;
 pub mod postgres;
+pub mod queue;
 
 use std::io;
 use std::sync::Arc;
@@ -73,6 +77,15 @@ pub enum StoreError {
     /// was read or written, and the same call may succeed later. Says why, without secrets.
     #[error("the store cannot be reached: {0}")]
     Unavailable(String),
+    /// A write made under a job's lease whose token is no longer the job's (the lease expired
+    /// and was taken away): refused by the database, nothing written ([`queue`]).
+    #[error("refused: the lease (token {token}) on job {job} is no longer held")]
+    Fenced {
+        /// The job.
+        job: uuid::Uuid,
+        /// The stale token.
+        token: i64,
+    },
 }
 
 impl StoreError {
@@ -212,6 +225,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// store that several processes share; `None` for one that this process alone writes.
     /// The feed is made on the first call; later calls give the same one.
     fn follow(&self) -> Option<Arc<Changes>> {
+        None
+    }
+
+    /// The job queue that every replica on this store shares, for a store that many
+    /// processes share (PostgreSQL); `None` (the default) for one a single process owns,
+    /// whose jobs are queued in memory.
+    fn job_queue(self: std::sync::Arc<Self>) -> Option<std::sync::Arc<dyn queue::JobQueue>> {
         None
     }
 }

@@ -34,6 +34,7 @@ mod plots;
 mod postgres;
 mod predict;
 mod process;
+mod replicas;
 mod restart;
 mod retry;
 mod routing;

@@ -41,6 +41,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "changes",
         sql: include_str!("migrations/0002_changes.sql"),
     },
+    Migration {
+        version: 3,
+        name: "job_queue",
+        sql: include_str!("migrations/0003_job_queue.sql"),
+    },
 ];
 
 /// The advisory lock's key, the same for every replica: "mlp-lab" and 1 in ASCII.
@@ -166,9 +171,12 @@ mod tests {
     use super::MIGRATIONS;
 
     #[test]
-    fn migrations_are_numbered_from_one_without_gaps_as_their_files_are() {
-        for (i, migration) in MIGRATIONS.iter().enumerate() {
-            assert_eq!(usize::try_from(migration.version).ok(), Some(i + 1));
+    fn migrations_are_numbered_from_one_in_order_as_their_files_are() {
+        assert_eq!(MIGRATIONS.first().map(|m| m.version), Some(1));
+        for pair in MIGRATIONS.windows(2) {
+            assert!(pair[0].version < pair[1].version, "{}", pair[1].name);
+        }
+        for migration in MIGRATIONS {
             assert!(!migration.sql.trim().is_empty(), "{}", migration.name);
         }
         let files = std::fs::read_dir(concat!(

@@ -28,6 +28,7 @@
 mod error;
 mod follow;
 mod migrate;
+mod queue;
 pub mod scratch;
 
 use std::future::Future;
@@ -363,6 +364,12 @@ fn like_prefix(prefix: &str) -> String {
 }
 
 impl Store for PgStore {
+    fn job_queue(
+        self: std::sync::Arc<Self>,
+    ) -> Option<std::sync::Arc<dyn crate::store::queue::JobQueue>> {
+        Some(self)
+    }
+
     fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
         check_key(key)?;
         // One copy of the value, shared by the attempts: the query runs on another thread,
