@@ -543,7 +543,9 @@ mod tests {
     fn passes_shared_with_helpers_give_the_bits_and_counts_of_one_pass() {
         // Above `PARALLEL_PASS`, with a last block shorter than the others.
         let n = PARALLEL_PASS + 3 * PASS_BLOCK / 2 + 5;
-        let us: Vec<f32> = (0..n).map(|i| ((i * 37 % 2001) as f32 - 1000.0) * 0.02).collect();
+        let us: Vec<f32> = (0..n)
+            .map(|i| ((i * 37 % 2001) as f32 - 1000.0) * 0.02)
+            .collect();
         let team = parallel::Team::new(2, std::sync::Arc::new(|| {})).unwrap();
         let _entered = team.enter();
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();

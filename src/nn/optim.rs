@@ -265,23 +265,21 @@ impl Optimizer {
             t: self.step as i32,
         };
         let (mut ms, mut vs) = (self.m.iter_mut(), self.v.iter_mut());
-        let blocks = tensors
-            .enumerate()
-            .flat_map(|(tensor, (p, g, decays))| {
-                let mut m = ms.next().map(|m| m.chunks_mut(BLOCK));
-                let mut v = vs.next().map(|v| v.chunks_mut(BLOCK));
-                p.chunks_mut(BLOCK)
-                    .zip(g.chunks(BLOCK))
-                    .map(move |(p, g)| Block {
-                        tensor,
-                        decays,
-                        p,
-                        g,
-                        m: m.as_mut().and_then(Iterator::next),
-                        v: v.as_mut().and_then(Iterator::next),
-                        norms: [0.0; 2],
-                    })
-            });
+        let blocks = tensors.enumerate().flat_map(|(tensor, (p, g, decays))| {
+            let mut m = ms.next().map(|m| m.chunks_mut(BLOCK));
+            let mut v = vs.next().map(|v| v.chunks_mut(BLOCK));
+            p.chunks_mut(BLOCK)
+                .zip(g.chunks(BLOCK))
+                .map(move |(p, g)| Block {
+                    tensor,
+                    decays,
+                    p,
+                    g,
+                    m: m.as_mut().and_then(Iterator::next),
+                    v: v.as_mut().and_then(Iterator::next),
+                    norms: [0.0; 2],
+                })
+        });
         norms.fill([0.0; 2]);
         let mut add = |b: &Block<'_>| {
             let n = &mut norms[b.tensor];
@@ -305,7 +303,7 @@ impl Optimizer {
 /// this many (the last one shorter), from its length alone, and each block's ‖Δθ‖² and ‖g‖²
 /// are summed apart, then added in block order, so that the norms do not depend on which
 /// thread updated which block. A tensor of one block is summed as a whole tensor always was.
-/// 16,384 elements are 1,024 to each of the kernels' [`LANES`]: what `linalg::sum_squares`
+/// 16,384 elements are 1,024 to each of the kernels' `LANES`: what `linalg::sum_squares`
 /// sums in `f32` before folding into `f64`.
 pub const BLOCK: usize = 1 << 14;
 
@@ -385,7 +383,17 @@ impl Rule {
             } => {
                 let wd = if decays { weight_decay } else { 0.0 };
                 let sq_avg = b.v.as_deref_mut().expect("RMSprop keeps a square average");
-                rmsprop_kernel(p, g, sq_avg, b.m.as_deref_mut(), lr, alpha, eps, momentum, wd)
+                rmsprop_kernel(
+                    p,
+                    g,
+                    sq_avg,
+                    b.m.as_deref_mut(),
+                    lr,
+                    alpha,
+                    eps,
+                    momentum,
+                    wd,
+                )
             }
         }
     }
@@ -630,7 +638,11 @@ mod tests {
         for step in 0..3 {
             let grads: Vec<Vec<f32>> = lengths
                 .iter()
-                .map(|&n| (0..n).map(|i| ((i * 7 + step) % 13) as f32 * 0.1 - 0.6).collect())
+                .map(|&n| {
+                    (0..n)
+                        .map(|i| ((i * 7 + step) % 13) as f32 * 0.1 - 0.6)
+                        .collect()
+                })
                 .collect();
             let mut norms = [[0.0; 2]; 2];
             let tensors = params
@@ -662,7 +674,10 @@ mod tests {
             let alone = three_steps(config, 0);
             assert!(alone.1.iter().all(|n| n[0] != 0 && n[1] != 0), "{config:?}");
             for helpers in [1, 3] {
-                assert!(three_steps(config, helpers) == alone, "{config:?}, {helpers} helpers");
+                assert!(
+                    three_steps(config, helpers) == alone,
+                    "{config:?}, {helpers} helpers"
+                );
             }
         }
     }
