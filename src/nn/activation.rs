@@ -15,7 +15,8 @@ use multiversion::multiversion;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::vmath;
+use super::linalg::{PARALLEL_PASS, PASS_BLOCK};
+use super::{parallel, vmath};
 
 /// SELU's fixed scale λ (Klambauer et al. 2017), written as published.
 #[allow(clippy::excessive_precision)]
@@ -154,16 +155,36 @@ impl Activation {
         }
     }
 
-    /// `a = f(u)` elementwise (not for PReLU, whose slopes live with the weights).
+    /// `a = f(u)` elementwise (not for PReLU, whose slopes live with the weights). A large
+    /// pass is shared with the calling thread's [team](super::parallel), in blocks
+    /// (`linalg::PARALLEL_PASS`): each element's result depends on that element alone.
     pub fn forward(&self, u: &[f32], a: &mut [f32]) {
-        forward_kernel(*self, u, a);
+        if u.len() < PARALLEL_PASS {
+            forward_kernel(*self, u, a);
+            return;
+        }
+        let mut blocks: Vec<_> = u.chunks(PASS_BLOCK).zip(a.chunks_mut(PASS_BLOCK)).collect();
+        parallel::for_each_mut(&mut blocks, &|(u, a)| forward_kernel(*self, u, a));
     }
 
     /// `g *= f'(u)` elementwise, reading `u` or `a = f(u)` as the formula needs. Returns how
     /// many elements had a derivative below 1e-3 of its maximum (saturated), counted only for
-    /// activations that saturate.
+    /// activations that saturate. Shared as [`Activation::forward`] is (the counts are
+    /// integers, exact in any order).
     pub fn backward(&self, u: &[f32], a: &[f32], g: &mut [f32]) -> usize {
-        backward_kernel(*self, u, a, g)
+        if g.len() < PARALLEL_PASS {
+            return backward_kernel(*self, u, a, g);
+        }
+        let mut blocks: Vec<_> = u
+            .chunks(PASS_BLOCK)
+            .zip(a.chunks(PASS_BLOCK))
+            .zip(g.chunks_mut(PASS_BLOCK))
+            .map(|((u, a), g)| (u, a, g, 0))
+            .collect();
+        parallel::for_each_mut(&mut blocks, &|(u, a, g, saturated)| {
+            *saturated = backward_kernel(*self, u, a, g);
+        });
+        blocks.iter().map(|b| b.3).sum()
     }
 
     /// Counts saturated elements of `a = f(u)` without a gradient (evaluation passes).
@@ -515,6 +536,29 @@ mod tests {
             let mut g = vec![1.0; us.len()];
             act.backward(&us, &a, &mut g);
             assert!(a.iter().chain(&g).all(|v| v.is_finite()), "{}", act.name());
+        }
+    }
+
+    #[test]
+    fn passes_shared_with_helpers_give_the_bits_and_counts_of_one_pass() {
+        // Above `PARALLEL_PASS`, with a last block shorter than the others.
+        let n = PARALLEL_PASS + 3 * PASS_BLOCK / 2 + 5;
+        let us: Vec<f32> = (0..n)
+            .map(|i| ((i * 37 % 2001) as f32 - 1000.0) * 0.02)
+            .collect();
+        let team = parallel::Team::new(2, std::sync::Arc::new(|| {})).unwrap();
+        let _entered = team.enter();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for act in all() {
+            let (mut a, mut want_a) = (vec![0.0; n], vec![0.0; n]);
+            act.forward(&us, &mut a);
+            forward_kernel(act, &us, &mut want_a);
+            assert_eq!(bits(&a), bits(&want_a), "{} forward", act.name());
+            let (mut g, mut want_g) = (vec![1.5; n], vec![1.5; n]);
+            let saturated = act.backward(&us, &a, &mut g);
+            let want_saturated = backward_kernel(act, &us, &a, &mut want_g);
+            assert_eq!(bits(&g), bits(&want_g), "{} backward", act.name());
+            assert_eq!(saturated, want_saturated, "{} saturated", act.name());
         }
     }
 

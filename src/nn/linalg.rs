@@ -16,6 +16,7 @@
 use multiversion::multiversion;
 
 use super::isa::Isa;
+use super::parallel;
 
 /// Up to this many rows, a product of row-major operands goes through the one-row kernels
 /// (several rows at a time), not through `gemm`: packing `W` costs more than the product then,
@@ -450,6 +451,10 @@ mod avx512 {
 /// place or with vector copies. This transpose moves 16 × 16 tiles through registers (on
 /// AVX-512). The product keeps its bits, since only the copy changes (tested); up to
 /// [`FEW_ROWS`] rows it now goes through the one-row kernels, the copy being contiguous.
+///
+/// From `PARALLEL_PASS` values, bands of `BAND` columns of `src` (rows of `dst`) are
+/// shared with the calling thread's [team](super::parallel): a copy gives the same bits
+/// whoever makes it.
 pub fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
     assert!(
         src.len() == rows * cols && dst.len() == rows * cols,
@@ -457,37 +462,73 @@ pub fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
         src.len(),
         dst.len()
     );
+    if rows * cols < PARALLEL_PASS {
+        transpose_band(src, rows, cols, 0, dst);
+        return;
+    }
+    let mut bands: Vec<(usize, &mut [f32])> = dst
+        .chunks_mut(BAND * rows)
+        .enumerate()
+        .map(|(i, band)| (i * BAND, band))
+        .collect();
+    parallel::for_each_mut(&mut bands, &|(first, band)| {
+        transpose_band(src, rows, cols, *first, band);
+    });
+}
+
+/// Values from which an elementwise pass or a copy ([`transpose`], [`bias_relu_fold_max`],
+/// `Activation::forward` and `backward`) is shared with the helpers of the calling thread's
+/// [team](super::parallel), in blocks of [`PASS_BLOCK`]: a hidden layer of 1,024 units at a
+/// batch of 64 rows. Below, handing the blocks out costs more than the helpers save.
+pub(crate) const PARALLEL_PASS: usize = 1 << 16;
+
+/// Values of a block of an elementwise pass: a whole number of every version's vectors.
+pub(crate) const PASS_BLOCK: usize = 1 << 14;
+
+/// Columns of a band of [`transpose`]: whole 16 × 16 tiles.
+const BAND: usize = 64;
+
+/// Rows `first..` of `dst = srcᵀ` (as many as `band` holds): columns `first..` of `src`.
+fn transpose_band(src: &[f32], rows: usize, cols: usize, first: usize, band: &mut [f32]) {
+    let width = band.len() / rows.max(1);
+    assert!(
+        src.len() == rows * cols && band.len() == rows * width && first + width <= cols,
+        "transpose: columns {first}..{} of [{rows}, {cols}] into {} values",
+        first + width,
+        band.len()
+    );
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         for r in (0..rows).step_by(16) {
-            for c in (0..cols).step_by(16) {
-                let (height, width) = ((rows - r).min(16), (cols - c).min(16));
+            for c in (0..width).step_by(16) {
+                let (height, tile_width) = ((rows - r).min(16), (width - c).min(16));
                 let (from, to) = (
-                    src[r * cols + c..].as_ptr(),
-                    dst[c * rows + r..].as_mut_ptr(),
+                    src[r * cols + first + c..].as_ptr(),
+                    band[c * rows + r..].as_mut_ptr(),
                 );
                 // SAFETY: the CPU has AVX-512F (checked just above); the tile's rows
-                // r..r + height and columns c..c + width lie inside `src`, and its transposed
-                // rectangle inside `dst`.
+                // r..r + height and columns first + c..first + c + tile_width lie inside
+                // `src`, and its transposed rectangle inside `band` (checked at the top).
                 unsafe {
-                    if height == 16 && width == 16 {
+                    if height == 16 && tile_width == 16 {
                         avx512::transpose_tile::<true>(from, cols, to, rows, 16, 16);
                     } else {
-                        avx512::transpose_tile::<false>(from, cols, to, rows, height, width);
+                        avx512::transpose_tile::<false>(from, cols, to, rows, height, tile_width);
                     }
                 }
             }
         }
         return;
     }
-    transpose_portable(src, rows, cols, dst);
+    transpose_portable(src, rows, cols, first, band);
 }
 
-/// [`transpose`] one element at a time, for CPUs without AVX-512.
-fn transpose_portable(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+/// [`transpose_band`] one element at a time, for CPUs without AVX-512.
+fn transpose_portable(src: &[f32], rows: usize, cols: usize, first: usize, band: &mut [f32]) {
+    let width = band.len() / rows.max(1);
     for r in 0..rows {
-        for c in 0..cols {
-            dst[c * rows + r] = src[r * cols + c];
+        for c in 0..width {
+            band[c * rows + r] = src[r * cols + first + c];
         }
     }
 }
@@ -519,8 +560,37 @@ pub fn column_sums(g: &[f32], out: &mut [f32]) {
 /// [`add_row`], the ReLU of `Activation::forward` and [`fold_column_max`] in turn, so the same
 /// bits (tested). The three passes took 3.9 % of W1's time; fused, W1 trained at
 /// 774–798k samples/s against 771–791k in six alternating pairs (`nn-bench w1`, +1.4 %).
-#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+///
+/// From `PARALLEL_PASS` values, blocks of rows are shared with the calling thread's
+/// [team](super::parallel), each folding its own column maxima, which are then folded into
+/// `acc` in block order: `u` and `a` keep their bits, and a maximum is exact whatever the
+/// grouping (only the sign of a zero maximum may differ, which no diagnostic can see: a unit
+/// counts as dead when its maximum is ≤ 0).
 pub fn bias_relu_fold_max(u: &mut [f32], bias: &[f32], a: &mut [f32], acc: &mut [f32]) {
+    let width = bias.len();
+    if u.len() < PARALLEL_PASS || width == 0 {
+        bias_relu_fold_max_rows(u, bias, a, acc);
+        return;
+    }
+    let rows = (PASS_BLOCK / width).max(1);
+    let mut blocks: Vec<_> = u
+        .chunks_mut(rows * width)
+        .zip(a.chunks_mut(rows * width))
+        .map(|(u, a)| (u, a, vec![f32::NEG_INFINITY; width]))
+        .collect();
+    parallel::for_each_mut(&mut blocks, &|(u, a, max)| {
+        bias_relu_fold_max_rows(u, bias, a, max);
+    });
+    for (_, _, max) in &blocks {
+        for (m, b) in acc.iter_mut().zip(max) {
+            *m = m.max(*b);
+        }
+    }
+}
+
+/// [`bias_relu_fold_max`] on one thread.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn bias_relu_fold_max_rows(u: &mut [f32], bias: &[f32], a: &mut [f32], acc: &mut [f32]) {
     let width = bias.len();
     for (urow, arow) in u.chunks_exact_mut(width).zip(a.chunks_exact_mut(width)) {
         for (((z, y), b), m) in urow.iter_mut().zip(arow).zip(bias).zip(acc.iter_mut()) {
@@ -609,7 +679,7 @@ mod tests {
             for portable in [false, true] {
                 let mut dst = vec![f32::NAN; rows * cols];
                 if portable {
-                    transpose_portable(&src, rows, cols, &mut dst);
+                    transpose_portable(&src, rows, cols, 0, &mut dst);
                 } else {
                     transpose(&src, rows, cols, &mut dst);
                 }
@@ -622,6 +692,23 @@ mod tests {
                         );
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn a_large_transpose_shared_with_helpers_matches_the_definition() {
+        // Above `PARALLEL_PASS`, with a last band narrower than the others.
+        let (rows, cols) = (1030, 300);
+        assert!(rows * cols >= PARALLEL_PASS);
+        let src: Vec<f32> = (0..rows * cols).map(|i| i as f32 - 7.5).collect();
+        let team = parallel::Team::new(2, std::sync::Arc::new(|| {})).unwrap();
+        let _entered = team.enter();
+        let mut dst = vec![f32::NAN; rows * cols];
+        transpose(&src, rows, cols, &mut dst);
+        for r in 0..rows {
+            for c in 0..cols {
+                assert_eq!(dst[c * rows + r], src[r * cols + c], "({r}, {c})");
             }
         }
     }
@@ -645,6 +732,28 @@ mod tests {
         assert_eq!(bits(&fu), bits(&u));
         assert_eq!(bits(&fa), bits(&a));
         assert_eq!(bits(&facc), bits(&acc));
+    }
+
+    #[test]
+    fn the_fused_relu_forward_shared_with_helpers_matches_one_pass() {
+        // Above `PARALLEL_PASS`, with a last block of fewer rows and zero columns in `u`.
+        let (rows, width) = (PARALLEL_PASS / 100 + 7, 100);
+        let mut u0: Vec<f32> = filled(rows, width, 0.9).iter().map(|v| v * 3.0).collect();
+        u0.iter_mut().step_by(width).for_each(|v| *v = -v.abs());
+        let bias: Vec<f32> = (0..width).map(|j| (j as f32 * 0.37).cos()).collect();
+        let acc0: Vec<f32> = (0..width).map(|j| (j as f32 * 0.11).sin() - 5.0).collect();
+
+        let (mut u, mut a, mut acc) = (u0.clone(), vec![0.0; rows * width], acc0.clone());
+        bias_relu_fold_max_rows(&mut u, &bias, &mut a, &mut acc);
+
+        let team = parallel::Team::new(2, std::sync::Arc::new(|| {})).unwrap();
+        let _entered = team.enter();
+        let (mut pu, mut pa, mut pacc) = (u0, vec![0.0; rows * width], acc0);
+        bias_relu_fold_max(&mut pu, &bias, &mut pa, &mut pacc);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&pu), bits(&u));
+        assert_eq!(bits(&pa), bits(&a));
+        assert_eq!(pacc, acc);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use multiversion::multiversion;
 use serde::{Deserialize, Serialize};
 
 use super::error::{NnError, Result};
+use super::parallel;
 
 /// Which optimizer, with its hyper-parameters (PyTorch's defaults where omitted).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -215,6 +216,8 @@ pub struct Optimizer {
     /// Second moment (Adam), square average (RMSprop).
     v: Vec<Vec<f32>>,
     step: u64,
+    /// Elements of all the tensors.
+    elements: usize,
 }
 
 impl Optimizer {
@@ -233,6 +236,7 @@ impl Optimizer {
             m,
             v,
             step: 0,
+            elements: lengths.iter().sum(),
         }
     }
 
@@ -245,6 +249,9 @@ impl Optimizer {
     /// `lengths` given to [`Optimizer::new`], each parameter, its gradient and whether it is
     /// decayed. `norms[i]` receives `[‖Δθ_i‖², ‖g_i‖²]`: the update and the gradient as given,
     /// measured in the same pass so that diagnostics cost no extra sweep over the parameters.
+    ///
+    /// Each tensor is updated in [`BLOCK`]s, shared with the helpers of the calling thread's
+    /// [team](super::parallel) when the tensors have [`PARALLEL_ELEMENTS`] or more.
     pub fn step<'a>(
         &mut self,
         lr: f32,
@@ -252,57 +259,155 @@ impl Optimizer {
         norms: &mut [[f64; 2]],
     ) {
         self.step += 1;
-        let t = self.step as i32;
-        for (i, (p, g, decays)) in tensors.enumerate() {
-            norms[i] = match self.config {
-                OptimizerConfig::Sgd {
-                    momentum,
-                    nesterov,
-                    weight_decay,
-                    ..
-                } => {
-                    let wd = if decays { weight_decay } else { 0.0 };
-                    let buf = self.m.get_mut(i).map(|b| b.as_mut_slice());
-                    sgd_kernel(p, g, buf, lr, momentum, nesterov, wd, t == 1)
-                }
-                OptimizerConfig::Adam {
-                    beta1,
-                    beta2,
-                    eps,
-                    weight_decay,
-                    ..
-                } => {
-                    let wd = if decays { weight_decay } else { 0.0 };
-                    let (bc1, bc2) = (1.0 - beta1.powi(t), 1.0 - beta2.powi(t));
-                    let k = AdamConsts::new(lr, beta1, beta2, eps, bc1, bc2);
-                    adam_kernel(p, g, &mut self.m[i], &mut self.v[i], k, wd, 1.0)
-                }
-                OptimizerConfig::AdamW {
-                    beta1,
-                    beta2,
-                    eps,
-                    weight_decay,
-                    ..
-                } => {
-                    let shrink = if decays { 1.0 - lr * weight_decay } else { 1.0 };
-                    let (bc1, bc2) = (1.0 - beta1.powi(t), 1.0 - beta2.powi(t));
-                    let k = AdamConsts::new(lr, beta1, beta2, eps, bc1, bc2);
-                    adam_kernel(p, g, &mut self.m[i], &mut self.v[i], k, 0.0, shrink)
-                }
-                OptimizerConfig::Rmsprop {
+        let rule = Rule {
+            config: self.config,
+            lr,
+            t: self.step as i32,
+        };
+        let (mut ms, mut vs) = (self.m.iter_mut(), self.v.iter_mut());
+        let blocks = tensors.enumerate().flat_map(|(tensor, (p, g, decays))| {
+            let mut m = ms.next().map(|m| m.chunks_mut(BLOCK));
+            let mut v = vs.next().map(|v| v.chunks_mut(BLOCK));
+            p.chunks_mut(BLOCK)
+                .zip(g.chunks(BLOCK))
+                .map(move |(p, g)| Block {
+                    tensor,
+                    decays,
+                    p,
+                    g,
+                    m: m.as_mut().and_then(Iterator::next),
+                    v: v.as_mut().and_then(Iterator::next),
+                    norms: [0.0; 2],
+                })
+        });
+        norms.fill([0.0; 2]);
+        let mut add = |b: &Block<'_>| {
+            let n = &mut norms[b.tensor];
+            n[0] += b.norms[0];
+            n[1] += b.norms[1];
+        };
+        if self.elements < PARALLEL_ELEMENTS {
+            for mut b in blocks {
+                b.norms = rule.apply(&mut b);
+                add(&b);
+            }
+        } else {
+            let mut blocks: Vec<Block<'_>> = blocks.collect();
+            parallel::for_each_mut(&mut blocks, &|b| b.norms = rule.apply(b));
+            blocks.iter().for_each(add);
+        }
+    }
+}
+
+/// Elements of a tensor that one call of a kernel updates: every tensor is cut into blocks of
+/// this many (the last one shorter), from its length alone, and each block's ‖Δθ‖² and ‖g‖²
+/// are summed apart, then added in block order, so that the norms do not depend on which
+/// thread updated which block. A tensor of one block is summed as a whole tensor always was.
+/// 16,384 elements are 1,024 to each of the kernels' `LANES`: what `linalg::sum_squares`
+/// sums in `f32` before folding into `f64`.
+pub const BLOCK: usize = 1 << 14;
+
+/// Elements a step updates from which its blocks are shared with the team's helpers: below,
+/// handing them out costs more than the helpers win.
+pub const PARALLEL_ELEMENTS: usize = 1 << 18;
+
+/// A block of one tensor with its state, and what its update measured.
+struct Block<'a> {
+    tensor: usize,
+    decays: bool,
+    p: &'a mut [f32],
+    g: &'a [f32],
+    /// First moment (Adam), momentum buffer (SGD, RMSprop), if the optimizer keeps one.
+    m: Option<&'a mut [f32]>,
+    /// Second moment (Adam), square average (RMSprop), if the optimizer keeps one.
+    v: Option<&'a mut [f32]>,
+    norms: [f64; 2],
+}
+
+/// What one step applies to every block.
+#[derive(Clone, Copy)]
+struct Rule {
+    config: OptimizerConfig,
+    lr: f32,
+    /// The step's number, from 1.
+    t: i32,
+}
+
+impl Rule {
+    /// Updates `b` and returns its `[‖Δθ‖², ‖g‖²]`.
+    fn apply(&self, b: &mut Block<'_>) -> [f64; 2] {
+        let (lr, t) = (self.lr, self.t);
+        let (p, g, decays) = (&mut *b.p, b.g, b.decays);
+        match self.config {
+            OptimizerConfig::Sgd {
+                momentum,
+                nesterov,
+                weight_decay,
+                ..
+            } => {
+                let wd = if decays { weight_decay } else { 0.0 };
+                sgd_kernel(p, g, b.m.as_deref_mut(), lr, momentum, nesterov, wd, t == 1)
+            }
+            OptimizerConfig::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                ..
+            } => {
+                let wd = if decays { weight_decay } else { 0.0 };
+                let (bc1, bc2) = (1.0 - beta1.powi(t), 1.0 - beta2.powi(t));
+                let k = AdamConsts::new(lr, beta1, beta2, eps, bc1, bc2);
+                let (m, v) = adam_state(b.m.as_deref_mut(), b.v.as_deref_mut());
+                adam_kernel(p, g, m, v, k, wd, 1.0)
+            }
+            OptimizerConfig::AdamW {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                ..
+            } => {
+                let shrink = if decays { 1.0 - lr * weight_decay } else { 1.0 };
+                let (bc1, bc2) = (1.0 - beta1.powi(t), 1.0 - beta2.powi(t));
+                let k = AdamConsts::new(lr, beta1, beta2, eps, bc1, bc2);
+                let (m, v) = adam_state(b.m.as_deref_mut(), b.v.as_deref_mut());
+                adam_kernel(p, g, m, v, k, 0.0, shrink)
+            }
+            OptimizerConfig::Rmsprop {
+                alpha,
+                eps,
+                momentum,
+                weight_decay,
+                ..
+            } => {
+                let wd = if decays { weight_decay } else { 0.0 };
+                let sq_avg = b.v.as_deref_mut().expect("RMSprop keeps a square average");
+                rmsprop_kernel(
+                    p,
+                    g,
+                    sq_avg,
+                    b.m.as_deref_mut(),
+                    lr,
                     alpha,
                     eps,
                     momentum,
-                    weight_decay,
-                    ..
-                } => {
-                    let wd = if decays { weight_decay } else { 0.0 };
-                    let buf = self.m.get_mut(i).map(|b| b.as_mut_slice());
-                    rmsprop_kernel(p, g, &mut self.v[i], buf, lr, alpha, eps, momentum, wd)
-                }
-            };
+                    wd,
+                )
+            }
         }
     }
+}
+
+/// Adam's two moments, which [`Optimizer::new`] always allocates for it.
+fn adam_state<'b>(
+    m: Option<&'b mut [f32]>,
+    v: Option<&'b mut [f32]>,
+) -> (&'b mut [f32], &'b mut [f32]) {
+    (
+        m.expect("Adam keeps a first moment"),
+        v.expect("Adam keeps a second moment"),
+    )
 }
 
 #[derive(Clone, Copy)]
@@ -516,6 +621,65 @@ mod tests {
             serde_json::from_str(r#"{"kind":"adam","learning_rate":-1}"#).unwrap();
         let err = bad.validate().unwrap_err().to_string();
         assert!(err.contains("optimizer.learning_rate"), "{err}");
+    }
+
+    /// Three steps of `config` over a tensor of several blocks (the last one short) and a
+    /// small one, on `helpers` helper threads: the parameters and the norms of each step.
+    fn three_steps(config: OptimizerConfig, helpers: usize) -> (Vec<Vec<u32>>, Vec<[u64; 2]>) {
+        let lengths = [PARALLEL_ELEMENTS + BLOCK / 2 + 3, 10];
+        let mut params: Vec<Vec<f32>> = lengths
+            .iter()
+            .map(|&n| (0..n).map(|i| ((i % 101) as f32 - 50.0) * 0.01).collect())
+            .collect();
+        let team = parallel::Team::new(helpers, std::sync::Arc::new(|| {})).unwrap();
+        let _entered = team.enter();
+        let mut opt = Optimizer::new(config, &lengths);
+        let mut norms_seen = Vec::new();
+        for step in 0..3 {
+            let grads: Vec<Vec<f32>> = lengths
+                .iter()
+                .map(|&n| {
+                    (0..n)
+                        .map(|i| ((i * 7 + step) % 13) as f32 * 0.1 - 0.6)
+                        .collect()
+                })
+                .collect();
+            let mut norms = [[0.0; 2]; 2];
+            let tensors = params
+                .iter_mut()
+                .zip(&grads)
+                .enumerate()
+                .map(|(i, (p, g))| (p.as_mut_slice(), g.as_slice(), i == 0));
+            opt.step(config.learning_rate(), tensors, &mut norms);
+            norms_seen.extend(norms.map(|n| n.map(f64::to_bits)));
+        }
+        let bits = params
+            .iter()
+            .map(|p| p.iter().map(|v| v.to_bits()).collect())
+            .collect();
+        (bits, norms_seen)
+    }
+
+    #[test]
+    fn updates_and_norms_do_not_depend_on_the_threads() {
+        for config in [
+            r#"{"kind": "adam", "weight_decay": 0.01}"#,
+            r#"{"kind": "adamw"}"#,
+            r#"{"kind": "sgd", "momentum": 0.9, "nesterov": true, "weight_decay": 0.01}"#,
+            r#"{"kind": "sgd"}"#,
+            r#"{"kind": "rmsprop", "momentum": 0.5}"#,
+            r#"{"kind": "rmsprop"}"#,
+        ] {
+            let config: OptimizerConfig = serde_json::from_str(config).unwrap();
+            let alone = three_steps(config, 0);
+            assert!(alone.1.iter().all(|n| n[0] != 0 && n[1] != 0), "{config:?}");
+            for helpers in [1, 3] {
+                assert!(
+                    three_steps(config, helpers) == alone,
+                    "{config:?}, {helpers} helpers"
+                );
+            }
+        }
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! Threads that help a training thread with its large products.
 //!
 //! A [`Team`] is a training thread's helpers. While the thread has [entered](Team::enter) it,
-//! [`for_each`] (what [`super::product`] splits a large product with) hands blocks to any
-//! helper that is free, the calling thread taking blocks too. The blocks are cut from the
-//! product's shape alone, and each block computes its outputs exactly as it would alone, so
+//! [`for_each`] (what [`super::product`] splits a large product with) and [`for_each_mut`]
+//! (what splits the optimizer's update and the elementwise passes of large layers) hand
+//! blocks to any helper that is free, the calling thread taking blocks too. The blocks are
+//! cut from the data's shape alone, and each block computes its outputs exactly as it would
+//! alone (a block's share of a sum is kept apart and added in block order by the caller), so
 //! the bits do not depend on how many threads took part (tested).
 //!
 //! The cores are shared between all teams: [`set_cores`] says how many training may use, a
@@ -236,6 +238,23 @@ pub fn for_each(blocks: usize, work: &(dyn Fn(usize) + Sync)) {
     );
 }
 
+/// Runs `work` on every item of `items`, each exactly once, as [`for_each`] runs blocks: what
+/// splits a pass over slices cut into blocks (an optimizer's update, an elementwise pass),
+/// each item holding a block's disjoint parts and receiving its results.
+///
+/// # Panics
+/// When `work` panics, on whichever thread.
+pub fn for_each_mut<T: Send>(items: &mut [T], work: &(dyn Fn(&mut T) + Sync)) {
+    if items.len() <= 1 || CURRENT.with(|c| c.borrow().is_none()) {
+        items.iter_mut().for_each(work);
+        return;
+    }
+    // Each item behind a lock of its own, taken once by the one thread that runs it: another
+    // thread gets its `&mut` without `unsafe`, for an uncontended lock an item.
+    let cells: Vec<Mutex<&mut T>> = items.iter_mut().map(Mutex::new).collect();
+    for_each(cells.len(), &|i| work(&mut lock(&cells[i])));
+}
+
 fn run_blocks(task: &Task, work: &(dyn Fn(usize) + Sync)) {
     loop {
         let i = task.next.fetch_add(1, Ordering::Relaxed);
@@ -336,6 +355,25 @@ mod tests {
                 assert!(
                     counts.iter().all(|c| c.load(Ordering::Relaxed) == 1),
                     "{helpers} helpers, {blocks} blocks"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_item_is_handed_out_once_with_or_without_helpers() {
+        for helpers in [0, 1, 3] {
+            let team = Team::new(helpers, Arc::new(|| {})).unwrap();
+            let _entered = team.enter();
+            for items in [0, 1, 2, 7, 64] {
+                let mut seen: Vec<(usize, u32)> = (0..items).map(|i| (i, 0)).collect();
+                for_each_mut(&mut seen, &|(i, count)| {
+                    *count += 1;
+                    *i *= 2;
+                });
+                assert!(
+                    seen.iter().enumerate().all(|(i, &s)| s == (2 * i, 1)),
+                    "{helpers} helpers, {items} items"
                 );
             }
         }

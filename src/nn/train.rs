@@ -11,8 +11,9 @@
 //! with NaN weights ever comes out.
 //!
 //! The same model, data, configuration and seed give the same weights bit for bit: every
-//! random choice comes from a stream of the seed (split, shuffle, dropout), and the kernels
-//! run single-threaded in a fixed order.
+//! random choice comes from a stream of the seed (split, shuffle, dropout), and every kernel
+//! sums in a fixed order, whichever threads of the job's team run its blocks
+//! ([`super::parallel`]).
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
