@@ -14,7 +14,7 @@
 //! the database, so a replica whose clock or scheduling is off (a paused process) can only
 //! give up early, never write late.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -26,8 +26,8 @@ use super::record::StoredJob;
 use super::run::{self, Work};
 use super::{Inner, Job, JobError, JobFailure, JobRecord, JobState, Jobs};
 use crate::registry::{seal, ObjectKind, RegistryError};
-use crate::store::queue::{Cancel, JobQueue, Lease, Renewal};
-use crate::store::{clock, envelope, Store, StoreError};
+use crate::store::queue::{Cancel, Lease, Renewal};
+use crate::store::{clock, envelope};
 
 /// How often a replica looks for queued jobs when nothing woke it (a submit on another
 /// replica is seen this late at most).
@@ -35,93 +35,6 @@ const POLL: Duration = Duration::from_millis(300);
 
 /// How often the reaper looks for expired leases.
 const REAP_EVERY: Duration = Duration::from_secs(1);
-
-static FENCED: AtomicU64 = AtomicU64::new(0);
-static LOST: AtomicU64 = AtomicU64::new(0);
-
-/// Writes of this process that the database refused because their lease's token was stale
-/// (`mlp_lab_job_writes_fenced_total`).
-#[must_use]
-pub fn writes_fenced() -> u64 {
-    FENCED.load(Ordering::Relaxed)
-}
-
-/// Leases this process lost while it ran their jobs (`mlp_lab_job_leases_lost_total`).
-#[must_use]
-pub fn leases_lost() -> u64 {
-    LOST.load(Ordering::Relaxed)
-}
-
-/// A store failure as the registry's, counting and logging a refused (fenced) write.
-pub(super) fn counted(error: StoreError) -> RegistryError {
-    if let StoreError::Fenced { job, token } = &error {
-        FENCED.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(%job, token, "a write under a stale lease was refused by the database");
-    }
-    RegistryError::Store(error)
-}
-
-/// The store as a job's worker writes through it: every put and delete fenced by the job's
-/// lease (what the registry writes a trained version through), reads as the store's.
-#[derive(Debug)]
-pub(super) struct LeasedStore {
-    queue: Arc<dyn JobQueue>,
-    store: Arc<dyn Store>,
-    lease: Lease,
-}
-
-impl LeasedStore {
-    pub(super) fn new(queue: Arc<dyn JobQueue>, store: Arc<dyn Store>, lease: Lease) -> Self {
-        Self {
-            queue,
-            store,
-            lease,
-        }
-    }
-}
-
-fn fenced_store_error(error: StoreError) -> StoreError {
-    match counted(error) {
-        RegistryError::Store(error) => error,
-        _ => StoreError::Unavailable("unreachable".to_owned()),
-    }
-}
-
-impl Store for LeasedStore {
-    fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        self.queue
-            .put_fenced(self.lease, key, bytes)
-            .map_err(fenced_store_error)
-    }
-
-    fn put_new(&self, key: &str, bytes: &[u8]) -> Result<bool, StoreError> {
-        self.queue
-            .put_new_fenced(self.lease, key, bytes)
-            .map_err(fenced_store_error)
-    }
-
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.store.get(key)
-    }
-
-    fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.queue
-            .delete_fenced(self.lease, key)
-            .map_err(fenced_store_error)
-    }
-
-    fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        self.store.list(prefix)
-    }
-
-    fn probe(&self) -> Result<(), StoreError> {
-        self.store.probe()
-    }
-
-    fn keeps_values(&self) -> bool {
-        self.store.keeps_values()
-    }
-}
 
 impl Jobs {
     /// Starts the claim loop and the reaper, under a shared queue and inside a runtime.
@@ -566,7 +479,7 @@ fn lose(job: &Job, lease: Lease, message: &str) {
     if shared.lease != Some(lease) {
         return;
     }
-    LOST.fetch_add(1, Ordering::Relaxed);
+    super::lease::count_lost();
     tracing::warn!(job = %job.id, token = lease.token, "{message}; writing nothing more for it");
     shared.lease = None;
     job.interrupter.stop();

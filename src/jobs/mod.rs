@@ -24,6 +24,7 @@
 mod cluster;
 mod follow;
 mod history;
+mod lease;
 mod lifecycle;
 mod persist;
 mod pool;
@@ -43,8 +44,8 @@ use crate::nn::{EpochRecord, Interrupter, NnError, TrainConfig};
 use crate::registry::{DatasetEntry, ModelEntry, Registry, RegistryError, Unavailable};
 use crate::store::queue::{JobQueue, Lease};
 use crate::store::Store;
-pub use cluster::{leases_lost, writes_fenced};
 pub use history::{HistoryPage, Subscriber, Update};
+pub use lease::{leases_lost, writes_fenced};
 pub use pool::wait_idle as wait_for_training_threads;
 #[cfg(any(test, fuzzing))]
 pub(crate) use record::StoredJob;

@@ -42,7 +42,7 @@ fn put(inner: &Inner, id: Uuid, lease: Option<Lease>, bytes: &[u8]) -> Result<()
         (None, _) => inner.store.put(&key(id), bytes)?,
         (Some(queue), Some(lease)) => queue
             .put_fenced(lease, &key(id), bytes)
-            .map_err(super::cluster::counted)?,
+            .map_err(super::lease::counted)?,
         (Some(_), None) => {
             tracing::debug!(job = %id, "not written: this replica holds no lease on the job");
         }
@@ -84,7 +84,7 @@ pub(super) fn persist_final(inner: &Inner, shared: &mut Shared) -> Result<(), Re
     shared.lease = None;
     queue
         .finish(lease, &key(shared.record.id), &bytes)
-        .map_err(super::cluster::counted)?;
+        .map_err(super::lease::counted)?;
     Ok(())
 }
 

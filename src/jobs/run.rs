@@ -174,7 +174,7 @@ fn train(inner: &Inner, job: &Job, work: Work) {
             let lease = job.lock().lease;
             let added = match (&inner.queue, lease) {
                 (Some(queue), Some(lease)) => inner.registry.add_version_through(
-                    &super::cluster::LeasedStore::new(
+                    &super::lease::LeasedStore::new(
                         Arc::clone(queue),
                         Arc::clone(&inner.store),
                         lease,

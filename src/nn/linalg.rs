@@ -723,7 +723,9 @@ mod tests {
         let (mut u, mut acc) = (u0.clone(), acc0.clone());
         add_row(&mut u, &bias);
         let mut a = vec![0.0; u.len()];
-        crate::nn::Activation::Relu.forward(&u, &mut a);
+        for (a, &u) in a.iter_mut().zip(&u) {
+            *a = u.max(0.0); // ReLU, as `Activation::Relu` computes it
+        }
         fold_column_max(&u, &mut acc);
 
         let (mut fu, mut fa, mut facc) = (u0, vec![0.0; rows * width], acc0);
